@@ -1,1 +1,366 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared harness for the end-to-end tests: `lnhubd` as a real process, LDK as a real peer.
+//!
+//! [`Hub`] starts the `lnhubd` binary built by the same `cargo test` run, in a fresh data
+//! directory, listening on an ephemeral loopback port; it reads the two start-up lines
+//! (`node_id=`, `listen=`) and kills the process on drop. Its log (stderr) goes to
+//! `<data-dir>/lnhubd.log` and is printed when a test fails while holding it.
+//!
+//! [`LdkPeer`] is an independent Lightning node: LDK's `PeerManager` on
+//! `lightning-net-tokio`, with its own keys, that connects to or accepts connections from the
+//! hub over TCP exactly as it would from any other implementation.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bitcoin::secp256k1::PublicKey;
+use lightning::ln::peer_handler::{ErroringMessageHandler, IgnoringMessageHandler, PeerManager};
+use lightning::sign::KeysManager;
+use lightning::util::logger::{Logger, Record};
+use lightning_net_tokio::SocketDescriptor;
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty directory under the system temp dir, removed by [`TempDir`]'s drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `lnhub-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> TempDir {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("lnhub-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Path of the `lnhubd` binary of this build (`target/<profile>/lnhubd`).
+pub fn lnhubd_path() -> PathBuf {
+    // Test executables live in target/<profile>/deps/; the binary one level up.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join("lnhubd");
+    assert!(
+        path.exists(),
+        "{} not found: run the workspace tests (`cargo test --workspace`), which build it, \
+         or `cargo build -p lnhubd` first",
+        path.display()
+    );
+    path
+}
+
+/// A running `lnhubd` process.
+pub struct Hub {
+    child: Child,
+    /// The hub's node id, as printed at start-up.
+    pub node_id: PublicKey,
+    /// The address it listens on, as printed at start-up.
+    pub addr: SocketAddr,
+    /// Its data directory (removed on drop).
+    pub dir: TempDir,
+}
+
+impl Hub {
+    /// Starts `lnhubd` on 127.0.0.1 with an ephemeral port and `extra` flags.
+    pub fn start(extra: &[&str]) -> Hub {
+        let dir = TempDir::new("hub");
+        Hub::start_in(dir, extra)
+    }
+
+    /// Starts `lnhubd` with data directory `dir`.
+    pub fn start_in(dir: TempDir, extra: &[&str]) -> Hub {
+        let log = std::fs::File::create(dir.0.join("lnhubd.log")).expect("log file");
+        let mut child = Command::new(lnhubd_path())
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lnhubd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node_id = None;
+        let mut addr = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while node_id.is_none() || addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "lnhubd printed no start-up lines; log:\n{}",
+                        read_log(&dir.0)
+                    );
+                }
+            };
+            if let Some(v) = line.strip_prefix("node_id=") {
+                node_id = Some(v.parse::<PublicKey>().expect("node_id line"));
+            } else if let Some(v) = line.strip_prefix("listen=") {
+                addr = Some(v.parse::<SocketAddr>().expect("listen line"));
+            }
+        }
+        Hub {
+            child,
+            node_id: node_id.unwrap(),
+            addr: addr.unwrap(),
+            dir,
+        }
+    }
+
+    /// The hub's log so far.
+    pub fn log(&self) -> String {
+        read_log(&self.dir.0)
+    }
+
+    /// Waits until the log contains `needle` or `timeout` passes.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || self.log().contains(needle))
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- lnhubd log ----\n{}", self.log());
+        }
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("lnhubd.log")).unwrap_or_default()
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// LDK's log lines go to the test's stderr (shown on failure).
+pub struct StderrLogger(pub &'static str);
+
+impl Logger for StderrLogger {
+    fn log(&self, record: Record<'_>) {
+        eprintln!("[{} {}] {}", self.0, record.level, record.args);
+    }
+}
+
+/// The LDK peer manager type used by connection-level tests: no channels, no gossip.
+pub type LdkPeerManager = PeerManager<
+    SocketDescriptor,
+    ErroringMessageHandler,
+    Arc<IgnoringMessageHandler>,
+    IgnoringMessageHandler,
+    Arc<StderrLogger>,
+    IgnoringMessageHandler,
+    Arc<KeysManager>,
+    IgnoringMessageHandler,
+>;
+
+/// An independent LDK node that only speaks the connection layer (BOLT 1/8).
+pub struct LdkPeer {
+    /// LDK's peer manager.
+    pub pm: Arc<LdkPeerManager>,
+    /// Its node id.
+    pub node_id: PublicKey,
+}
+
+impl LdkPeer {
+    /// A new LDK node whose keys come from `seed`.
+    pub fn new(name: &'static str, seed: [u8; 32]) -> LdkPeer {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let keys = Arc::new(KeysManager::new(
+            &seed,
+            now.as_secs(),
+            now.subsec_nanos(),
+            true,
+        ));
+        let node_id = {
+            use lightning::sign::{NodeSigner, Recipient};
+            keys.get_node_id(Recipient::Node).unwrap()
+        };
+        let mut ephemeral = [0u8; 32];
+        ephemeral[..8].copy_from_slice(&now.as_nanos().to_le_bytes()[..8]);
+        ephemeral[8] = seed[0];
+        let pm = Arc::new(LdkPeerManager::new_routing_only(
+            Arc::new(IgnoringMessageHandler {}),
+            now.as_secs() as u32,
+            &ephemeral,
+            Arc::new(StderrLogger(name)),
+            keys,
+        ));
+        LdkPeer { pm, node_id }
+    }
+
+    /// Dials `node_id` at `addr`; the connection runs on the current tokio runtime.
+    pub async fn connect(&self, node_id: PublicKey, addr: SocketAddr) {
+        let fut = lightning_net_tokio::connect_outbound(Arc::clone(&self.pm), node_id, addr)
+            .await
+            .expect("TCP connect to the hub");
+        tokio::spawn(fut);
+    }
+
+    /// Listens on an ephemeral loopback port and accepts every connection.
+    pub async fn listen(&self) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let pm = Arc::clone(&self.pm);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let stream = stream.into_std().expect("std stream");
+                tokio::spawn(lightning_net_tokio::setup_inbound(Arc::clone(&pm), stream));
+            }
+        });
+        addr
+    }
+
+    /// Whether `node_id` is connected with its `init` received.
+    pub fn is_connected(&self, node_id: &PublicKey) -> bool {
+        self.pm.peer_by_node_id(node_id).is_some()
+    }
+
+    /// Waits (async) until `cond` holds or `timeout` passes.
+    pub async fn wait(&self, timeout: Duration, mut cond: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A hand-driven BOLT 8 client built from lnhub's own pure crates, for tests that must send
+/// what no well-behaved implementation would (garbage frames, unknown even messages).
+pub struct RawPeer {
+    stream: std::net::TcpStream,
+    transport: lnhub_noise::Transport,
+    out: Vec<u8>,
+}
+
+impl RawPeer {
+    /// Connects to `node_id` at `addr` and completes the BOLT 8 handshake (blocking).
+    pub fn connect(node_id: &PublicKey, addr: SocketAddr, seed: u8) -> std::io::Result<RawPeer> {
+        use bitcoin::secp256k1::SecretKey;
+        use std::io::{Read, Write};
+        let local = SecretKey::from_slice(&[seed.max(1); 32]).unwrap();
+        let ephemeral = SecretKey::from_slice(&[seed.max(1).wrapping_add(1).max(1); 32]).unwrap();
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let (hs, act_one) = lnhub_noise::InitiatorHandshake::new(&local, node_id, &ephemeral);
+        stream.write_all(&act_one)?;
+        let mut act_two = [0u8; lnhub_noise::ACT_TWO_LEN];
+        stream.read_exact(&mut act_two)?;
+        let (act_three, transport) = hs
+            .handle_act_two(&act_two)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        stream.write_all(&act_three)?;
+        Ok(RawPeer {
+            stream,
+            transport,
+            out: Vec::new(),
+        })
+    }
+
+    /// Encrypts and sends one message (type included).
+    pub fn send(&mut self, msg: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.out.clear();
+        self.transport
+            .encrypt_message(msg, &mut self.out)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.stream.write_all(&self.out)
+    }
+
+    /// Sends raw bytes outside any frame.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.stream.write_all(bytes)
+    }
+
+    /// Receives the next message (blocking, 10 s timeout). `Ok(None)`: the hub closed.
+    pub fn recv(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(msg) = self
+                .transport
+                .next_message()
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?
+            {
+                return Ok(Some(msg.to_vec()));
+            }
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut data = &buf[..n];
+            while !data.is_empty() {
+                let used = self.transport.feed(data).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                })?;
+                data = &data[used..];
+                if used == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reads until the hub closes the connection; returns the messages received before that.
+    pub fn recv_until_closed(&mut self) -> std::io::Result<Vec<Vec<u8>>> {
+        let mut msgs = Vec::new();
+        while let Some(m) = self.recv()? {
+            msgs.push(m);
+        }
+        Ok(msgs)
+    }
+}

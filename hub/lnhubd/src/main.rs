@@ -1,1 +1,106 @@
-fn main() {}
+//! `lnhubd`: the lnhub daemon.
+//!
+//! Start-up order: flags -> config file -> validated [`config::Config`]; the data directory
+//! and node key are created on first start; the listener is bound; then two lines go to
+//! standard output for scripts and the load generator to read, and the event loop runs:
+//!
+//! ```text
+//! node_id=<66 hex characters>
+//! listen=<ip:port actually bound>
+//! ```
+//!
+//! Logs go to standard error. Exit status: 0 after SIGINT/SIGTERM, 1 on a configuration or
+//! start-up error (one line saying which field or file is wrong).
+
+mod config;
+mod keys;
+mod net;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use lnhub_peer::PeerConfig;
+use lnhub_wire::features::{self, Features};
+
+fn main() -> ExitCode {
+    let flags = config::Flags::parse();
+    let config = match config::Config::load(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lnhubd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    env_logger::Builder::new()
+        .parse_filters(&config.log_level)
+        .format_timestamp_millis()
+        .target(env_logger::Target::Stderr)
+        .init();
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lnhubd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: config::Config) -> Result<(), String> {
+    let key = keys::load_or_create(&config.data_dir)?;
+    let peer_config = PeerConfig {
+        features: init_features(),
+        chain_hash: config.chain_hash,
+        ping_interval: config.ping_interval,
+        pong_timeout: config.pong_timeout,
+    };
+    let node_id = key.node_id;
+    let listen = config.listen;
+    let data_dir = config.data_dir.clone();
+    let summary = format!(
+        "network {}, data dir {}, {} peer(s) to dial, {} trusted peer(s)",
+        config.network,
+        data_dir.display(),
+        config.connect.len(),
+        config.trusted_peers.len()
+    );
+    let mut node = net::Node::bind(config, key, peer_config)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let bound = node.local_addr().map_err(|e| e.to_string())?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "node_id={node_id}")
+            .and_then(|_| writeln!(out, "listen={bound}"))
+            .and_then(|_| out.flush())
+            .map_err(|e| format!("stdout: {e}"))?;
+    }
+    log::info!(
+        "lnhubd {} started: node {node_id}, {summary}",
+        env!("CARGO_PKG_VERSION")
+    );
+    node.run().map_err(|e| format!("event loop: {e}"))
+}
+
+/// The features we offer in `init` (BOLT 9). ASSUMED features are set as required, as BOLT 9
+/// lets nodes assume them; the channel types we will accept are offered as optional.
+fn init_features() -> Features {
+    let mut f = Features::empty();
+    for required in [
+        features::DATA_LOSS_PROTECT,
+        features::VAR_ONION_OPTIN,
+        features::STATIC_REMOTEKEY,
+        features::PAYMENT_SECRET,
+    ] {
+        f.set_required(required);
+    }
+    for optional in [
+        features::ANCHORS,
+        features::SHUTDOWN_ANYSEGWIT,
+        features::CHANNEL_TYPE,
+        features::SCID_ALIAS,
+        features::ZEROCONF,
+    ] {
+        f.set_optional(optional);
+    }
+    f
+}

@@ -1,0 +1,360 @@
+//! Configuration: raw (TOML file + command-line flags) -> validated, once, at start-up.
+//!
+//! The file is `<data-dir>/lnhub.toml`; every field is optional and a flag of the same name
+//! overrides it. Unknown fields are an error, so a typo never silently falls back to a default.
+//! Everything downstream sees only [`Config`], whose fields are already checked and converted
+//! to the types the rest of the daemon uses.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use lnhub_wire::types::ChainHash;
+use secp256k1::PublicKey;
+use serde::Deserialize;
+
+/// Name of the configuration file inside the data directory.
+pub const CONFIG_FILE: &str = "lnhub.toml";
+
+/// Command-line flags of `lnhubd`. Every flag but `--data-dir` overrides the config file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lnhubd",
+    version,
+    about = "lnhub: a Lightning Network routing hub"
+)]
+pub struct Flags {
+    /// Data directory (created if missing): node key, config file, channel state.
+    #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Bitcoin network: regtest (default), testnet, signet or bitcoin.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Address to listen on for Lightning peers [default: 0.0.0.0:9735].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Peer to dial and keep connected, as <node_id>@<host>:<port>. Repeatable.
+    #[arg(long, value_name = "NODE_ID@HOST:PORT")]
+    pub connect: Vec<String>,
+    /// Peer allowed to open zero-conf channels to us. Repeatable.
+    #[arg(long, value_name = "NODE_ID")]
+    pub trusted_peer: Vec<String>,
+    /// Seconds of silence from a peer before we send it a ping [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub ping_interval_secs: Option<u64>,
+    /// Seconds we wait for a pong before dropping the connection [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub pong_timeout_secs: Option<u64>,
+    /// Log filter (error, warn, info, debug, trace) [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".lnhub"),
+        None => PathBuf::from(".lnhub"),
+    }
+}
+
+/// The config file as written by the operator; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// See [`Flags::network`].
+    pub network: Option<String>,
+    /// See [`Flags::listen`].
+    pub listen: Option<String>,
+    /// See [`Flags::connect`].
+    #[serde(default)]
+    pub connect: Vec<String>,
+    /// See [`Flags::trusted_peer`].
+    #[serde(default)]
+    pub trusted_peers: Vec<String>,
+    /// See [`Flags::ping_interval_secs`].
+    pub ping_interval_secs: Option<u64>,
+    /// See [`Flags::pong_timeout_secs`].
+    pub pong_timeout_secs: Option<u64>,
+    /// See [`Flags::log_level`].
+    pub log_level: Option<String>,
+    /// Most simultaneous peer connections [default: 1024]. Each costs about 200 KiB of
+    /// buffers at most, so the default bounds them to ~200 MiB.
+    pub max_peers: Option<usize>,
+}
+
+/// A peer to keep connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// The peer's node id, checked during the BOLT 8 handshake.
+    pub node_id: PublicKey,
+    /// Where to dial it, as given (resolved at each attempt).
+    pub addr: String,
+}
+
+/// Validated configuration: the only form the daemon's rooms see.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory, created if missing.
+    pub data_dir: PathBuf,
+    /// Network name as configured ("regtest", ...).
+    pub network: String,
+    /// Genesis hash of the chain we serve, sent in `init` `networks`.
+    pub chain_hash: ChainHash,
+    /// Listening address.
+    pub listen: SocketAddr,
+    /// Peers to keep connected.
+    pub connect: Vec<PeerAddr>,
+    /// Peers allowed zero-conf channels.
+    pub trusted_peers: BTreeSet<PublicKey>,
+    /// Idle time before a ping.
+    pub ping_interval: Duration,
+    /// Time allowed for a pong.
+    pub pong_timeout: Duration,
+    /// Log filter.
+    pub log_level: String,
+    /// Bound on simultaneous connections.
+    pub max_peers: usize,
+}
+
+/// A configuration error: one line naming the field and what is wrong with it.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(field: &str, what: impl std::fmt::Display) -> Result<T, ConfigError> {
+    Err(ConfigError(format!("invalid config: {field}: {what}")))
+}
+
+/// Default listening port of Lightning nodes (BOLT 1 "Connection Handling").
+pub const DEFAULT_PORT: u16 = 9735;
+/// Default idle time before a ping: peers such as LDK ping every 10 s; 30 s keeps NAT mappings
+/// alive without adding traffic a busy hub would notice.
+pub const DEFAULT_PING_INTERVAL_SECS: u64 = 30;
+/// Default pong deadline: long enough for a loaded peer, short enough to free a dead slot.
+pub const DEFAULT_PONG_TIMEOUT_SECS: u64 = 30;
+/// Default connection bound, see [`RawConfig::max_peers`].
+pub const DEFAULT_MAX_PEERS: usize = 1024;
+
+impl Config {
+    /// Reads `<data-dir>/lnhub.toml` (if present), applies the flags over it and validates.
+    pub fn load(flags: Flags) -> Result<Config, ConfigError> {
+        let path = flags.data_dir.join(CONFIG_FILE);
+        let raw = read_raw(&path)?;
+        Config::validate(flags, raw)
+    }
+
+    /// Merges flags over the file and checks every field.
+    pub fn validate(flags: Flags, raw: RawConfig) -> Result<Config, ConfigError> {
+        let network = flags
+            .network
+            .or(raw.network)
+            .unwrap_or_else(|| "regtest".into());
+        let chain_hash = match network.as_str() {
+            "regtest" => ChainHash::REGTEST,
+            "testnet" => ChainHash::TESTNET,
+            "signet" => ChainHash::SIGNET,
+            "bitcoin" | "mainnet" => ChainHash::BITCOIN,
+            other => {
+                return err(
+                    "network",
+                    format!("unknown network {other:?} (regtest, testnet, signet, bitcoin)"),
+                )
+            }
+        };
+        let listen_str = flags
+            .listen
+            .or(raw.listen)
+            .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
+        let listen = match listen_str.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(e) => {
+                return err(
+                    "listen",
+                    format!("{listen_str:?} is not an IP:port address ({e})"),
+                )
+            }
+        };
+        let mut connect = Vec::new();
+        for s in raw.connect.iter().chain(flags.connect.iter()) {
+            let peer = parse_peer_addr(s).or_else(|e| err("connect", e))?;
+            if !connect.contains(&peer) {
+                connect.push(peer);
+            }
+        }
+        let mut trusted_peers = BTreeSet::new();
+        for s in raw.trusted_peers.iter().chain(flags.trusted_peer.iter()) {
+            trusted_peers.insert(parse_node_id(s).or_else(|e| err("trusted_peer", e))?);
+        }
+        let ping = flags
+            .ping_interval_secs
+            .or(raw.ping_interval_secs)
+            .unwrap_or(DEFAULT_PING_INTERVAL_SECS);
+        if !(1..=3600).contains(&ping) {
+            return err("ping_interval_secs", format!("{ping} is outside 1..=3600"));
+        }
+        let pong = flags
+            .pong_timeout_secs
+            .or(raw.pong_timeout_secs)
+            .unwrap_or(DEFAULT_PONG_TIMEOUT_SECS);
+        if !(1..=3600).contains(&pong) {
+            return err("pong_timeout_secs", format!("{pong} is outside 1..=3600"));
+        }
+        let log_level = flags
+            .log_level
+            .or(raw.log_level)
+            .unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return err(
+                "log_level",
+                format!("{log_level:?} is not one of error, warn, info, debug, trace"),
+            );
+        }
+        let max_peers = raw.max_peers.unwrap_or(DEFAULT_MAX_PEERS);
+        if !(1..=65_536).contains(&max_peers) {
+            return err("max_peers", format!("{max_peers} is outside 1..=65536"));
+        }
+        Ok(Config {
+            data_dir: flags.data_dir,
+            network,
+            chain_hash,
+            listen,
+            connect,
+            trusted_peers,
+            ping_interval: Duration::from_secs(ping),
+            pong_timeout: Duration::from_secs(pong),
+            log_level,
+            max_peers,
+        })
+    }
+}
+
+fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            // toml's message spans several lines (it quotes the offending line); keep the first.
+            let first = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("parse error")
+                .to_string();
+            let at = e
+                .span()
+                .map(|s| {
+                    format!(
+                        " (line {})",
+                        text[..s.start.min(text.len())].lines().count().max(1)
+                    )
+                })
+                .unwrap_or_default();
+            ConfigError(format!("invalid config: {}: {first}{at}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RawConfig::default()),
+        Err(e) => Err(ConfigError(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// Parses a 33-byte compressed public key written as 66 hex characters.
+pub fn parse_node_id(s: &str) -> Result<PublicKey, String> {
+    let bytes = decode_hex(s).ok_or_else(|| format!("{s:?} is not 66 hex characters"))?;
+    PublicKey::from_slice(&bytes).map_err(|_| format!("{s:?} is not a valid public key"))
+}
+
+/// Parses `<node_id>@<host>:<port>`.
+pub fn parse_peer_addr(s: &str) -> Result<PeerAddr, String> {
+    let (id, addr) = s
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?} is not <node_id>@<host>:<port>"))?;
+    let node_id = parse_node_id(id)?;
+    // Check the shape now (host and port present) so a typo fails at start-up; resolution
+    // happens at every dial so a changing DNS name keeps working.
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+        _ => return Err(format!("{addr:?} is not <host>:<port>")),
+    }
+    Ok(PeerAddr {
+        node_id,
+        addr: addr.to_string(),
+    })
+}
+
+/// Resolves a `host:port` to its first socket address.
+pub fn resolve(addr: &str) -> std::io::Result<SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
+}
+
+/// Decodes an even-length hex string.
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        Flags::try_parse_from(std::iter::once("lnhubd").chain(args.iter().copied())).unwrap()
+    }
+
+    const ID: &str = "028d7500dd4c12685d1f568b4c2b5048e8534b873319f3a8daa612b469132ec7f7";
+
+    #[test]
+    fn defaults_are_regtest_on_9735() {
+        let c = Config::validate(flags(&["--data-dir", "/tmp/x"]), RawConfig::default()).unwrap();
+        assert_eq!(c.network, "regtest");
+        assert_eq!(c.chain_hash, ChainHash::REGTEST);
+        assert_eq!(c.listen, "0.0.0.0:9735".parse().unwrap());
+        assert_eq!(c.ping_interval, Duration::from_secs(30));
+        assert!(c.connect.is_empty());
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let raw: RawConfig =
+            toml::from_str("listen = \"127.0.0.1:1\"\nnetwork = \"signet\"").unwrap();
+        let c = Config::validate(flags(&["--listen", "127.0.0.1:2"]), raw).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2".parse().unwrap());
+        assert_eq!(c.network, "signet");
+    }
+
+    #[test]
+    fn bad_fields_name_the_field() {
+        let e =
+            Config::validate(flags(&["--listen", "nowhere"]), RawConfig::default()).unwrap_err();
+        assert!(e.0.contains("listen"), "{e}");
+        let e = Config::validate(flags(&["--network", "moon"]), RawConfig::default()).unwrap_err();
+        assert!(e.0.contains("network"), "{e}");
+        let e =
+            Config::validate(flags(&["--connect", "abc@x:1"]), RawConfig::default()).unwrap_err();
+        assert!(e.0.contains("connect"), "{e}");
+        let e = Config::validate(flags(&["--ping-interval-secs", "0"]), RawConfig::default())
+            .unwrap_err();
+        assert!(e.0.contains("ping_interval_secs"), "{e}");
+        assert!(toml::from_str::<RawConfig>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn peer_addr_parses() {
+        let p = parse_peer_addr(&format!("{ID}@127.0.0.1:9735")).unwrap();
+        assert_eq!(p.addr, "127.0.0.1:9735");
+        assert!(parse_peer_addr(&format!("{ID}@127.0.0.1")).is_err());
+        assert!(parse_peer_addr("02@127.0.0.1:1").is_err());
+    }
+}

@@ -1,0 +1,720 @@
+//! The connection room's shell: one mio event loop that owns every peer socket.
+//!
+//! It accepts inbound connections, dials configured peers (reconnecting with exponential
+//! backoff), runs the BOLT 8 handshake ([`lnhub_noise`]) and then each connection's BOLT 1
+//! state machine ([`lnhub_peer`]). All protocol decisions live in those pure crates; this file
+//! only moves bytes, keeps time and enforces the resource bounds:
+//!
+//! - at most `max_peers` connections; more are accepted and closed at once;
+//! - a handshake must finish within [`HANDSHAKE_TIMEOUT`];
+//! - at most [`MAX_OUTBOUND_BYTES`] wait to be written to one socket: above that the loop stops
+//!   reading from that socket (back-pressure) until the peer has read its backlog;
+//! - reads are drained to `WouldBlock` as mio's edge-triggered readiness requires.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use secp256k1::PublicKey;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use lnhub_noise::{
+    InitiatorHandshake, ResponderAwaitingActThree, ResponderHandshake, Transport, ACT_ONE_LEN,
+    ACT_THREE_LEN, ACT_TWO_LEN,
+};
+use lnhub_peer::{Peer, PeerConfig, PeerEvent};
+use lnhub_wire::msgs::Message;
+
+use crate::config::{self, Config, PeerAddr};
+use crate::keys::{self, NodeKey};
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// Time allowed for the three BOLT 8 acts; a connection that stalls longer only holds a slot.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes allowed to wait for one slow socket before we stop reading from it. Four largest
+/// messages: enough for bursts, small enough that 1024 peers hold at most ~256 MiB.
+pub const MAX_OUTBOUND_BYTES: usize = 4 * (65535 + 34);
+/// First reconnection delay; doubles after each failure up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest reconnection delay: a peer that comes back is found within a minute.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Size of the read scratch buffer: one full BOLT 8 frame.
+const READ_CHUNK: usize = 65535 + 34;
+
+enum Handshake {
+    Initiator(InitiatorHandshake),
+    Responder(ResponderHandshake),
+    ResponderActThree(ResponderAwaitingActThree),
+}
+
+// One per connection, so the size difference costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+enum Phase {
+    Handshake {
+        hs: Handshake,
+        buf: Vec<u8>,
+        deadline: Instant,
+    },
+    Active {
+        transport: Transport,
+        peer: Peer,
+        node_id: PublicKey,
+    },
+}
+
+struct Conn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    phase: Option<Phase>,
+    outbound: Vec<u8>,
+    written: usize,
+    /// Index into `Node::dialers` when we dialed this connection.
+    dialer: Option<usize>,
+    /// The node id we dialed (the initiator knows it before the handshake).
+    dialed_node_id: Option<PublicKey>,
+    /// Interest currently registered (to avoid needless reregistration).
+    interest: Interest,
+    closing: bool,
+}
+
+struct Dialer {
+    peer: PeerAddr,
+    token: Option<Token>,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+/// The connection room: listener, connections, dialers.
+pub struct Node {
+    config: Config,
+    key: NodeKey,
+    peer_config: PeerConfig,
+    poll: Poll,
+    listener: TcpListener,
+    signals: Signals,
+    conns: HashMap<Token, Conn>,
+    by_node_id: HashMap<PublicKey, Token>,
+    dialers: Vec<Dialer>,
+    next_token: usize,
+    scratch: Vec<u8>,
+    plain: Vec<u8>,
+    /// Peer events produced while reading, handled in `finish` (reused buffer; at most one
+    /// per message of one read chunk).
+    events: Vec<PeerEvent>,
+}
+
+impl Node {
+    /// Binds the listener and prepares the dialers. Prints nothing yet.
+    pub fn bind(config: Config, key: NodeKey, peer_config: PeerConfig) -> io::Result<Node> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let now = Instant::now();
+        let dialers = config
+            .connect
+            .iter()
+            .map(|p| Dialer {
+                peer: p.clone(),
+                token: None,
+                next_attempt: now,
+                backoff: MIN_BACKOFF,
+            })
+            .collect();
+        Ok(Node {
+            config,
+            key,
+            peer_config,
+            poll,
+            listener,
+            signals,
+            conns: HashMap::new(),
+            by_node_id: HashMap::new(),
+            dialers,
+            next_token: FIRST_CONN,
+            scratch: vec![0; READ_CHUNK],
+            plain: Vec::with_capacity(READ_CHUNK),
+            events: Vec::new(),
+        })
+    }
+
+    /// The address actually bound (resolves port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs until SIGINT or SIGTERM.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            self.handle_timers(now);
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    SIGNALS => {
+                        if self.signals.pending().next().is_some() {
+                            info!("signal received, shutting down");
+                            self.shutdown();
+                            return Ok(());
+                        }
+                    }
+                    token => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_ready(token);
+                        }
+                        if event.is_writable() {
+                            self.flush(token);
+                        }
+                        self.finish(token);
+                    }
+                }
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                conn.closing = true;
+                let _ = write_out(conn);
+            }
+            self.remove(token);
+        }
+    }
+
+    fn alloc_token(&mut self) -> Token {
+        let t = Token(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, addr)) => {
+                    if self.conns.len() >= self.config.max_peers {
+                        warn!("refusing connection from {addr}: max_peers reached");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let token = self.alloc_token();
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, token, Interest::READABLE)
+                    {
+                        warn!("cannot register {addr}: {e}");
+                        continue;
+                    }
+                    let ephemeral = match keys::fresh_secret() {
+                        Ok(k) => k,
+                        Err(e) => {
+                            warn!("{e}");
+                            continue;
+                        }
+                    };
+                    let hs = ResponderHandshake::new(&self.key.secret, &ephemeral);
+                    debug!("inbound connection from {addr}");
+                    self.conns.insert(
+                        token,
+                        Conn::new(stream, addr, Handshake::Responder(hs), None),
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn dial(&mut self, index: usize, now: Instant) {
+        let peer = self.dialers[index].peer.clone();
+        let attempt = config::resolve(&peer.addr).and_then(TcpStream::connect);
+        let mut stream = match attempt {
+            Ok(s) => s,
+            Err(e) => {
+                info!("dial {}@{} failed: {e}", peer.node_id, peer.addr);
+                self.backoff(index, now);
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let token = self.alloc_token();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
+            warn!("cannot register dial to {}: {e}", peer.addr);
+            self.backoff(index, now);
+            return;
+        }
+        let ephemeral = match keys::fresh_secret() {
+            Ok(k) => k,
+            Err(e) => {
+                warn!("{e}");
+                return;
+            }
+        };
+        let (hs, act_one) = InitiatorHandshake::new(&self.key.secret, &peer.node_id, &ephemeral);
+        let addr = stream
+            .peer_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        let mut conn = Conn::new(stream, addr, Handshake::Initiator(hs), Some(index));
+        conn.interest = interest;
+        conn.dialed_node_id = Some(peer.node_id);
+        conn.outbound.extend_from_slice(&act_one);
+        self.conns.insert(token, conn);
+        self.dialers[index].token = Some(token);
+        debug!("dialing {}@{}", peer.node_id, peer.addr);
+    }
+
+    fn backoff(&mut self, index: usize, now: Instant) {
+        let d = &mut self.dialers[index];
+        d.token = None;
+        d.next_attempt = now + d.backoff;
+        d.backoff = (d.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Reads until `WouldBlock` (or back-pressure), handling each chunk's messages and their
+    /// events before reading the next, so nothing accumulates beyond one chunk.
+    fn read_ready(&mut self, token: Token) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if conn.closing || conn.backlog() > MAX_OUTBOUND_BYTES {
+                return; // back-pressure: leave the bytes in the kernel until the peer reads
+            }
+            let n = match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    debug!("{} closed the connection", conn.addr);
+                    conn.closing = true;
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("read from {} failed: {e}", conn.addr);
+                    conn.closing = true;
+                    return;
+                }
+            };
+            let now = Instant::now();
+            let data = &self.scratch[..n];
+            if let Err(e) = conn.handle_bytes(
+                data,
+                now,
+                &self.peer_config,
+                &mut self.plain,
+                &mut self.events,
+            ) {
+                info!("dropping {}: {e}", conn.addr);
+                conn.closing = true;
+                return;
+            }
+            self.dispatch(token);
+        }
+    }
+
+    fn flush(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(&token) {
+            if let Err(e) = write_out(conn) {
+                debug!("write to {} failed: {e}", conn.addr);
+                conn.closing = true;
+            }
+        }
+    }
+
+    /// Handles the events a connection's peer state machine produced.
+    fn dispatch(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let Some(Phase::Active { peer, node_id, .. }) = &mut conn.phase else {
+            return;
+        };
+        let node_id = *node_id;
+        self.events.extend(std::iter::from_fn(|| peer.poll_event()));
+        let mut ready = false;
+        for event in self.events.drain(..) {
+            match event {
+                PeerEvent::Ready { features } => {
+                    info!(
+                        "peer {node_id} ready at {} (features {features:?})",
+                        conn.addr
+                    );
+                    ready = true;
+                }
+                PeerEvent::Channel(msg) => {
+                    // The channel engine is not wired yet: refuse channel opens clearly
+                    // instead of leaving the peer waiting.
+                    if let (Message::OpenChannel(_), Some(channel_id)) = (&msg, msg.channel_id()) {
+                        peer.send_error(channel_id, "lnhub does not accept channels yet");
+                    }
+                }
+                PeerEvent::Gossip(msg) => debug!("gossip from {node_id}: type {}", msg.msg_type()),
+                PeerEvent::Error { channel_id, data } => {
+                    warn!("error from {node_id} on {channel_id}: {}", printable(&data))
+                }
+                PeerEvent::Warning { channel_id, data } => {
+                    warn!(
+                        "warning from {node_id} on {channel_id}: {}",
+                        printable(&data)
+                    )
+                }
+                PeerEvent::Disconnect(reason) => {
+                    info!("disconnecting {node_id}: {reason}");
+                    conn.closing = true;
+                }
+            }
+        }
+        if ready {
+            if let Some(old) = self.by_node_id.insert(node_id, token) {
+                if old != token {
+                    info!("{node_id} reconnected; closing its previous connection");
+                    self.remove(old);
+                    self.by_node_id.insert(node_id, token);
+                }
+            }
+        }
+    }
+
+    /// After I/O on a connection: handles events, encrypts and writes output, applies a
+    /// close, and adjusts the registered interest.
+    fn finish(&mut self, token: Token) {
+        loop {
+            self.dispatch(token);
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if let Err(e) = conn
+                .pump_output(&mut self.plain)
+                .map_err(io::Error::other)
+                .and_then(|()| write_out(conn))
+            {
+                debug!("{}: {e}", conn.addr);
+                conn.closing = true;
+            }
+            if conn.closing {
+                return self.remove(token);
+            }
+            // Interest: writable while output is pending; readable unless back-pressured.
+            let blocked = conn.backlog() > MAX_OUTBOUND_BYTES;
+            let want = match (blocked, conn.backlog() > 0) {
+                (true, _) => Interest::WRITABLE,
+                (false, true) => Interest::READABLE | Interest::WRITABLE,
+                (false, false) => Interest::READABLE,
+            };
+            if want == conn.interest {
+                return;
+            }
+            let was_blocked = !conn.interest.is_readable();
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, want)
+                .is_ok()
+            {
+                conn.interest = want;
+            }
+            if !(was_blocked && want.is_readable()) {
+                return;
+            }
+            // Leaving back-pressure: bytes may already wait in the kernel, and with
+            // edge-triggered readiness no new event announces them. Read, then go round.
+            self.read_ready(token);
+        }
+    }
+
+    fn remove(&mut self, token: Token) {
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(Phase::Active { node_id, .. }) = conn.phase {
+            if self.by_node_id.get(&node_id) == Some(&token) {
+                self.by_node_id.remove(&node_id);
+                info!("peer {node_id} disconnected");
+            }
+        }
+        if let Some(index) = conn.dialer {
+            if self.dialers[index].token == Some(token) {
+                let active = matches!(conn.phase, Some(Phase::Active { .. }));
+                if active {
+                    self.dialers[index].backoff = MIN_BACKOFF;
+                }
+                self.backoff(index, Instant::now());
+            }
+        }
+    }
+
+    fn handle_timers(&mut self, now: Instant) {
+        let due: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline().is_some_and(|t| now >= t))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in due {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            match &mut conn.phase {
+                Some(Phase::Handshake { .. }) => {
+                    info!("handshake with {} timed out", conn.addr);
+                    conn.closing = true;
+                }
+                Some(Phase::Active { peer, .. }) => peer.handle_timeout(now),
+                None => {}
+            }
+            self.finish(token);
+        }
+        for index in 0..self.dialers.len() {
+            let d = &self.dialers[index];
+            if d.token.is_none()
+                && now >= d.next_attempt
+                && !self.by_node_id.contains_key(&d.peer.node_id)
+            {
+                self.dial(index, now);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let conns = self.conns.values().filter_map(Conn::deadline);
+        let dials = self
+            .dialers
+            .iter()
+            .filter(|d| d.token.is_none())
+            .map(|d| d.next_attempt);
+        conns.chain(dials).min()
+    }
+}
+
+impl Conn {
+    fn new(stream: TcpStream, addr: SocketAddr, hs: Handshake, dialer: Option<usize>) -> Conn {
+        Conn {
+            stream,
+            addr,
+            phase: Some(Phase::Handshake {
+                hs,
+                buf: Vec::with_capacity(ACT_THREE_LEN),
+                deadline: Instant::now() + HANDSHAKE_TIMEOUT,
+            }),
+            outbound: Vec::with_capacity(4096),
+            written: 0,
+            dialer,
+            dialed_node_id: None,
+            interest: Interest::READABLE,
+            closing: false,
+        }
+    }
+
+    /// Encrypted bytes waiting for the socket.
+    fn backlog(&self) -> usize {
+        self.outbound.len() - self.written
+    }
+
+    /// When this connection's timers next need attention.
+    fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Some(Phase::Handshake { deadline, .. }) => Some(*deadline),
+            Some(Phase::Active { peer, .. }) => peer.poll_timeout(),
+            None => None,
+        }
+    }
+
+    /// Consumes bytes read from the socket: handshake acts, then transport frames.
+    fn handle_bytes(
+        &mut self,
+        mut data: &[u8],
+        now: Instant,
+        peer_config: &PeerConfig,
+        plain: &mut Vec<u8>,
+        events: &mut Vec<PeerEvent>,
+    ) -> Result<(), String> {
+        while !data.is_empty() {
+            match self.phase.take() {
+                Some(Phase::Handshake {
+                    hs,
+                    mut buf,
+                    deadline,
+                }) => {
+                    let need = match hs {
+                        Handshake::Initiator(_) => ACT_TWO_LEN,
+                        Handshake::Responder(_) => ACT_ONE_LEN,
+                        Handshake::ResponderActThree(_) => ACT_THREE_LEN,
+                    };
+                    let take = (need - buf.len()).min(data.len());
+                    buf.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if buf.len() < need {
+                        self.phase = Some(Phase::Handshake { hs, buf, deadline });
+                        continue;
+                    }
+                    self.phase = Some(self.advance_handshake(hs, &buf, now, peer_config)?);
+                }
+                Some(Phase::Active {
+                    mut transport,
+                    mut peer,
+                    node_id,
+                }) => {
+                    let result = feed_transport(&mut transport, &mut peer, data, now, events);
+                    self.phase = Some(Phase::Active {
+                        transport,
+                        peer,
+                        node_id,
+                    });
+                    result?;
+                    data = &[];
+                }
+                None => return Err("connection in no phase".into()),
+            }
+        }
+        self.pump_output(plain)
+    }
+
+    fn advance_handshake(
+        &mut self,
+        hs: Handshake,
+        act: &[u8],
+        now: Instant,
+        peer_config: &PeerConfig,
+    ) -> Result<Phase, String> {
+        match hs {
+            Handshake::Responder(r) => {
+                let act: &[u8; ACT_ONE_LEN] = act.try_into().map_err(|_| "act one length")?;
+                let (next, act_two) = r
+                    .handle_act_one(act)
+                    .map_err(|e| format!("handshake act one: {e}"))?;
+                self.outbound.extend_from_slice(&act_two);
+                let deadline = now + HANDSHAKE_TIMEOUT;
+                Ok(Phase::Handshake {
+                    hs: Handshake::ResponderActThree(next),
+                    buf: Vec::with_capacity(ACT_THREE_LEN),
+                    deadline,
+                })
+            }
+            Handshake::ResponderActThree(r) => {
+                let act: &[u8; ACT_THREE_LEN] = act.try_into().map_err(|_| "act three length")?;
+                let (transport, node_id) = r
+                    .handle_act_three(act)
+                    .map_err(|e| format!("handshake act three: {e}"))?;
+                debug!("handshake with {node_id} at {} complete", self.addr);
+                Ok(Phase::Active {
+                    transport,
+                    peer: Peer::new(peer_config.clone(), now),
+                    node_id,
+                })
+            }
+            Handshake::Initiator(i) => {
+                let act: &[u8; ACT_TWO_LEN] = act.try_into().map_err(|_| "act two length")?;
+                let (act_three, transport) = i
+                    .handle_act_two(act)
+                    .map_err(|e| format!("handshake act two: {e}"))?;
+                self.outbound.extend_from_slice(&act_three);
+                let node_id = self.dialed_node_id.ok_or("initiator without node id")?;
+                Ok(Phase::Active {
+                    transport,
+                    peer: Peer::new(peer_config.clone(), now),
+                    node_id,
+                })
+            }
+        }
+    }
+
+    /// Encrypts every message the peer state machine wants to send.
+    fn pump_output(&mut self, plain: &mut Vec<u8>) -> Result<(), String> {
+        if let Some(Phase::Active {
+            transport, peer, ..
+        }) = &mut self.phase
+        {
+            loop {
+                plain.clear();
+                if !peer.poll_transmit(plain) {
+                    break;
+                }
+                transport
+                    .encrypt_message(plain, &mut self.outbound)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn feed_transport(
+    transport: &mut Transport,
+    peer: &mut Peer,
+    mut data: &[u8],
+    now: Instant,
+    events: &mut Vec<PeerEvent>,
+) -> Result<(), String> {
+    // The decoder holds at most one frame; offer the rest after draining what it holds.
+    loop {
+        let accepted = transport
+            .feed(data)
+            .map_err(|e| format!("transport: {e}"))?;
+        data = &data[accepted..];
+        while let Some(msg) = transport
+            .next_message()
+            .map_err(|e| format!("transport: {e}"))?
+        {
+            peer.handle_message(msg, now);
+            events.extend(std::iter::from_fn(|| peer.poll_event()));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+    }
+}
+
+fn write_out(conn: &mut Conn) -> io::Result<()> {
+    while conn.written < conn.outbound.len() {
+        match conn.stream.write(&conn.outbound[conn.written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => conn.written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if conn.written == conn.outbound.len() {
+        conn.outbound.clear();
+        conn.written = 0;
+    } else if conn.written > conn.outbound.len() / 2 {
+        conn.outbound.drain(..conn.written);
+        conn.written = 0;
+    }
+    Ok(())
+}
+
+/// Peer-supplied text made safe for one log line.
+fn printable(data: &[u8]) -> String {
+    String::from_utf8_lossy(&data[..data.len().min(200)])
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}

@@ -1,0 +1,115 @@
+//! The daemon as an operator meets it: first start creates the data directory and a 0600 node
+//! key, prints `node_id=` and `listen=`, keeps the same identity on restart, exits 0 on
+//! SIGTERM, and refuses a bad config with one line naming the field.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lnhubd-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Starts lnhubd, returns its two start-up lines, then stops it with SIGTERM and checks the
+/// exit status.
+fn start_and_stop(dir: &Path) -> (String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lnhubd"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let node_id = lines.next().unwrap().unwrap();
+    let listen = lines.next().unwrap().unwrap();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut status = None;
+    for _ in 0..500 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("lnhubd did not exit within 5 s of SIGTERM")
+    });
+    assert!(status.success(), "SIGTERM exit status: {status}");
+    (node_id, listen)
+}
+
+#[test]
+fn first_start_creates_key_prints_identity_and_stops_cleanly() {
+    let dir = temp_dir("start");
+    let (node_id, listen) = start_and_stop(&dir);
+    let hex = node_id.strip_prefix("node_id=").expect("node_id line");
+    assert_eq!(hex.len(), 66);
+    assert!(hex.starts_with("02") || hex.starts_with("03"));
+    let addr: std::net::SocketAddr = listen.strip_prefix("listen=").unwrap().parse().unwrap();
+    assert_ne!(
+        addr.port(),
+        0,
+        "the bound port is printed, not the requested 0"
+    );
+
+    let mode = std::fs::metadata(dir.join("node_secret"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let (again, _) = start_and_stop(&dir);
+    assert_eq!(again, node_id, "restart keeps the node identity");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn run_expecting_failure(dir: &Path, config: Option<&str>, args: &[&str]) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    if let Some(text) = config {
+        std::fs::write(dir.join("lnhub.toml"), text).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_lnhubd"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn bad_config_is_one_line_naming_the_field() {
+    let dir = temp_dir("bad");
+    let e = run_expecting_failure(&dir, Some("listen = \"nowhere\"\n"), &[]);
+    assert!(e.contains("listen"), "{e}");
+    let e = run_expecting_failure(&dir, Some("network = \"moon\"\n"), &[]);
+    assert!(e.contains("network"), "{e}");
+    let e = run_expecting_failure(&dir, Some("lisen = \"127.0.0.1:1\"\n"), &[]);
+    assert!(e.contains("lisen"), "{e}");
+    let e = run_expecting_failure(&dir, Some("max_peers = 0\n"), &[]);
+    assert!(e.contains("max_peers"), "{e}");
+    let e = run_expecting_failure(&dir, None, &["--connect", "nobody@127.0.0.1:9735"]);
+    assert!(e.contains("connect"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
