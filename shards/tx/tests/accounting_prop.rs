@@ -1,0 +1,143 @@
+//! Randomised value accounting: for many HTLC sets, feerates, dust limits,
+//! funders, owners and both channel types, every satoshi of the funding
+//! output is accounted for (outputs + fee, the fee explained by base fee,
+//! anchors not created, trimmed HTLCs, trimmed balances and msat rounding),
+//! and every HTLC transaction pays exactly the HTLC amount minus its fee.
+
+mod common;
+mod vectors;
+
+use bitcoin::hashes::{sha256, Hash};
+use bitcoin::Amount;
+use common::*;
+use lnhub_tx::accounting::check_commitment_value;
+use lnhub_tx::{
+    build_commitment, fees, htlc_tx, ChannelType, CommitmentError, CommitmentKeys, CommitmentSpec,
+    HtlcDirection, HtlcSpec, HtlcTxKind, Side,
+};
+use proptest::prelude::*;
+use secp256k1::Secp256k1;
+
+fn htlc_strategy() -> impl Strategy<Value = (bool, u64, u32, u8)> {
+    (
+        any::<bool>(),
+        prop_oneof![1u64..5_000_000, 5_000_000u64..200_000_000],
+        400u32..600,
+        0u8..4,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn value_identity_holds(
+        anchors in any::<bool>(),
+        owner_local in any::<bool>(),
+        funder_local in any::<bool>(),
+        feerate_per_kw in prop_oneof![0u32..300, 253u32..20_000, 20_000u32..2_000_000],
+        local_dust in prop_oneof![Just(0u64), 294u64..=546, 546u64..5_000],
+        remote_dust in 294u64..5_000,
+        raw_htlcs in proptest::collection::vec(htlc_strategy(), 0..24),
+        extra_msat in 0u64..20_000_000_000,
+        local_share in 0u64..=1_000,
+        commitment_number in 0u64..(1 << 48),
+    ) {
+        let secp = Secp256k1::new();
+        let channel_type = if anchors { ChannelType::Anchors } else { ChannelType::StaticRemoteKey };
+        let owner = if owner_local { Side::Local } else { Side::Remote };
+        let funder = if funder_local { Side::Local } else { Side::Remote };
+        let htlcs: Vec<HtlcSpec> = raw_htlcs
+            .iter()
+            .enumerate()
+            .map(|(i, (offered, amount_msat, cltv, hash))| HtlcSpec {
+                id: i as u64,
+                direction: if *offered { HtlcDirection::Offered } else { HtlcDirection::Received },
+                amount_msat: *amount_msat,
+                cltv_expiry: *cltv,
+                // Few distinct hashes, so identical outputs (CLTV tie-break) occur.
+                payment_hash: sha256::Hash::hash(&[*hash]),
+            })
+            .collect();
+        let htlc_msat: u64 = htlcs.iter().map(|h| h.amount_msat).sum();
+        // Funding is a whole number of satoshis; balances split the rest.
+        let funding_sat = (htlc_msat + extra_msat).div_ceil(1000);
+        let balances_msat = funding_sat * 1000 - htlc_msat;
+        let to_local_msat = balances_msat / 1000 * local_share;
+        let to_remote_msat = balances_msat - to_local_msat;
+
+        let params = params_with(&secp, channel_type, local_dust, remote_dust, funder, funding_sat);
+        let keys = CommitmentKeys::derive(&secp, &params, owner, &pk(vectors::appendix_c::LOCAL_PER_COMMITMENT_POINT))
+            .expect("keys");
+        let spec = CommitmentSpec { commitment_number, feerate_per_kw, to_local_msat, to_remote_msat, htlcs: &htlcs };
+        let commitment = match build_commitment(&params, owner, &keys, &spec) {
+            Ok(c) => c,
+            Err(CommitmentError::OutputsExceedFunding) => {
+                // Only a funder too poor to pay for anchors gets here.
+                prop_assert!(anchors);
+                return Ok(());
+            }
+            Err(e) => panic!("unexpected {e}"),
+        };
+        let breakdown = check_commitment_value(&params, &spec, &commitment).expect("books balance");
+        prop_assert_eq!(
+            params.funding_amount(),
+            breakdown.to_local + breakdown.to_remote + breakdown.htlc_outputs + breakdown.anchors + breakdown.fee
+        );
+        prop_assert_eq!(breakdown.fee, params.funding_amount() - commitment.output_total());
+
+        // Output order: BIP 69, then CLTV for HTLCs.
+        let outs = &commitment.tx().output;
+        for w in outs.windows(2) {
+            prop_assert!((w[0].value, w[0].script_pubkey.as_bytes()) <= (w[1].value, w[1].script_pubkey.as_bytes()));
+        }
+        // Every untrimmed HTLC has a second-stage transaction paying amount - fee.
+        let dust = params.side(owner).dust_limit;
+        for i in commitment.htlc_indices_in_output_order() {
+            let htx = htlc_tx(&commitment, i).expect("untrimmed");
+            let fee = match htx.kind() {
+                HtlcTxKind::Timeout => fees::htlc_timeout_fee(channel_type, feerate_per_kw),
+                HtlcTxKind::Success => fees::htlc_success_fee(channel_type, feerate_per_kw),
+            };
+            let amount = Amount::from_sat(htlcs[i].amount_msat / 1000);
+            prop_assert_eq!(htx.tx().output[0].value, amount - fee);
+            prop_assert!(htx.tx().output[0].value >= dust);
+        }
+    }
+}
+
+#[test]
+fn accounting_rejects_a_commitment_that_does_not_match_its_spec() {
+    let secp = Secp256k1::new();
+    let params = params(&secp, ChannelType::StaticRemoteKey, 546);
+    let keys = local_keys(&secp, &params);
+    let htlcs = htlcs(&[0, 1, 2, 3, 4]);
+    let spec = CommitmentSpec {
+        commitment_number: 42,
+        feerate_per_kw: 2069,
+        to_local_msat: 6_988_000_000,
+        to_remote_msat: 3_000_000_000,
+        htlcs: &htlcs,
+    };
+    let commitment = build_commitment(&params, Side::Local, &keys, &spec).expect("builds");
+    check_commitment_value(&params, &spec, &commitment).expect("matches");
+    // Same tx checked against a different feerate: the trimming of HTLC 0
+    // or the fee no longer matches.
+    for feerate_per_kw in [2070, 1000, 0] {
+        let other = CommitmentSpec {
+            feerate_per_kw,
+            ..spec
+        };
+        assert!(
+            check_commitment_value(&params, &other, &commitment).is_err(),
+            "{feerate_per_kw}"
+        );
+    }
+    // Balances moved between the sides.
+    let other = CommitmentSpec {
+        to_local_msat: 6_987_000_000,
+        to_remote_msat: 3_001_000_000,
+        ..spec
+    };
+    assert!(check_commitment_value(&params, &other, &commitment).is_err());
+}
