@@ -88,7 +88,9 @@ fn non_test_part(text: &str) -> &str {
 fn is_test_file(path: &Path) -> bool {
     let rel = path.strip_prefix(root()).unwrap_or(path);
     rel.file_name().is_some_and(|n| n == "tests.rs")
-        || rel.components().any(|c| c.as_os_str() == "tests" || c.as_os_str() == "benches")
+        || rel
+            .components()
+            .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "benches")
 }
 
 #[test]
