@@ -157,3 +157,28 @@ async fn misbehaving_peers_are_dropped_while_ldk_keeps_its_connection() {
         "the good peer lost its connection"
     );
 }
+
+#[test]
+fn channel_messages_for_unknown_channels_get_an_error_for_that_channel() {
+    use lnhub_wire::msgs::UpdateFee;
+    use lnhub_wire::types::ChannelId;
+
+    let hub = Hub::start(&[]);
+    let mut peer = RawPeer::connect(&hub.node_id, hub.addr, 41).expect("handshake");
+    let init = peer.recv().unwrap().expect("hub's init");
+    peer.send(&init).unwrap();
+    let channel_id = ChannelId([0x42; 32]);
+    let mut msg = Vec::new();
+    Message::UpdateFee(UpdateFee {
+        channel_id,
+        feerate_per_kw: 253,
+        unknown_tlvs: Vec::new(),
+    })
+    .encode(&mut msg);
+    peer.send(&msg).unwrap();
+    let reply = peer.recv().unwrap().expect("a reply, not a close");
+    match Message::decode(&reply) {
+        Ok(Message::Error(e)) => assert_eq!(e.channel_id, channel_id),
+        other => panic!("expected error for the channel, got {other:?}"),
+    }
+}

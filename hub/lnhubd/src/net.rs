@@ -368,10 +368,17 @@ impl Node {
                     ready = true;
                 }
                 PeerEvent::Channel(msg) => {
-                    // The channel engine is not wired yet: refuse channel opens clearly
-                    // instead of leaving the peer waiting.
-                    if let (Message::OpenChannel(_), Some(channel_id)) = (&msg, msg.channel_id()) {
-                        peer.send_error(channel_id, "lnhub does not accept channels yet");
+                    // No channel engine is wired yet, so every channel is unknown: BOLT 1
+                    // says to answer channel messages (types 32-255) for unknown channels
+                    // with an `error` for that channel_id, which also tells an opener clearly
+                    // that we do not accept channels yet.
+                    let channel_type = (32..=255).contains(&msg.msg_type());
+                    if let (true, Some(channel_id)) = (channel_type, msg.channel_id()) {
+                        let text = match msg {
+                            Message::OpenChannel(_) => "lnhub does not accept channels yet",
+                            _ => "unknown channel",
+                        };
+                        peer.send_error(channel_id, text);
                     }
                 }
                 PeerEvent::Gossip(msg) => debug!("gossip from {node_id}: type {}", msg.msg_type()),
