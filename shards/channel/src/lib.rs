@@ -1,0 +1,57 @@
+//! `lnhub-channel`: one Lightning channel as a sans-IO state machine
+//! (BOLT 2 "Channel Establishment v1", "Normal Operation" and "Message
+//! Retransmission"; closing is still to come). Messages and commands go in, [`Effect`]s
+//! come out; time and randomness are inputs; signatures are staged for the
+//! engine's batch, never made or checked inside a transition.
+//!
+//! Layers, bottom up:
+//! - [`htlc`]: the five-state progress of an update across the two
+//!   commitments ([`UpdateState`]) and the rule saying which commitment an
+//!   update is part of ([`View`], [`htlc::applies`]);
+//! - [`book`]: balances, HTLCs, fee updates and commitment numbers, and the
+//!   three transitions of the commitment dance;
+//! - [`limits`] and [`updates`]: the BOLT 2 requirements on every update,
+//!   from both ends;
+//! - [`commit`]: `commitment_signed` / `revoke_and_ack` with real BOLT 3
+//!   transactions from `lnhub-tx`, the stage / verify / apply split;
+//! - [`effects`]: the [`Effect`]s and the durability gate
+//!   ([`Effect::Persist`] / [`Channel::handle_persisted`]);
+//! - [`channel`]: the [`Channel`] type and its call protocol;
+//! - [`reestablish`]: disconnection and `channel_reestablish`;
+//! - [`timeouts`]: HTLC deadlines against the block height (an input);
+//! - [`channel_type`], [`open_checks`] and [`establish`]: establishment v1
+//!   in both roles ([`Establishing`]), which ends in a [`Channel`].
+//!
+//! Errors from peer input carry the action ([`ChannelError`]); local
+//! commands that would break a rule are refused with a [`SendError`] and
+//! change nothing.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod book;
+pub mod channel;
+pub mod channel_type;
+pub mod commit;
+pub mod config;
+pub mod effects;
+pub mod error;
+pub mod establish;
+pub mod htlc;
+pub mod limits;
+pub mod open_checks;
+pub mod reestablish;
+pub mod timeouts;
+pub mod updates;
+
+pub use channel::{Channel, Link};
+pub use channel_type::NegotiatedType;
+pub use commit::{verify_batch, SignedCommitment, StagedSign, StagedVerify, Verified};
+pub use config::{
+    ChannelPolicy, ChannelSecrets, EstablishConfig, FundedChannel, PeerContext, PeerParamLimits,
+    SideLimits,
+};
+pub use effects::{Effect, Outbox, Resolution};
+pub use error::{ChannelError, SendError};
+pub use establish::{EstablishState, Establishing, LocalKeys, OpenRequest};
+pub use htlc::{UpdateState, View};
