@@ -1,0 +1,19 @@
+//! The sharded forwarding engine (DESIGN.md "The hot path"): shards that own their channels
+//! outright and run them in turns, with signature checks, signing and onion peeling batched
+//! on rayon, one group commit per turn before any committing message leaves, and forwards
+//! handed from the incoming channel's shard to the outgoing channel's shard.
+//!
+//! [`Shard`] is the deterministic core: it does no I/O of its own (output goes through
+//! [`Io`], durability through [`Store`]), so the deterministic simulator drives exactly the
+//! code the daemon's shard threads run.
+
+#![deny(missing_docs)]
+
+pub mod shard;
+pub mod store;
+
+pub use shard::{
+    Counters, ForwardLink, HandOff, Input, Io, Origin, Route, Routes, Shard, ShardConfig, Slot,
+    Upstream, MAX_ROUNDS_PER_TURN,
+};
+pub use store::{MemoryStore, Store, StoreError, Write};

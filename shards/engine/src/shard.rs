@@ -1,0 +1,1160 @@
+//! One shard: a set of channels owned outright (no locks on channel state), driven in turns.
+//!
+//! A turn takes every input that arrived (peer messages, hand-offs from other shards, chain
+//! height) and runs them to quiescence in rounds:
+//!
+//! 1. **apply**: each input goes to its channel; a `commitment_signed` is only *staged*
+//!    (its signature checks are collected), and later inputs for that channel wait for the
+//!    round's verification (a stage must be applied before anything else reaches it);
+//! 2. **verify**: every staged check of the round runs in one rayon batch, then is applied;
+//! 3. **sign**: every channel with updates the peer has not signed for stages its
+//!    `commitment_signed`, and all are signed in one rayon batch (updates that arrived while a
+//!    `commitment_signed` was outstanding are coalesced into the next one by the channel);
+//! 4. **persist**: the writes of every channel that asked for one, and of forward links, go to
+//!    [`Store::commit`] in one batch (one fsync); only then are the held `revoke_and_ack`,
+//!    `commitment_signed` and fulfills released;
+//! 5. **forward**: HTLCs that became irrevocably committed are peeled in one rayon batch and
+//!    decided; accepted ones are handed to the shard that owns the outgoing channel (this one
+//!    included), failed ones are failed back with the exact BOLT 4 failure.
+//!
+//! Rounds repeat while they produce work (a hand-off to this shard, a deferred input), up to
+//! [`MAX_ROUNDS_PER_TURN`]. Nothing sleeps or waits on a timer: a batch is whatever arrived.
+//!
+//! The shard does no I/O itself: messages to peers and inputs for other shards go out through
+//! the [`Io`] the caller passes, durable writes through the [`Store`]. The threaded runtime
+//! and the deterministic simulator drive the very same code.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, Resolution, StagedVerify};
+use lnhub_forward::{decide, Decision, Limits, OutgoingChannel, PolicyHistory, Request};
+use lnhub_onion::error_packet::{
+    create_error_packet, malformed_to_error_packet, obfuscate_error_packet,
+};
+use lnhub_onion::failure::{Failure, FailureMessage};
+use lnhub_onion::{peel_batch, HopAction, OnionFailure, OnionPacket, PeelInput, PeelSlot};
+use lnhub_wire::msgs::{ErrorMessage, Message, Warning};
+use lnhub_wire::types::{ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
+use rayon::prelude::*;
+use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
+
+use crate::store::{Store, StoreError, Write};
+
+/// Bound on the rounds of one turn. Every round either finishes work or moves it one step
+/// (a hand-off, a deferred input behind a verification); a handful covers any real turn, and
+/// what is left simply waits for the next turn.
+pub const MAX_ROUNDS_PER_TURN: usize = 8;
+
+/// A forward link's key with the shard that holds it: (shard, outgoing channel, HTLC id).
+pub type LinkKey = (usize, ChannelId, u64);
+
+/// Where a channel lives: which shard, and its id there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Index of the owning shard.
+    pub shard: usize,
+    /// The channel.
+    pub channel_id: ChannelId,
+}
+
+/// `short_channel_id` (real or alias) to channel, shared by all shards; written only when a
+/// channel opens or closes, read once per forward.
+pub type Routes = Arc<RwLock<HashMap<ShortChannelId, Route>>>;
+
+/// The incoming HTLC a forward started from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// Shard of the incoming channel.
+    pub shard: usize,
+    /// Incoming channel.
+    pub channel_id: ChannelId,
+    /// Incoming HTLC id.
+    pub htlc_id: u64,
+}
+
+/// A forward in flight, kept (durably) by the outgoing shard until the incoming HTLC is
+/// resolved: the outgoing HTLC pays back to `origin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardLink {
+    /// Outgoing channel.
+    pub out_channel_id: ChannelId,
+    /// Outgoing HTLC id.
+    pub out_htlc_id: u64,
+    /// The incoming HTLC.
+    pub origin: Origin,
+    /// Incoming amount (for the forwarding record: fee earned = in - out).
+    pub in_amount_msat: Msat,
+    /// Outgoing amount.
+    pub out_amount_msat: Msat,
+}
+
+/// An accepted-so-far forward, on its way to the outgoing channel's shard, which applies its
+/// policy and adds the HTLC.
+#[derive(Debug, Clone)]
+pub struct HandOff {
+    /// The incoming HTLC.
+    pub origin: Origin,
+    /// The outgoing channel.
+    pub out_channel_id: ChannelId,
+    /// What the onion asks for, for the forwarding decision.
+    pub request: Request,
+    /// `payment_hash` of both HTLCs.
+    pub payment_hash: PaymentHash,
+    /// The peeled onion for the next hop.
+    pub onion: OnionPacket,
+}
+
+/// How a forward ended downstream (or could not start), sent to the incoming shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// Settle the incoming HTLC with this preimage.
+    Fulfilled(PaymentPreimage),
+    /// The downstream failure onion: obfuscate with our layer and pass it on.
+    FailedDownstream(Vec<u8>),
+    /// Downstream could not parse the onion: turn it into an encrypted failure.
+    FailedMalformed {
+        /// From `update_fail_malformed_htlc`.
+        sha256_of_onion: [u8; 32],
+        /// From `update_fail_malformed_htlc`.
+        failure_code: u16,
+    },
+    /// We fail it ourselves (policy, liquidity): encrypt this failure with our layer.
+    FailedHere(FailureMessage),
+    /// Inside a blinded route, not at its introduction point.
+    FailedHereMalformed {
+        /// SHA256 of the onion we received.
+        sha256_of_onion: [u8; 32],
+        /// The BADONION code.
+        failure_code: u16,
+    },
+}
+
+/// What a shard consumes.
+// Hand-offs carry their 1366-byte onion inline: a queue slot is allocated once, a box would
+// allocate per forward.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A channel message from a connected peer.
+    Peer {
+        /// The peer.
+        node_id: PublicKey,
+        /// The message (its `channel_id` picks the channel).
+        msg: Message,
+    },
+    /// The peer's connection is up (after `init`): channels resume with `channel_reestablish`.
+    PeerConnected {
+        /// The peer.
+        node_id: PublicKey,
+    },
+    /// The peer's connection is gone.
+    PeerDisconnected {
+        /// The peer.
+        node_id: PublicKey,
+    },
+    /// Add this forward to one of our channels.
+    Add(HandOff),
+    /// Resolve this incoming HTLC of one of our channels.
+    Resolve {
+        /// Incoming channel.
+        channel_id: ChannelId,
+        /// Incoming HTLC id.
+        htlc_id: u64,
+        /// How.
+        upstream: Upstream,
+        /// The forward link to release once this resolution is durable (`None` when the
+        /// forward never reached an outgoing channel).
+        link: Option<LinkKey>,
+    },
+    /// The incoming side of a forward is resolved durably: forget its link.
+    LinkDone {
+        /// Outgoing channel.
+        channel_id: ChannelId,
+        /// Outgoing HTLC id.
+        htlc_id: u64,
+    },
+    /// A new block height.
+    BlockHeight(u32),
+}
+
+/// Where a shard's output goes.
+pub trait Io {
+    /// Send `msg` to `node_id` (in order with earlier sends to it).
+    fn send(&mut self, node_id: &PublicKey, msg: Message);
+    /// Close the connection to `node_id` (after the messages already sent to it).
+    fn disconnect(&mut self, node_id: &PublicKey);
+    /// Deliver `input` to shard `shard` (never this shard: the shard keeps its own).
+    fn to_shard(&mut self, shard: usize, input: Input);
+}
+
+/// A shard's static settings.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// This shard's index.
+    pub index: usize,
+    /// Our node secret (onion peeling).
+    pub node_secret: SecretKey,
+    /// Forwarding limits.
+    pub limits: Limits,
+}
+
+/// Monotonic counters of one shard, read by the metrics exporter (a later issue) and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Turns run.
+    pub turns: u64,
+    /// Inputs handled.
+    pub inputs: u64,
+    /// HTLCs added to an outgoing channel.
+    pub forwards_total: u64,
+    /// Forwards failed by this shard (policy, liquidity, onion), as incoming shard or outgoing.
+    pub forwards_failed_total: u64,
+    /// Incoming HTLCs fulfilled upstream.
+    pub fulfills_total: u64,
+    /// Onions peeled.
+    pub onions_peeled_total: u64,
+    /// Store commits (group-commit batches).
+    pub commits_total: u64,
+    /// Records written.
+    pub records_total: u64,
+    /// Signatures verified (commitment + HTLC).
+    pub signatures_verified_total: u64,
+    /// `commitment_signed` messages produced.
+    pub commitments_signed_total: u64,
+    /// Channels failed (error sent, on-chain close due).
+    pub channels_failed_total: u64,
+}
+
+/// A channel and what the shard knows around it.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    /// The state machine.
+    pub channel: Channel,
+    /// The peer.
+    pub peer: PublicKey,
+    /// The `short_channel_id` (or alias) forwards name it by.
+    pub scid: ShortChannelId,
+    /// Our forwarding policy on it.
+    pub policy: PolicyHistory,
+    /// Disabled by the operator.
+    pub disabled: bool,
+    /// Whether the peer is connected.
+    pub connected: bool,
+    /// Resolutions that could not be applied (the channel was not operational): retried
+    /// every turn until they are, so a preimage is never dropped.
+    parked: Vec<(u64, Upstream, Option<LinkKey>)>,
+}
+
+/// An HTLC that became irrevocably committed this round and waits to be peeled.
+#[derive(Debug, Clone, Copy)]
+struct ToPeel {
+    channel_id: ChannelId,
+    htlc_id: u64,
+    amount_msat: Msat,
+    payment_hash: PaymentHash,
+    cltv_expiry: u32,
+}
+
+/// One shard. See the module docs.
+pub struct Shard {
+    config: ShardConfig,
+    secp: Secp256k1<All>,
+    routes: Routes,
+    slots: HashMap<ChannelId, Slot>,
+    /// Shared secrets of incoming HTLCs being forwarded, to encrypt their failure.
+    incoming: HashMap<(ChannelId, u64), [u8; 32]>,
+    /// Forward links of our outgoing HTLCs.
+    links: HashMap<(ChannelId, u64), ForwardLink>,
+    height: u32,
+    now: u64,
+    counters: Counters,
+    // Per-turn scratch, reused.
+    pending: VecDeque<Input>,
+    deferred: Vec<Input>,
+    staged: Vec<(ChannelId, StagedVerify)>,
+    staged_ids: HashSet<ChannelId>,
+    touched: HashSet<ChannelId>,
+    persists: Vec<(ChannelId, u64)>,
+    new_links: Vec<ForwardLink>,
+    done_links: Vec<(ChannelId, u64)>,
+    links_to_release: Vec<LinkKey>,
+    to_peel: Vec<ToPeel>,
+    peel_slots: Vec<PeelSlot>,
+    packet: Vec<u8>,
+}
+
+impl Shard {
+    /// An empty shard.
+    pub fn new(config: ShardConfig, routes: Routes, height: u32, now: u64) -> Shard {
+        Shard {
+            config,
+            secp: Secp256k1::new(),
+            routes,
+            slots: HashMap::new(),
+            incoming: HashMap::new(),
+            links: HashMap::new(),
+            height,
+            now,
+            counters: Counters::default(),
+            pending: VecDeque::new(),
+            deferred: Vec::new(),
+            staged: Vec::new(),
+            staged_ids: HashSet::new(),
+            touched: HashSet::new(),
+            persists: Vec::new(),
+            new_links: Vec::new(),
+            done_links: Vec::new(),
+            links_to_release: Vec::new(),
+            to_peel: Vec::new(),
+            peel_slots: Vec::new(),
+            packet: Vec::new(),
+        }
+    }
+
+    /// This shard's index.
+    pub fn index(&self) -> usize {
+        self.config.index
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// A channel of this shard.
+    pub fn channel(&self, channel_id: &ChannelId) -> Option<&Slot> {
+        self.slots.get(channel_id)
+    }
+
+    /// Every channel of this shard.
+    pub fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.values()
+    }
+
+    /// Forward links in flight (outgoing HTLC -> incoming HTLC).
+    pub fn links(&self) -> impl Iterator<Item = &ForwardLink> {
+        self.links.values()
+    }
+
+    /// Takes ownership of a channel in normal operation and publishes its route.
+    pub fn insert_channel(
+        &mut self,
+        channel: Channel,
+        peer: PublicKey,
+        scid: ShortChannelId,
+        policy: PolicyHistory,
+        connected: bool,
+    ) {
+        let channel_id = channel.channel_id();
+        self.routes
+            .write()
+            .expect("routes lock poisoned: a shard panicked")
+            .insert(
+                scid,
+                Route {
+                    shard: self.config.index,
+                    channel_id,
+                },
+            );
+        let slot = Slot {
+            channel,
+            peer,
+            scid,
+            policy,
+            disabled: false,
+            connected,
+            parked: Vec::new(),
+        };
+        self.slots.insert(channel_id, slot);
+    }
+
+    /// Restores forward links after a restart (from the store).
+    pub fn restore_link(&mut self, link: ForwardLink) {
+        self.links
+            .insert((link.out_channel_id, link.out_htlc_id), link);
+    }
+
+    /// Sets the wall-clock time (unix seconds) used for policy grace periods.
+    pub fn set_time(&mut self, now: u64) {
+        self.now = now;
+    }
+
+    /// Runs one turn over `inputs` (see the module docs). Fails only if the store fails, in
+    /// which case nothing gated on that commit was released and the caller must stop.
+    pub fn turn(
+        &mut self,
+        inputs: impl IntoIterator<Item = Input>,
+        store: &mut dyn Store,
+        io: &mut dyn Io,
+    ) -> Result<(), StoreError> {
+        self.counters.turns += 1;
+        self.pending.extend(inputs);
+        self.retry_parked(io);
+        for _ in 0..MAX_ROUNDS_PER_TURN {
+            while let Some(input) = self.pending.pop_front() {
+                self.counters.inputs += 1;
+                self.apply_input(input, io);
+            }
+            self.verify_staged(io);
+            self.sign_all(io);
+            self.collect_effects(io);
+            self.commit(store, io)?;
+            self.peel_and_decide(io);
+            self.pending.extend(self.deferred.drain(..));
+            if self.pending.is_empty() && !self.touched.iter().any(|id| self.needs_signing(id)) {
+                break;
+            }
+        }
+        for (shard, channel_id, htlc_id) in self.links_to_release.drain(..) {
+            let input = Input::LinkDone {
+                channel_id,
+                htlc_id,
+            };
+            if shard == self.config.index {
+                self.pending.push_back(input);
+            } else {
+                io.to_shard(shard, input);
+            }
+        }
+        if !self.pending.is_empty() {
+            // LinkDone for ourselves: forget the links and make that durable.
+            let inputs: Vec<Input> = self.pending.drain(..).collect();
+            for input in inputs {
+                self.apply_input(input, io);
+            }
+            self.commit(store, io)?;
+        }
+        self.touched.clear();
+        Ok(())
+    }
+
+    fn needs_signing(&self, channel_id: &ChannelId) -> bool {
+        self.slots
+            .get(channel_id)
+            .is_some_and(|s| s.connected && s.channel.can_sign())
+    }
+
+    /// Whether `input` would reach a channel whose `commitment_signed` is staged and not yet
+    /// verified: such an input waits for the round's verification.
+    fn blocked(&self, input: &Input) -> bool {
+        if self.staged_ids.is_empty() {
+            return false;
+        }
+        let peer_staged = |node_id: &PublicKey| {
+            self.staged_ids
+                .iter()
+                .any(|id| self.slots.get(id).is_some_and(|s| &s.peer == node_id))
+        };
+        match input {
+            Input::Peer { msg, .. } => msg
+                .channel_id()
+                .is_some_and(|id| self.staged_ids.contains(&id)),
+            Input::PeerConnected { node_id } | Input::PeerDisconnected { node_id } => {
+                peer_staged(node_id)
+            }
+            Input::Add(h) => self.staged_ids.contains(&h.out_channel_id),
+            Input::Resolve { channel_id, .. } => self.staged_ids.contains(channel_id),
+            Input::LinkDone { .. } => false,
+            Input::BlockHeight(_) => true,
+        }
+    }
+
+    fn apply_input(&mut self, input: Input, io: &mut dyn Io) {
+        if self.blocked(&input) {
+            self.deferred.push(input);
+            return;
+        }
+        match input {
+            Input::Peer { node_id, msg } => self.apply_peer_message(node_id, msg, io),
+            Input::PeerConnected { node_id } => {
+                for slot in self.slots.values_mut().filter(|s| s.peer == node_id) {
+                    if slot.connected {
+                        slot.channel.handle_disconnect();
+                    }
+                    slot.connected = true;
+                    slot.channel.handle_reconnect(&self.secp);
+                    self.touched.insert(slot.channel.channel_id());
+                }
+            }
+            Input::PeerDisconnected { node_id } => {
+                for slot in self.slots.values_mut().filter(|s| s.peer == node_id) {
+                    slot.connected = false;
+                    slot.channel.handle_disconnect();
+                }
+            }
+            Input::Add(handoff) => self.add_outgoing(handoff, io),
+            Input::Resolve {
+                channel_id,
+                htlc_id,
+                upstream,
+                link,
+            } => self.resolve_incoming(channel_id, htlc_id, upstream, link, io),
+            Input::LinkDone {
+                channel_id,
+                htlc_id,
+            } => {
+                if self.links.remove(&(channel_id, htlc_id)).is_some() {
+                    self.done_links.push((channel_id, htlc_id));
+                }
+            }
+            Input::BlockHeight(height) => {
+                self.height = height;
+                let ids: Vec<ChannelId> = self.slots.keys().copied().collect();
+                for id in ids {
+                    let slot = self.slots.get_mut(&id).expect("listed");
+                    if let Err(e) = slot.channel.handle_block_height(height) {
+                        let peer = slot.peer;
+                        self.channel_error(id, peer, e, io);
+                    }
+                    self.touched.insert(id);
+                }
+            }
+        }
+    }
+
+    fn apply_peer_message(&mut self, node_id: PublicKey, msg: Message, io: &mut dyn Io) {
+        let Some(channel_id) = msg.channel_id() else {
+            return;
+        };
+        let Some(slot) = self.slots.get_mut(&channel_id) else {
+            if (32..=255).contains(&msg.msg_type()) {
+                let data = b"unknown channel".to_vec();
+                io.send(
+                    &node_id,
+                    Message::Error(ErrorMessage {
+                        channel_id,
+                        data,
+                        ..Default::default()
+                    }),
+                );
+            }
+            return;
+        };
+        if slot.peer != node_id {
+            // Another peer naming our channel: BOLT 1 treats it as unknown.
+            let data = b"unknown channel".to_vec();
+            io.send(
+                &node_id,
+                Message::Error(ErrorMessage {
+                    channel_id,
+                    data,
+                    ..Default::default()
+                }),
+            );
+            return;
+        }
+        self.touched.insert(channel_id);
+        let ch = &mut slot.channel;
+        let secp = &self.secp;
+        let result = match msg {
+            Message::UpdateAddHtlc(m) => ch.handle_update_add_htlc(&m),
+            Message::UpdateFulfillHtlc(m) => ch.handle_update_fulfill_htlc(&m),
+            Message::UpdateFailHtlc(m) => ch.handle_update_fail_htlc(m),
+            Message::UpdateFailMalformedHtlc(m) => ch.handle_update_fail_malformed_htlc(&m),
+            Message::UpdateFee(m) => ch.handle_update_fee(&m),
+            Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(secp, &m),
+            Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
+            Message::ChannelReady(m) => ch.handle_channel_ready(&m),
+            Message::CommitmentSigned(m) => match ch.stage_commitment_signed(secp, m) {
+                Ok(staged) => {
+                    self.staged.push((channel_id, staged));
+                    self.staged_ids.insert(channel_id);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Message::Error(_) | Message::Warning(_) => Ok(()),
+            other => {
+                log::debug!(
+                    "channel {channel_id}: ignoring message type {}",
+                    other.msg_type()
+                );
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            self.channel_error(channel_id, node_id, e, io);
+        }
+    }
+
+    /// Carries out the action a channel error names.
+    fn channel_error(
+        &mut self,
+        channel_id: ChannelId,
+        peer: PublicKey,
+        e: ChannelError,
+        io: &mut dyn Io,
+    ) {
+        match e {
+            ChannelError::Ignore(why) => log::debug!("channel {channel_id}: ignored: {why}"),
+            ChannelError::Warn(why) => {
+                log::warn!("channel {channel_id}: warning peer {peer}: {why}");
+                let data = why.into_bytes();
+                io.send(
+                    &peer,
+                    Message::Warning(Warning {
+                        channel_id,
+                        data,
+                        ..Default::default()
+                    }),
+                );
+                io.disconnect(&peer);
+            }
+            ChannelError::Close(why) | ChannelError::FallenBehind(why) => {
+                log::warn!("channel {channel_id}: failing: {why}");
+                self.counters.channels_failed_total += 1;
+                let data = why.into_bytes();
+                io.send(
+                    &peer,
+                    Message::Error(ErrorMessage {
+                        channel_id,
+                        data,
+                        ..Default::default()
+                    }),
+                );
+            }
+            ChannelError::Disconnect => io.disconnect(&peer),
+        }
+    }
+
+    fn verify_staged(&mut self, io: &mut dyn Io) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let (ids, stages): (Vec<ChannelId>, Vec<StagedVerify>) = self.staged.drain(..).unzip();
+        self.counters.signatures_verified_total +=
+            stages.iter().map(|s| s.checks().len() as u64).sum::<u64>();
+        let results = verify_batch(&self.secp, stages);
+        self.staged_ids.clear();
+        for (channel_id, verified) in ids.into_iter().zip(results) {
+            let Some(slot) = self.slots.get_mut(&channel_id) else {
+                continue;
+            };
+            if let Err(e) = slot.channel.apply_commitment_signed(&self.secp, verified) {
+                let peer = slot.peer;
+                self.channel_error(channel_id, peer, e, io);
+            }
+        }
+    }
+
+    fn sign_all(&mut self, io: &mut dyn Io) {
+        let mut stages = Vec::new();
+        for id in &self.touched {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            if !slot.connected || !slot.channel.can_sign() {
+                continue;
+            }
+            match slot.channel.stage_sign(&self.secp) {
+                Ok(Some(stage)) => stages.push((*id, stage)),
+                Ok(None) => {}
+                Err(e) => log::warn!("channel {id}: cannot sign: {e}"),
+            }
+        }
+        if stages.is_empty() {
+            return;
+        }
+        let secp = &self.secp;
+        let signed: Vec<_> = stages
+            .into_par_iter()
+            .map(|(id, stage)| (id, stage.sign(secp)))
+            .collect();
+        for (id, signed) in signed {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.channel.apply_signed(signed);
+                self.counters.commitments_signed_total += 1;
+            }
+        }
+        let _ = io;
+    }
+
+    /// Drains the effects of every touched channel.
+    fn collect_effects(&mut self, io: &mut dyn Io) {
+        let ids: Vec<ChannelId> = self.touched.iter().copied().collect();
+        for id in ids {
+            self.drain_channel(id, io);
+        }
+    }
+
+    fn drain_channel(&mut self, id: ChannelId, io: &mut dyn Io) {
+        loop {
+            let Some(slot) = self.slots.get_mut(&id) else {
+                return;
+            };
+            let Some(effect) = slot.channel.poll_effect() else {
+                return;
+            };
+            let peer = slot.peer;
+            match effect {
+                Effect::Send(msg) => io.send(&peer, msg),
+                Effect::Persist { seq } => self.persists.push((id, seq)),
+                Effect::Forward {
+                    htlc_id,
+                    amount_msat,
+                    payment_hash,
+                    cltv_expiry,
+                    over_dust_exposure,
+                } => {
+                    if over_dust_exposure {
+                        let failure = FailureMessage::TemporaryChannelFailure {
+                            channel_update: Vec::new(),
+                        };
+                        self.fail_incoming_here(id, htlc_id, None, failure);
+                    } else {
+                        self.to_peel.push(ToPeel {
+                            channel_id: id,
+                            htlc_id,
+                            amount_msat,
+                            payment_hash,
+                            cltv_expiry,
+                        });
+                    }
+                }
+                Effect::Resolved {
+                    htlc_id,
+                    resolution,
+                } => self.resolved_outgoing(id, htlc_id, resolution, io),
+                Effect::BroadcastFunding { funding_txid } => {
+                    log::info!("channel {id}: funding {funding_txid} may be broadcast");
+                }
+            }
+        }
+    }
+
+    /// Group commit: every channel that asked, plus forward links, in one store call; then
+    /// releases what the writes gated.
+    fn commit(&mut self, store: &mut dyn Store, io: &mut dyn Io) -> Result<(), StoreError> {
+        if self.persists.is_empty() && self.new_links.is_empty() && self.done_links.is_empty() {
+            return Ok(());
+        }
+        let persists = std::mem::take(&mut self.persists);
+        let mut unique: Vec<ChannelId> = persists.iter().map(|(id, _)| *id).collect();
+        unique.sort_unstable_by_key(|id| id.0);
+        unique.dedup();
+        let mut batch: Vec<Write<'_>> = Vec::with_capacity(unique.len() + self.new_links.len());
+        batch.extend(
+            unique
+                .iter()
+                .filter_map(|id| self.slots.get(id))
+                .map(|s| Write::Channel(&s.channel)),
+        );
+        batch.extend(self.new_links.iter().map(Write::ForwardLink));
+        batch.extend(
+            self.done_links
+                .iter()
+                .map(|(channel_id, htlc_id)| Write::ForwardDone {
+                    channel_id: *channel_id,
+                    htlc_id: *htlc_id,
+                }),
+        );
+        store.commit(&batch)?;
+        self.counters.commits_total += 1;
+        self.counters.records_total += batch.len() as u64;
+        drop(batch);
+        self.new_links.clear();
+        self.done_links.clear();
+        for (id, seq) in persists {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.channel.handle_persisted(seq);
+            }
+            self.touched.insert(id);
+        }
+        for id in unique {
+            self.drain_channel(id, io);
+        }
+        Ok(())
+    }
+
+    /// Peels every HTLC that became irrevocably committed, in one rayon batch, and decides.
+    fn peel_and_decide(&mut self, io: &mut dyn Io) {
+        if self.to_peel.is_empty() {
+            return;
+        }
+        let work = std::mem::take(&mut self.to_peel);
+        self.peel_slots.resize_with(work.len(), PeelSlot::default);
+        {
+            let slots = &self.slots;
+            let inputs: Vec<PeelInput<'_>> = work
+                .iter()
+                .filter_map(|w| {
+                    let onion = slots.get(&w.channel_id)?.channel.inbound_onion(w.htlc_id)?;
+                    Some(PeelInput {
+                        packet: onion,
+                        payment_hash: &w.payment_hash.0,
+                        path_key: None,
+                    })
+                })
+                .collect();
+            assert_eq!(
+                inputs.len(),
+                work.len(),
+                "an HTLC reported for forwarding keeps its onion"
+            );
+            peel_batch(
+                &self.secp,
+                &self.config.node_secret,
+                &inputs,
+                &mut self.peel_slots[..work.len()],
+            );
+        }
+        self.counters.onions_peeled_total += work.len() as u64;
+        let routes = self.routes.clone();
+        let routes = routes
+            .read()
+            .expect("routes lock poisoned: a shard panicked");
+        for (i, w) in work.iter().enumerate() {
+            let slot = &self.peel_slots[i];
+            let origin = Origin {
+                shard: self.config.index,
+                channel_id: w.channel_id,
+                htlc_id: w.htlc_id,
+            };
+            let hop = match &slot.result {
+                Err(OnionFailure::Malformed {
+                    failure_code,
+                    sha256_of_onion,
+                    ..
+                }) => {
+                    let upstream = Upstream::FailedHereMalformed {
+                        sha256_of_onion: *sha256_of_onion,
+                        failure_code: *failure_code,
+                    };
+                    self.counters.forwards_failed_total += 1;
+                    self.pending.push_back(Input::Resolve {
+                        channel_id: w.channel_id,
+                        htlc_id: w.htlc_id,
+                        upstream,
+                        link: None,
+                    });
+                    continue;
+                }
+                Err(OnionFailure::Fail {
+                    shared_secret,
+                    message,
+                    ..
+                }) => {
+                    let (ss, message) = (*shared_secret, message.clone());
+                    self.fail_incoming_here(w.channel_id, w.htlc_id, Some(ss), message);
+                    continue;
+                }
+                Ok(()) => &slot.hop,
+            };
+            let shared_secret = *hop.shared_secret();
+            let action = match hop.instructions(w.amount_msat, w.cltv_expiry) {
+                Ok(action) => action,
+                Err(OnionFailure::Malformed {
+                    failure_code,
+                    sha256_of_onion,
+                    ..
+                }) => {
+                    let upstream = Upstream::FailedHereMalformed {
+                        sha256_of_onion,
+                        failure_code,
+                    };
+                    self.incoming
+                        .insert((w.channel_id, w.htlc_id), shared_secret);
+                    self.pending.push_back(Input::Resolve {
+                        channel_id: w.channel_id,
+                        htlc_id: w.htlc_id,
+                        upstream,
+                        link: None,
+                    });
+                    continue;
+                }
+                Err(OnionFailure::Fail { message, .. }) => {
+                    self.fail_incoming_here(w.channel_id, w.htlc_id, Some(shared_secret), message);
+                    continue;
+                }
+            };
+            self.incoming
+                .insert((w.channel_id, w.htlc_id), shared_secret);
+            let forward = match action {
+                HopAction::Forward(f) => f,
+                HopAction::Receive(_) => {
+                    // lnhub is a hub: it issues no invoices, so it is never a payee.
+                    let failure = FailureMessage::IncorrectOrUnknownPaymentDetails {
+                        htlc_msat: w.amount_msat,
+                        height: self.height,
+                    };
+                    self.fail_incoming_here(w.channel_id, w.htlc_id, Some(shared_secret), failure);
+                    continue;
+                }
+            };
+            let route = forward
+                .short_channel_id
+                .and_then(|scid| routes.get(&scid).copied());
+            let (Some(route), Some(scid)) = (route, forward.short_channel_id) else {
+                self.fail_incoming_here(
+                    w.channel_id,
+                    w.htlc_id,
+                    Some(shared_secret),
+                    FailureMessage::UnknownNextPeer,
+                );
+                continue;
+            };
+            let next = hop.next_packet().expect("a forward hop has a next packet");
+            let handoff = HandOff {
+                origin,
+                out_channel_id: route.channel_id,
+                request: Request {
+                    incoming_amount_msat: w.amount_msat,
+                    incoming_cltv_expiry: w.cltv_expiry,
+                    short_channel_id: scid,
+                    amt_to_forward: forward.amt_to_forward,
+                    outgoing_cltv_value: forward.outgoing_cltv_value,
+                    blinded: None,
+                },
+                payment_hash: w.payment_hash,
+                onion: *next,
+            };
+            if route.shard == self.config.index {
+                self.pending.push_back(Input::Add(handoff));
+            } else {
+                io.to_shard(route.shard, Input::Add(handoff));
+            }
+        }
+    }
+
+    /// Fails an incoming HTLC of this shard with a failure we create.
+    fn fail_incoming_here(
+        &mut self,
+        channel_id: ChannelId,
+        htlc_id: u64,
+        ss: Option<[u8; 32]>,
+        failure: FailureMessage,
+    ) {
+        if let Some(ss) = ss {
+            self.incoming.insert((channel_id, htlc_id), ss);
+        }
+        self.counters.forwards_failed_total += 1;
+        let upstream = Upstream::FailedHere(failure);
+        self.pending.push_back(Input::Resolve {
+            channel_id,
+            htlc_id,
+            upstream,
+            link: None,
+        });
+    }
+
+    /// The outgoing shard's half of a forward: apply the outgoing channel's policy and add.
+    fn add_outgoing(&mut self, h: HandOff, io: &mut dyn Io) {
+        let bounce = |shard: &mut Shard, upstream: Upstream, io: &mut dyn Io| {
+            shard.counters.forwards_failed_total += 1;
+            shard.send_upstream(h.origin, upstream, None, io);
+        };
+        let Some(slot) = self.slots.get_mut(&h.out_channel_id) else {
+            return bounce(
+                self,
+                Upstream::FailedHere(FailureMessage::UnknownNextPeer),
+                io,
+            );
+        };
+        let view = OutgoingChannel {
+            short_channel_id: slot.scid,
+            policy: slot.policy,
+            disabled: slot.disabled,
+            usable: slot.connected && slot.channel.is_operational(),
+            // The channel itself checks liquidity, reserve, dust and slots when the HTLC is
+            // added; a refusal there is reported as temporary_channel_failure below.
+            available_msat: Msat(u64::MAX),
+            free_htlc_slots: u16::MAX,
+        };
+        match decide(
+            &h.request,
+            Some(&view),
+            self.height,
+            self.now,
+            &self.config.limits,
+        ) {
+            Decision::Forward {
+                amount_msat,
+                cltv_expiry,
+                ..
+            } => {
+                match slot
+                    .channel
+                    .send_add_htlc(amount_msat, h.payment_hash, cltv_expiry, &h.onion)
+                {
+                    Ok(out_htlc_id) => {
+                        let link = ForwardLink {
+                            out_channel_id: h.out_channel_id,
+                            out_htlc_id,
+                            origin: h.origin,
+                            in_amount_msat: h.request.incoming_amount_msat,
+                            out_amount_msat: amount_msat,
+                        };
+                        self.links.insert((h.out_channel_id, out_htlc_id), link);
+                        self.new_links.push(link);
+                        self.touched.insert(h.out_channel_id);
+                        self.counters.forwards_total += 1;
+                    }
+                    Err(e) => {
+                        log::debug!("forward to {}: channel refused: {e:?}", h.out_channel_id);
+                        let failure = FailureMessage::TemporaryChannelFailure {
+                            channel_update: Vec::new(),
+                        };
+                        bounce(self, Upstream::FailedHere(failure), io)
+                    }
+                }
+            }
+            Decision::Fail(failure) => bounce(self, Upstream::FailedHere(failure), io),
+            Decision::FailMalformed {
+                failure_code,
+                sha256_of_onion,
+            } => bounce(
+                self,
+                Upstream::FailedHereMalformed {
+                    sha256_of_onion,
+                    failure_code,
+                },
+                io,
+            ),
+        }
+    }
+
+    /// An outgoing HTLC of ours resolved: pass it upstream.
+    fn resolved_outgoing(
+        &mut self,
+        channel_id: ChannelId,
+        htlc_id: u64,
+        resolution: Resolution,
+        io: &mut dyn Io,
+    ) {
+        let Some(link) = self.links.get(&(channel_id, htlc_id)).copied() else {
+            log::warn!("channel {channel_id}: HTLC {htlc_id} resolved with no forward link");
+            return;
+        };
+        let upstream = match resolution {
+            Resolution::Fulfilled { payment_preimage } => Upstream::Fulfilled(payment_preimage),
+            Resolution::Failed { reason } => Upstream::FailedDownstream(reason),
+            Resolution::FailedMalformed {
+                sha256_of_onion,
+                failure_code,
+            } => Upstream::FailedMalformed {
+                sha256_of_onion,
+                failure_code,
+            },
+        };
+        let link_key = Some((self.config.index, channel_id, htlc_id));
+        self.send_upstream(link.origin, upstream, link_key, io);
+    }
+
+    fn send_upstream(
+        &mut self,
+        origin: Origin,
+        upstream: Upstream,
+        link: Option<LinkKey>,
+        io: &mut dyn Io,
+    ) {
+        let input = Input::Resolve {
+            channel_id: origin.channel_id,
+            htlc_id: origin.htlc_id,
+            upstream,
+            link,
+        };
+        if origin.shard == self.config.index {
+            self.pending.push_back(input);
+        } else {
+            io.to_shard(origin.shard, input);
+        }
+    }
+
+    /// The incoming shard's half of a resolution: settle or fail the incoming HTLC.
+    fn resolve_incoming(
+        &mut self,
+        channel_id: ChannelId,
+        htlc_id: u64,
+        upstream: Upstream,
+        link: Option<LinkKey>,
+        io: &mut dyn Io,
+    ) {
+        let Some(slot) = self.slots.get_mut(&channel_id) else {
+            log::warn!("resolution for unknown channel {channel_id}");
+            return;
+        };
+        let ss = self.incoming.get(&(channel_id, htlc_id)).copied();
+        let packet = &mut self.packet;
+        let result = match &upstream {
+            Upstream::Fulfilled(preimage) => slot.channel.send_fulfill_htlc(htlc_id, *preimage),
+            Upstream::FailedHereMalformed {
+                sha256_of_onion,
+                failure_code,
+            } => slot
+                .channel
+                .send_fail_malformed_htlc(htlc_id, *sha256_of_onion, *failure_code),
+            failure => {
+                let Some(ss) = ss else {
+                    log::error!(
+                        "channel {channel_id}: no shared secret for HTLC {htlc_id}; cannot fail it"
+                    );
+                    return;
+                };
+                match failure {
+                    Upstream::FailedDownstream(reason) => {
+                        packet.clear();
+                        packet.extend_from_slice(reason);
+                        obfuscate_error_packet(&ss, packet);
+                    }
+                    Upstream::FailedMalformed {
+                        sha256_of_onion,
+                        failure_code,
+                    } => {
+                        if malformed_to_error_packet(&ss, *failure_code, *sha256_of_onion, packet)
+                            .is_err()
+                        {
+                            // Downstream sent a code without BADONION: report it as ours.
+                            let f = Failure::new(FailureMessage::TemporaryChannelFailure {
+                                channel_update: Vec::new(),
+                            });
+                            create_error_packet(&ss, &f, packet).expect("a short failure fits");
+                        }
+                    }
+                    Upstream::FailedHere(message) => {
+                        let f = Failure::new(message.clone());
+                        create_error_packet(&ss, &f, packet)
+                            .expect("our failures fit a u16 length");
+                    }
+                    Upstream::Fulfilled(_) | Upstream::FailedHereMalformed { .. } => {
+                        unreachable!("matched above")
+                    }
+                }
+                slot.channel.send_fail_htlc(htlc_id, packet.clone())
+            }
+        };
+        match result {
+            Ok(()) => {
+                if matches!(upstream, Upstream::Fulfilled(_)) {
+                    self.counters.fulfills_total += 1;
+                }
+                self.incoming.remove(&(channel_id, htlc_id));
+                self.touched.insert(channel_id);
+                if let Some(link) = link {
+                    self.links_to_release.push(link);
+                }
+            }
+            Err(e) => {
+                // Not operational (peer away): keep it and retry when the channel is back.
+                log::debug!("channel {channel_id}: resolution of HTLC {htlc_id} parked: {e:?}");
+                slot.parked.push((htlc_id, upstream, link));
+            }
+        }
+        let _ = io;
+    }
+
+    fn retry_parked(&mut self, io: &mut dyn Io) {
+        let ids: Vec<ChannelId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.parked.is_empty() && s.channel.is_operational())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let parked = std::mem::take(&mut self.slots.get_mut(&id).expect("listed").parked);
+            for (htlc_id, upstream, link) in parked {
+                self.resolve_incoming(id, htlc_id, upstream, link, io);
+            }
+        }
+    }
+}
