@@ -50,6 +50,13 @@ pub struct Flags {
     /// Log filter (error, warn, info, debug, trace) [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Accept channels while keeping their state in memory only: for tests and development
+    /// until the LMDB store lands. A restart loses every channel and the funds in them.
+    #[arg(long)]
+    pub dev_memory_store: bool,
+    /// Shard threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -82,6 +89,15 @@ pub struct RawConfig {
     /// Most simultaneous peer connections [default: 1024]. Each costs about 200 KiB of
     /// buffers at most, so the default bounds them to ~200 MiB.
     pub max_peers: Option<usize>,
+    /// See [`Flags::shards`].
+    pub shards: Option<usize>,
+    /// Fixed fee per forwarded HTLC [default: 1000 msat].
+    pub fee_base_msat: Option<u32>,
+    /// Proportional fee in millionths [default: 100].
+    pub fee_proportional_millionths: Option<u32>,
+    /// Blocks we keep between incoming and outgoing expiry [default: 80]. BOLT 2 asks for at
+    /// least 34; more gives more time to react to a misbehaving peer on chain.
+    pub cltv_expiry_delta: Option<u16>,
 }
 
 /// A peer to keep connected.
@@ -116,6 +132,16 @@ pub struct Config {
     pub log_level: String,
     /// Bound on simultaneous connections.
     pub max_peers: usize,
+    /// Accept channels with in-memory state (development only).
+    pub dev_memory_store: bool,
+    /// Shard threads.
+    pub shards: usize,
+    /// Fixed fee per forwarded HTLC.
+    pub fee_base_msat: u32,
+    /// Proportional fee in millionths.
+    pub fee_proportional_millionths: u32,
+    /// Our `cltv_expiry_delta`.
+    pub cltv_expiry_delta: u16,
 }
 
 /// A configuration error: one line naming the field and what is wrong with it.
@@ -143,6 +169,14 @@ pub const DEFAULT_PING_INTERVAL_SECS: u64 = 30;
 pub const DEFAULT_PONG_TIMEOUT_SECS: u64 = 30;
 /// Default connection bound, see [`RawConfig::max_peers`].
 pub const DEFAULT_MAX_PEERS: usize = 1024;
+/// Default base fee: 1 sat per HTLC, what LND and Core Lightning charge by default.
+pub const DEFAULT_FEE_BASE_MSAT: u32 = 1_000;
+/// Default proportional fee: 100 ppm (0.01%), mid-range of what routing nodes charge.
+pub const DEFAULT_FEE_PROPORTIONAL_MILLIONTHS: u32 = 100;
+/// Default `cltv_expiry_delta`: LND's default; above BOLT 2's minimum of 34.
+pub const DEFAULT_CLTV_EXPIRY_DELTA: u16 = 80;
+/// Smallest `cltv_expiry_delta` we accept in config (BOLT 2 "cltv_expiry_delta Selection").
+pub const MIN_CLTV_EXPIRY_DELTA: u16 = 34;
 
 impl Config {
     /// Reads `<data-dir>/lnhub.toml` (if present), applies the flags over it and validates.
@@ -222,7 +256,31 @@ impl Config {
         if !(1..=65_536).contains(&max_peers) {
             return err("max_peers", format!("{max_peers} is outside 1..=65536"));
         }
+        let shards = flags.shards.or(raw.shards).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        if !(1..=256).contains(&shards) {
+            return err("shards", format!("{shards} is outside 1..=256"));
+        }
+        let cltv_expiry_delta = raw.cltv_expiry_delta.unwrap_or(DEFAULT_CLTV_EXPIRY_DELTA);
+        if cltv_expiry_delta < MIN_CLTV_EXPIRY_DELTA {
+            return err(
+                "cltv_expiry_delta",
+                format!(
+                    "{cltv_expiry_delta} is below the BOLT 2 minimum of {MIN_CLTV_EXPIRY_DELTA}"
+                ),
+            );
+        }
         Ok(Config {
+            dev_memory_store: flags.dev_memory_store,
+            shards,
+            fee_base_msat: raw.fee_base_msat.unwrap_or(DEFAULT_FEE_BASE_MSAT),
+            fee_proportional_millionths: raw
+                .fee_proportional_millionths
+                .unwrap_or(DEFAULT_FEE_PROPORTIONAL_MILLIONTHS),
+            cltv_expiry_delta,
             data_dir: flags.data_dir,
             network,
             chain_hash,

@@ -13,6 +13,7 @@
 //! start-up error (one line saying which field or file is wrong).
 
 mod config;
+mod engine;
 mod keys;
 mod net;
 
@@ -64,8 +65,20 @@ fn run(config: config::Config) -> Result<(), String> {
         config.connect.len(),
         config.trusted_peers.len()
     );
-    let mut node = net::Node::bind(config, key, peer_config)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    if config.dev_memory_store {
+        log::warn!(
+            "--dev-memory-store: channel state is kept in memory only; a restart loses every \
+             channel and the funds in it. Never use this with real funds."
+        );
+    } else {
+        log::info!("no durable store yet: inbound channels are refused (see --dev-memory-store)");
+    }
+    let engine_config = config.clone();
+    let node_secret = key.secret;
+    let mut node = net::Node::bind(config, key, peer_config, move |waker| {
+        Some(engine::start(&engine_config, node_secret, waker))
+    })
+    .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let bound = node.local_addr().map_err(|e| e.to_string())?;
     {
         let mut out = std::io::stdout().lock();

@@ -23,6 +23,7 @@ use secp256k1::PublicKey;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use lnhub_engine::{Engine, Input, Output};
 use lnhub_noise::{
     InitiatorHandshake, ResponderAwaitingActThree, ResponderHandshake, Transport, ACT_ONE_LEN,
     ACT_THREE_LEN, ACT_TWO_LEN,
@@ -35,7 +36,8 @@ use crate::keys::{self, NodeKey};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_CONN: usize = 2;
+const ENGINE: Token = Token(2);
+const FIRST_CONN: usize = 3;
 
 /// Time allowed for the three BOLT 8 acts; a connection that stalls longer only holds a slot.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +48,9 @@ pub const MAX_OUTBOUND_BYTES: usize = 4 * (65535 + 34);
 pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest reconnection delay: a peer that comes back is found within a minute.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Bytes waiting for one socket beyond which the peer is dropped: the engine does not stop
+/// producing for a peer that stops reading, so this bounds what such a peer can make us hold.
+pub const MAX_BACKLOG_BYTES: usize = 16 << 20;
 /// Size of the read scratch buffer: one full BOLT 8 frame.
 const READ_CHUNK: usize = 65535 + 34;
 
@@ -109,12 +114,22 @@ pub struct Node {
     /// Peer events produced while reading, handled in `finish` (reused buffer; at most one
     /// per message of one read chunk).
     events: Vec<PeerEvent>,
+    /// The channel engine (`None`: channels are refused at the connection level).
+    engine: Option<Engine>,
 }
 
 impl Node {
-    /// Binds the listener and prepares the dialers. Prints nothing yet.
-    pub fn bind(config: Config, key: NodeKey, peer_config: PeerConfig) -> io::Result<Node> {
+    /// Binds the listener and prepares the dialers; `engine` is started with the waker this
+    /// loop creates. Prints nothing yet.
+    pub fn bind(
+        config: Config,
+        key: NodeKey,
+        peer_config: PeerConfig,
+        engine: impl FnOnce(std::sync::Arc<mio::Waker>) -> Option<Engine>,
+    ) -> io::Result<Node> {
         let poll = Poll::new()?;
+        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), ENGINE)?);
+        let engine = engine(waker);
         let mut listener = TcpListener::bind(config.listen)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -146,6 +161,7 @@ impl Node {
             scratch: vec![0; READ_CHUNK],
             plain: Vec::with_capacity(READ_CHUNK),
             events: Vec::new(),
+            engine,
         })
     }
 
@@ -171,6 +187,7 @@ impl Node {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
+                    ENGINE => self.engine_output(),
                     SIGNALS => {
                         if self.signals.pending().next().is_some() {
                             info!("signal received, shutting down");
@@ -368,10 +385,14 @@ impl Node {
                     ready = true;
                 }
                 PeerEvent::Channel(msg) => {
-                    // No channel engine is wired yet, so every channel is unknown: BOLT 1
-                    // says to answer channel messages (types 32-255) for unknown channels
-                    // with an `error` for that channel_id, which also tells an opener clearly
-                    // that we do not accept channels yet.
+                    if let Some(engine) = &self.engine {
+                        engine.send(&node_id, Input::Peer { node_id, msg });
+                        continue;
+                    }
+                    // No channel engine: every channel is unknown. BOLT 1 says to answer
+                    // channel messages (types 32-255) for unknown channels with an `error`
+                    // for that channel_id, which also tells an opener clearly that we do not
+                    // accept channels.
                     let channel_type = (32..=255).contains(&msg.msg_type());
                     if let (true, Some(channel_id)) = (channel_type, msg.channel_id()) {
                         let text = match msg {
@@ -398,12 +419,15 @@ impl Node {
             }
         }
         if ready {
-            if let Some(old) = self.by_node_id.insert(node_id, token) {
+            if let Some(&old) = self.by_node_id.get(&node_id) {
                 if old != token {
                     info!("{node_id} reconnected; closing its previous connection");
                     self.remove(old);
-                    self.by_node_id.insert(node_id, token);
                 }
+            }
+            self.by_node_id.insert(node_id, token);
+            if let Some(engine) = &self.engine {
+                engine.send(&node_id, Input::PeerConnected { node_id });
             }
         }
     }
@@ -464,6 +488,9 @@ impl Node {
             if self.by_node_id.get(&node_id) == Some(&token) {
                 self.by_node_id.remove(&node_id);
                 info!("peer {node_id} disconnected");
+                if let Some(engine) = &self.engine {
+                    engine.send(&node_id, Input::PeerDisconnected { node_id });
+                }
             }
         }
         if let Some(index) = conn.dialer {
@@ -474,6 +501,41 @@ impl Node {
                 }
                 self.backoff(index, Instant::now());
             }
+        }
+    }
+
+    /// Sends what the shards produced to the peers' connections.
+    fn engine_output(&mut self) {
+        let Some(engine) = &self.engine else { return };
+        let outputs: Vec<Output> = std::iter::from_fn(|| engine.try_output()).collect();
+        let mut touched = Vec::new();
+        for output in outputs {
+            let (node_id, msg) = match output {
+                Output::Send { node_id, msg } => (node_id, Some(msg)),
+                Output::Disconnect { node_id } => (node_id, None),
+            };
+            // A peer that is not connected gets nothing: its channels retransmit what it
+            // missed after channel_reestablish.
+            let Some(&token) = self.by_node_id.get(&node_id) else {
+                continue;
+            };
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            match msg {
+                Some(msg) => {
+                    if let Err(e) = conn.send_message(&msg, &mut self.plain) {
+                        info!("dropping {node_id}: {e}");
+                        conn.closing = true;
+                    }
+                }
+                None => conn.closing = true,
+            }
+            touched.push(token);
+        }
+        touched.dedup();
+        for token in touched {
+            self.finish(token);
         }
     }
 
@@ -650,6 +712,22 @@ impl Conn {
                 })
             }
         }
+    }
+
+    /// Encrypts one message from the channel engine into the outbound buffer.
+    fn send_message(&mut self, msg: &Message, plain: &mut Vec<u8>) -> Result<(), String> {
+        let backlog = self.backlog();
+        if backlog > MAX_BACKLOG_BYTES {
+            return Err(format!("peer does not read: {backlog} bytes waiting"));
+        }
+        let Some(Phase::Active { transport, .. }) = &mut self.phase else {
+            return Err("connection not active".into());
+        };
+        plain.clear();
+        msg.encode(plain);
+        transport
+            .encrypt_message(plain, &mut self.outbound)
+            .map_err(|e| e.to_string())
     }
 
     /// Encrypts every message the peer state machine wants to send.

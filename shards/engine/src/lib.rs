@@ -5,13 +5,19 @@
 //!
 //! [`Shard`] is the deterministic core: it does no I/O of its own (output goes through
 //! [`Io`], durability through [`Store`]), so the deterministic simulator drives exactly the
-//! code the daemon's shard threads run.
+//! code the daemon's shard threads run. [`Engine`] (module [`runtime`]) is the shell: one
+//! pinned thread per shard, the crossbeam queues between them and the connection room.
 
 #![deny(missing_docs)]
 
+pub mod keys;
+pub mod open;
+pub mod runtime;
 pub mod shard;
 pub mod store;
 
+pub use open::{OpenConfig, Opening};
+pub use runtime::{shard_of, Engine, EngineConfig, Output, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH};
 pub use shard::{
     Counters, ForwardLink, HandOff, Input, Io, Origin, Route, Routes, Shard, ShardConfig, Slot,
     Upstream, MAX_ROUNDS_PER_TURN,

@@ -35,10 +35,11 @@ use lnhub_onion::error_packet::{
 use lnhub_onion::failure::{Failure, FailureMessage};
 use lnhub_onion::{peel_batch, HopAction, OnionFailure, OnionPacket, PeelInput, PeelSlot};
 use lnhub_wire::msgs::{ErrorMessage, Message, Warning};
-use lnhub_wire::types::{ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
+use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
 use rayon::prelude::*;
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
+use crate::open::{channel_update, OpenConfig, OpenOutcome, Opener};
 use crate::store::{Store, StoreError, Write};
 
 /// Bound on the rounds of one turn. Every round either finishes work or moves it one step
@@ -197,6 +198,10 @@ pub struct ShardConfig {
     pub node_secret: SecretKey,
     /// Forwarding limits.
     pub limits: Limits,
+    /// The chain (for our `channel_update`s).
+    pub chain_hash: ChainHash,
+    /// How to accept inbound channels; `None` refuses them all.
+    pub open: Option<OpenConfig>,
 }
 
 /// Monotonic counters of one shard, read by the metrics exporter (a later issue) and tests.
@@ -224,6 +229,8 @@ pub struct Counters {
     pub commitments_signed_total: u64,
     /// Channels failed (error sent, on-chain close due).
     pub channels_failed_total: u64,
+    /// Inbound channels that reached normal operation.
+    pub channels_opened_total: u64,
 }
 
 /// A channel and what the shard knows around it.
@@ -260,6 +267,9 @@ struct ToPeel {
 pub struct Shard {
     config: ShardConfig,
     secp: Secp256k1<All>,
+    node_id: PublicKey,
+    opener: Opener,
+    opening_persists: Vec<(ChannelId, u64)>,
     routes: Routes,
     slots: HashMap<ChannelId, Slot>,
     /// Shared secrets of incoming HTLCs being forwarded, to encrypt their failure.
@@ -287,9 +297,15 @@ pub struct Shard {
 impl Shard {
     /// An empty shard.
     pub fn new(config: ShardConfig, routes: Routes, height: u32, now: u64) -> Shard {
+        let secp = Secp256k1::new();
+        let node_id = PublicKey::from_secret_key(&secp, &config.node_secret);
+        let opener = Opener::new(config.open.clone(), config.node_secret);
         Shard {
             config,
-            secp: Secp256k1::new(),
+            secp,
+            node_id,
+            opener,
+            opening_persists: Vec::new(),
             routes,
             slots: HashMap::new(),
             incoming: HashMap::new(),
@@ -478,6 +494,7 @@ impl Shard {
                 }
             }
             Input::PeerDisconnected { node_id } => {
+                self.opener.handle_disconnect(&node_id);
                 for slot in self.slots.values_mut().filter(|s| s.peer == node_id) {
                     slot.connected = false;
                     slot.channel.handle_disconnect();
@@ -517,6 +534,12 @@ impl Shard {
         let Some(channel_id) = msg.channel_id() else {
             return;
         };
+        let establishing = matches!(msg, Message::OpenChannel(_) | Message::FundingCreated(_))
+            || self.opener.contains(&channel_id);
+        if establishing {
+            let outcome = self.opener.handle(&self.secp, node_id, msg);
+            return self.after_open(node_id, outcome, io);
+        }
         let Some(slot) = self.slots.get_mut(&channel_id) else {
             if (32..=255).contains(&msg.msg_type()) {
                 let data = b"unknown channel".to_vec();
@@ -615,6 +638,67 @@ impl Shard {
                 );
             }
             ChannelError::Disconnect => io.disconnect(&peer),
+        }
+    }
+
+    /// Carries out what an establishment message led to, and sends what it queued.
+    fn after_open(&mut self, peer: PublicKey, outcome: OpenOutcome, io: &mut dyn Io) {
+        match outcome {
+            OpenOutcome::Pending => {}
+            OpenOutcome::Refused(channel_id, why) => {
+                log::info!("refusing channel {channel_id} from {peer}: {why}");
+                let data = why.into_bytes();
+                io.send(
+                    &peer,
+                    Message::Error(ErrorMessage {
+                        channel_id,
+                        data,
+                        ..Default::default()
+                    }),
+                );
+            }
+            OpenOutcome::Ready(channel, peer, alias) => {
+                let channel_id = channel.channel_id();
+                let policy = self.config.open.as_ref().map(|o| o.default_policy);
+                let policy = policy.expect("channels are only accepted with an open config");
+                let capacity_msat = channel.book().capacity_msat();
+                self.insert_channel(*channel, peer, alias, PolicyHistory::new(policy), true);
+                self.counters.channels_opened_total += 1;
+                self.touched.insert(channel_id);
+                self.drain_channel(channel_id, io);
+                let update = channel_update(
+                    &self.secp,
+                    &self.config.node_secret,
+                    self.config.chain_hash,
+                    alias,
+                    &self.node_id,
+                    &peer,
+                    &policy,
+                    capacity_msat,
+                    u32::try_from(self.now).unwrap_or(u32::MAX),
+                );
+                io.send(&peer, Message::ChannelUpdate(update));
+                log::info!("channel {channel_id} with {peer} is open (alias {alias})");
+            }
+        }
+        self.drain_openings(peer, io);
+    }
+
+    /// Sends what the peer's channels in establishment queued; collects their persists.
+    fn drain_openings(&mut self, peer: PublicKey, io: &mut dyn Io) {
+        for (id, o) in self
+            .opener
+            .opening
+            .iter_mut()
+            .filter(|(_, o)| o.peer == peer)
+        {
+            while let Some(effect) = o.est.poll_effect() {
+                match effect {
+                    Effect::Send(msg) => io.send(&peer, msg),
+                    Effect::Persist { seq } => self.opening_persists.push((*id, seq)),
+                    other => log::debug!("channel {id} in establishment: {other:?}"),
+                }
+            }
         }
     }
 
@@ -726,9 +810,14 @@ impl Shard {
     /// Group commit: every channel that asked, plus forward links, in one store call; then
     /// releases what the writes gated.
     fn commit(&mut self, store: &mut dyn Store, io: &mut dyn Io) -> Result<(), StoreError> {
-        if self.persists.is_empty() && self.new_links.is_empty() && self.done_links.is_empty() {
+        if self.persists.is_empty()
+            && self.opening_persists.is_empty()
+            && self.new_links.is_empty()
+            && self.done_links.is_empty()
+        {
             return Ok(());
         }
+        let opening_persists = std::mem::take(&mut self.opening_persists);
         let persists = std::mem::take(&mut self.persists);
         let mut unique: Vec<ChannelId> = persists.iter().map(|(id, _)| *id).collect();
         unique.sort_unstable_by_key(|id| id.0);
@@ -741,6 +830,12 @@ impl Shard {
                 .map(|s| Write::Channel(&s.channel)),
         );
         batch.extend(self.new_links.iter().map(Write::ForwardLink));
+        batch.extend(opening_persists.iter().filter_map(|(id, _)| {
+            self.opener.opening.get(id).map(|o| Write::Opening {
+                channel_id: *id,
+                establishing: &o.est,
+            })
+        }));
         batch.extend(
             self.done_links
                 .iter()
@@ -763,6 +858,17 @@ impl Shard {
         }
         for id in unique {
             self.drain_channel(id, io);
+        }
+        let mut peers = Vec::new();
+        for (id, seq) in opening_persists {
+            if let Some(o) = self.opener.opening.get_mut(&id) {
+                o.est.handle_persisted(seq);
+                peers.push(o.peer);
+            }
+        }
+        peers.dedup();
+        for peer in peers {
+            self.drain_openings(peer, io);
         }
         Ok(())
     }

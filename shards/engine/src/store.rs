@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use lnhub_channel::Channel;
+use lnhub_channel::{Channel, Establishing};
 use lnhub_wire::types::ChannelId;
 
 use crate::shard::ForwardLink;
@@ -21,6 +21,13 @@ use crate::shard::ForwardLink;
 pub enum Write<'a> {
     /// A channel's whole state, as of the end of the turn's transitions.
     Channel(&'a Channel),
+    /// A channel in establishment (after `funding_created`: we are about to sign).
+    Opening {
+        /// Its channel id.
+        channel_id: ChannelId,
+        /// Its state.
+        establishing: &'a Establishing,
+    },
     /// A forward in flight: which incoming HTLC an outgoing HTLC pays back to.
     ForwardLink(&'a ForwardLink),
     /// A forward settled or failed upstream: its link is no longer needed.
@@ -57,6 +64,8 @@ pub trait Store {
 pub struct MemoryStore {
     /// Last committed state of each channel.
     pub channels: HashMap<ChannelId, Channel>,
+    /// Channels in establishment.
+    pub openings: HashMap<ChannelId, Establishing>,
     /// Forwards in flight, keyed by outgoing channel and HTLC id.
     pub links: HashMap<(ChannelId, u64), ForwardLink>,
     /// Number of commits (group-commit batches) so far.
@@ -70,7 +79,14 @@ impl Store for MemoryStore {
         for write in batch {
             match write {
                 Write::Channel(ch) => {
+                    self.openings.remove(&ch.channel_id());
                     self.channels.insert(ch.channel_id(), (*ch).clone());
+                }
+                Write::Opening {
+                    channel_id,
+                    establishing,
+                } => {
+                    self.openings.insert(*channel_id, (*establishing).clone());
                 }
                 Write::ForwardLink(link) => {
                     self.links

@@ -149,6 +149,8 @@ impl Sim {
                     index,
                     node_secret: hub_secret,
                     limits: Limits::default(),
+                    chain_hash: lnhub_wire::types::ChainHash::REGTEST,
+                    open: None,
                 };
                 Shard::new(config, routes.clone(), HEIGHT, NOW)
             })

@@ -1,0 +1,267 @@
+//! Inbound channel establishment in a shard (BOLT 2 "Channel Establishment v1", fundee side):
+//! `open_channel` -> `accept_channel`, `funding_created` -> `funding_signed` (after the state is
+//! durable), `channel_ready` both ways, then the channel joins the shard's running channels and
+//! the peer gets our private `channel_update` (BOLT 7), which a payee needs to put the channel
+//! in its invoices' route hints.
+//!
+//! Zero-conf channels (`option_zeroconf`, peers the operator trusts) are ready at once.
+//! Others wait for funding confirmations, which need the chain source (a later issue): until
+//! then they stay in establishment.
+
+use std::collections::{HashMap, HashSet};
+
+use bitcoin::hashes::{sha256, Hash};
+use lnhub_channel::{Channel, ChannelError, EstablishConfig, Establishing, PeerContext};
+use lnhub_forward::Policy;
+use lnhub_wire::msgs::{ChannelUpdate, FundingCreated, Message, OpenChannel};
+use lnhub_wire::types::{ChainHash, ChannelId, Msat, ShortChannelId};
+use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
+
+use crate::keys::{sign_channel_update, KeySource};
+
+/// Lowest block number of our scid aliases. Real `short_channel_id`s start with the funding
+/// block height, which stays below 2^23 for the next ~150 years; aliases from the top half of
+/// the 24-bit range never collide with one (BOLT 2: aliases "MUST NOT be a real scid").
+const ALIAS_MIN_BLOCK: u32 = 1 << 23;
+
+/// What a shard needs to accept channels.
+#[derive(Debug, Clone)]
+pub struct OpenConfig {
+    /// Establishment parameters (what we announce, what we accept).
+    pub establish: EstablishConfig,
+    /// Peers allowed zero-conf channels.
+    pub trusted_peers: HashSet<PublicKey>,
+    /// The forwarding policy new channels start with.
+    pub default_policy: Policy,
+    /// Start of the key-derivation nonce (OS randomness from the shell, see [`KeySource`]).
+    pub key_nonce_start: u64,
+}
+
+/// A channel being opened.
+#[derive(Debug, Clone)]
+pub struct Opening {
+    /// The state machine.
+    pub est: Establishing,
+    /// The peer.
+    pub peer: PublicKey,
+    /// The alias we gave the peer (and that forwards will name).
+    pub alias: ShortChannelId,
+}
+
+/// The establishment side of a shard.
+pub struct Opener {
+    config: Option<OpenConfig>,
+    keys: Option<KeySource>,
+    /// Keyed by temporary id until `funding_created`, then by channel id.
+    pub(crate) opening: HashMap<ChannelId, Opening>,
+}
+
+/// What handling an establishment message led to.
+pub enum OpenOutcome {
+    /// Nothing more for the shard to do.
+    Pending,
+    /// The channel is ready: insert it.
+    Ready(Box<Channel>, PublicKey, ShortChannelId),
+    /// Refused: send this `error` for the channel.
+    Refused(ChannelId, String),
+}
+
+impl Opener {
+    /// `config` `None`: refuse every channel (no durable store configured).
+    pub fn new(config: Option<OpenConfig>, node_secret: SecretKey) -> Opener {
+        let keys = config
+            .as_ref()
+            .map(|c| KeySource::new(node_secret, c.key_nonce_start));
+        Opener {
+            config,
+            keys,
+            opening: HashMap::new(),
+        }
+    }
+
+    /// Whether `channel_id` is in establishment.
+    pub fn contains(&self, channel_id: &ChannelId) -> bool {
+        self.opening.contains_key(channel_id)
+    }
+
+    /// Handles an establishment message from `peer`.
+    pub fn handle(&mut self, secp: &Secp256k1<All>, peer: PublicKey, msg: Message) -> OpenOutcome {
+        match msg {
+            Message::OpenChannel(m) => self.handle_open(secp, peer, &m),
+            Message::FundingCreated(m) => self.handle_funding_created(secp, peer, &m),
+            Message::ChannelReady(m) => {
+                let Some(o) = self.opening.get_mut(&m.channel_id) else {
+                    return OpenOutcome::Pending;
+                };
+                if o.peer != peer {
+                    return OpenOutcome::Refused(m.channel_id, "unknown channel".into());
+                }
+                if let Err(e) = o.est.handle_channel_ready(&m) {
+                    return self.fail(m.channel_id, e);
+                }
+                if !o.est.is_ready() {
+                    return OpenOutcome::Pending;
+                }
+                let o = self.opening.remove(&m.channel_id).expect("present");
+                OpenOutcome::Ready(Box::new(o.est.into_channel()), o.peer, o.alias)
+            }
+            other => OpenOutcome::Refused(
+                other.channel_id().unwrap_or(ChannelId::ZERO),
+                format!(
+                    "unexpected message type {} during establishment",
+                    other.msg_type()
+                ),
+            ),
+        }
+    }
+
+    fn handle_open(
+        &mut self,
+        secp: &Secp256k1<All>,
+        peer: PublicKey,
+        m: &OpenChannel,
+    ) -> OpenOutcome {
+        let (Some(config), Some(keys)) = (&self.config, &mut self.keys) else {
+            return OpenOutcome::Refused(
+                m.temporary_channel_id,
+                "lnhub does not accept channels: no durable store".into(),
+            );
+        };
+        if self.opening.contains_key(&m.temporary_channel_id) {
+            return OpenOutcome::Refused(
+                m.temporary_channel_id,
+                "temporary_channel_id already in use".into(),
+            );
+        }
+        let local = keys.channel_keys(secp, &peer, &m.temporary_channel_id);
+        let ctx = PeerContext {
+            large_channels: false,
+            trusted_for_zeroconf: config.trusted_peers.contains(&peer),
+        };
+        let alias = alias_for(&local.pubkeys.funding_pubkey);
+        match Establishing::accept(secp, config.establish, local, ctx, m, Some(alias)) {
+            Ok(est) => {
+                self.opening
+                    .insert(m.temporary_channel_id, Opening { est, peer, alias });
+                OpenOutcome::Pending
+            }
+            Err(e) => OpenOutcome::Refused(m.temporary_channel_id, e.to_string()),
+        }
+    }
+
+    fn handle_funding_created(
+        &mut self,
+        secp: &Secp256k1<All>,
+        peer: PublicKey,
+        m: &FundingCreated,
+    ) -> OpenOutcome {
+        let id = m.temporary_channel_id;
+        let Some(mut o) = self.opening.remove(&id) else {
+            return OpenOutcome::Refused(id, "unknown temporary_channel_id".into());
+        };
+        if o.peer != peer {
+            self.opening.insert(id, o);
+            return OpenOutcome::Refused(id, "unknown temporary_channel_id".into());
+        }
+        // Establishment is rare next to forwarding: its two signature operations run inline
+        // rather than in the turn's batches.
+        let result = o
+            .est
+            .stage_funding_created(secp, m)
+            .map(|staged| staged.verify(secp))
+            .and_then(|verified| o.est.apply_funding_created(secp, verified));
+        match result {
+            Ok(stage) => {
+                o.est.apply_funding_signed_signature(stage.sign(secp));
+                let channel_id = o
+                    .est
+                    .channel_id()
+                    .expect("funding known after funding_created");
+                self.opening.insert(channel_id, o);
+                OpenOutcome::Pending
+            }
+            Err(e) => OpenOutcome::Refused(id, e.to_string()),
+        }
+    }
+
+    fn fail(&mut self, channel_id: ChannelId, e: ChannelError) -> OpenOutcome {
+        match e {
+            ChannelError::Ignore(_) => OpenOutcome::Pending,
+            e => {
+                self.opening.remove(&channel_id);
+                OpenOutcome::Refused(channel_id, e.to_string())
+            }
+        }
+    }
+
+    /// A peer disconnected: BOLT 2 forgets channels not yet past `funding_signed`; the others
+    /// stay (their funding may confirm).
+    pub fn handle_disconnect(&mut self, peer: &PublicKey) {
+        self.opening
+            .retain(|_, o| &o.peer != peer || o.est.channel_id().is_some());
+    }
+}
+
+/// Our alias for a channel: a block number in the alias range and the rest from a hash of a key
+/// unique to the channel.
+fn alias_for(funding_pubkey: &PublicKey) -> ShortChannelId {
+    let h = sha256::Hash::hash(&funding_pubkey.serialize()).to_byte_array();
+    let block =
+        ALIAS_MIN_BLOCK | (u32::from_be_bytes([0, h[0], h[1], h[2]]) & (ALIAS_MIN_BLOCK - 1));
+    let tx = u32::from_be_bytes([0, h[3], h[4], h[5]]);
+    let output = u16::from_be_bytes([h[6], h[7]]);
+    ShortChannelId::new(block, tx, output).expect("components within their widths")
+}
+
+/// Our private `channel_update` for `channel` (BOLT 7), signed: `dont_forward` set, `direction`
+/// from the node id order, the policy's fees and limits, `htlc_maximum_msat` at most the
+/// capacity.
+#[allow(clippy::too_many_arguments)]
+pub fn channel_update(
+    secp: &Secp256k1<All>,
+    node_secret: &SecretKey,
+    chain_hash: ChainHash,
+    scid: ShortChannelId,
+    our_id: &PublicKey,
+    peer: &PublicKey,
+    policy: &Policy,
+    capacity_msat: u64,
+    timestamp: u32,
+) -> ChannelUpdate {
+    /// `message_flags`: bit 0 `must_be_one`, bit 1 `dont_forward` (a private channel's update
+    /// goes to the peer only).
+    const MESSAGE_FLAGS: u8 = 0b11;
+    // BOLT 7: direction 0 if we are node_1, the lesser of the two compressed ids.
+    let direction = u8::from(our_id.serialize() > peer.serialize());
+    let mut update = ChannelUpdate {
+        signature: secp.sign_ecdsa(&secp256k1::Message::from_digest([0; 32]), node_secret),
+        chain_hash,
+        short_channel_id: scid,
+        timestamp,
+        message_flags: MESSAGE_FLAGS,
+        channel_flags: direction,
+        cltv_expiry_delta: policy.cltv_expiry_delta,
+        htlc_minimum_msat: policy.htlc_minimum_msat,
+        fee_base_msat: policy.fee_base_msat,
+        fee_proportional_millionths: policy.fee_proportional_millionths,
+        htlc_maximum_msat: Msat(policy.htlc_maximum_msat.0.min(capacity_msat)),
+        excess_data: Vec::new(),
+    };
+    sign_channel_update(secp, node_secret, &mut update);
+    update
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_are_outside_real_block_heights() {
+        let secp = Secp256k1::new();
+        for i in 1..50u8 {
+            let k = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[i; 32]).unwrap());
+            let alias = alias_for(&k);
+            assert!(alias.block() >= ALIAS_MIN_BLOCK, "{alias}");
+        }
+    }
+}

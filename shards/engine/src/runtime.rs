@@ -1,0 +1,224 @@
+//! The engine's threads: one per shard, pinned to a core, each running its [`Shard`]'s turns.
+//!
+//! Queues (crossbeam):
+//! - **connection room -> shard**: bounded ([`EngineConfig::queue_depth`]). The connection
+//!   thread blocks when a shard's queue is full, so it stops reading sockets until the shard
+//!   catches up: back-pressure instead of an unbounded buffer.
+//! - **shard -> shard** (forwards and their resolutions): unbounded, because a shard must never
+//!   block on another (two full queues would deadlock). What flows there is bounded anyway:
+//!   one hand-off and one resolution per HTLC, and HTLCs are capped per channel by
+//!   `max_accepted_htlcs`.
+//! - **shard -> connection room**: unbounded for the same reason (the connection thread blocks
+//!   on shards); it carries at most what the shard's bounded inputs produced, and the
+//!   connection room drops a peer whose socket backlog passes its bound.
+//!
+//! A shard thread blocks on its two queues, drains up to [`EngineConfig::max_batch`] inputs,
+//! runs one turn (time from the system clock), then wakes the connection thread. Nothing
+//! sleeps on a timer. A store failure stops the process: releasing committing messages
+//! without durable state could lose funds.
+
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendError};
+use lnhub_wire::msgs::Message;
+use secp256k1::PublicKey;
+
+use crate::shard::{Input, Io, Routes, Shard, ShardConfig};
+use crate::store::Store;
+
+/// What shards ask the connection room to do.
+// `Send` carries an `update_add_htlc` with its onion inline: boxing would allocate per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Send `msg` to the peer.
+    Send {
+        /// The peer.
+        node_id: PublicKey,
+        /// The message.
+        msg: Message,
+    },
+    /// Close the connection to the peer (after what was sent before).
+    Disconnect {
+        /// The peer.
+        node_id: PublicKey,
+    },
+}
+
+/// Engine settings, validated by the daemon's config.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Number of shards (threads).
+    pub shards: usize,
+    /// Depth of each shard's input queue from the connection room.
+    pub queue_depth: usize,
+    /// Most inputs one turn takes.
+    pub max_batch: usize,
+    /// Pin shard threads to cores.
+    pub pin_threads: bool,
+}
+
+/// Default [`EngineConfig::queue_depth`]: a few turns' worth of messages; deeper queues only
+/// add latency under overload.
+pub const DEFAULT_QUEUE_DEPTH: usize = 4096;
+/// Default [`EngineConfig::max_batch`]: large enough that a busy turn amortises its fsync and
+/// batches over hundreds of HTLCs, small enough to keep a turn within a few milliseconds.
+pub const DEFAULT_MAX_BATCH: usize = 1024;
+
+/// The running engine, owned by the connection room.
+pub struct Engine {
+    peer_inputs: Vec<Sender<Input>>,
+    outputs: Receiver<Output>,
+    /// Shard threads. They end when the engine is dropped (their input queues disconnect);
+    /// the daemon need not wait for them: every turn's state is already durable.
+    _threads: Vec<JoinHandle<()>>,
+}
+
+/// Which shard owns a peer's channels. All of one peer's channels live on one shard, so its
+/// channel messages and its connection events stay in one ordered queue, and nothing has to be
+/// re-routed when a channel's id changes at funding.
+pub fn shard_of(node_id: &PublicKey, shards: usize) -> usize {
+    let bytes = node_id.serialize();
+    // The key's bytes are uniformly distributed; the last eight are as good as a hash.
+    let tail = u64::from_be_bytes(bytes[25..33].try_into().expect("33-byte key"));
+    (tail % shards as u64) as usize
+}
+
+struct ThreadIo<'a> {
+    index: usize,
+    out: &'a Sender<Output>,
+    cross: &'a [Sender<Input>],
+}
+
+impl Io for ThreadIo<'_> {
+    fn send(&mut self, node_id: &PublicKey, msg: Message) {
+        // Unbounded: never fails while the connection room is alive.
+        let _ = self.out.send(Output::Send {
+            node_id: *node_id,
+            msg,
+        });
+    }
+    fn disconnect(&mut self, node_id: &PublicKey) {
+        let _ = self.out.send(Output::Disconnect { node_id: *node_id });
+    }
+    fn to_shard(&mut self, shard: usize, input: Input) {
+        assert_ne!(shard, self.index, "a shard keeps its own inputs");
+        let _ = self.cross[shard].send(input);
+    }
+}
+
+impl Engine {
+    /// Starts one thread per shard. `shard_config(i)` and `store(i)` give shard `i` its
+    /// settings and its store; `wake` is called after every turn that produced output.
+    pub fn start(
+        config: &EngineConfig,
+        mut shard_config: impl FnMut(usize) -> ShardConfig,
+        mut store: impl FnMut(usize) -> Box<dyn Store + Send>,
+        wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    ) -> Engine {
+        assert!(
+            config.shards > 0 && config.queue_depth > 0,
+            "validated engine config"
+        );
+        let routes = Routes::default();
+        let (out_tx, out_rx) = unbounded();
+        let (peer_tx, peer_rx): (Vec<_>, Vec<_>) = (0..config.shards)
+            .map(|_| bounded(config.queue_depth))
+            .unzip();
+        let (cross_tx, cross_rx): (Vec<_>, Vec<_>) =
+            (0..config.shards).map(|_| unbounded()).unzip();
+        let cores = if config.pin_threads {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let now = unix_now();
+        let mut threads = Vec::new();
+        for (index, (peer_rx, cross_rx)) in peer_rx.into_iter().zip(cross_rx).enumerate() {
+            let mut shard = Shard::new(shard_config(index), routes.clone(), 0, now);
+            let mut store = store(index);
+            let out = out_tx.clone();
+            let cross: Vec<Sender<Input>> = cross_tx.clone();
+            let wake = wake.clone();
+            let core = if cores.is_empty() {
+                None
+            } else {
+                Some(cores[index % cores.len()])
+            };
+            let max_batch = config.max_batch;
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let mut batch = Vec::with_capacity(max_batch);
+                    loop {
+                        let first = select! {
+                            recv(peer_rx) -> m => m,
+                            recv(cross_rx) -> m => m,
+                        };
+                        let Ok(first) = first else { return };
+                        batch.push(first);
+                        while batch.len() < max_batch {
+                            match cross_rx.try_recv().or_else(|_| peer_rx.try_recv()) {
+                                Ok(input) => batch.push(input),
+                                Err(_) => break,
+                            }
+                        }
+                        shard.set_time(unix_now());
+                        let mut io = ThreadIo {
+                            index,
+                            out: &out,
+                            cross: &cross,
+                        };
+                        if let Err(e) = shard.turn(batch.drain(..), store.as_mut(), &mut io) {
+                            log::error!(
+                                "shard {index}: {e}; stopping: state cannot be made durable"
+                            );
+                            std::process::abort();
+                        }
+                        wake();
+                    }
+                })
+                .expect("spawn shard thread");
+            threads.push(handle);
+        }
+        Engine {
+            peer_inputs: peer_tx,
+            outputs: out_rx,
+            _threads: threads,
+        }
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.peer_inputs.len()
+    }
+
+    /// Queues `input` for the shard owning `node_id`'s channels, blocking while that shard's
+    /// queue is full (back-pressure on the connection room).
+    pub fn send(&self, node_id: &PublicKey, input: Input) {
+        let tx = &self.peer_inputs[shard_of(node_id, self.peer_inputs.len())];
+        match tx.try_send(input) {
+            Ok(()) => {}
+            Err(TrySendError::Full(input)) => {
+                let _ = tx.send(input);
+            }
+            Err(TrySendError::Disconnected(_)) => log::error!("shard thread gone"),
+        }
+    }
+
+    /// The next output for the connection room, if any.
+    pub fn try_output(&self) -> Option<Output> {
+        self.outputs.try_recv().ok()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
