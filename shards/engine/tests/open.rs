@@ -1,0 +1,270 @@
+//! Inbound channel establishment through a shard: a peer (the channel crate's own funder state
+//! machine) opens a zero-conf channel to the hub; the hub accepts, signs, persists before
+//! `funding_signed`, goes ready at once for a trusted peer, starts the channel and sends its
+//! private `channel_update`. An untrusted peer asking for zero-conf is refused with an error,
+//! and a hub without an open config refuses every channel.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+#[path = "../../channel/tests/common/mod.rs"]
+mod testing;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::{sha256d, Hash};
+use bitcoin::transaction::Version;
+use bitcoin::{OutPoint, ScriptBuf, Sequence, Transaction, TxIn, Txid, Witness};
+use lnhub_channel::{
+    ChannelPolicy, Effect, EstablishConfig, Establishing, LocalKeys, NegotiatedType, OpenRequest,
+    PeerContext, PeerParamLimits,
+};
+use lnhub_engine::{Input, Io, MemoryStore, OpenConfig, Routes, Shard, ShardConfig};
+use lnhub_forward::{Limits, Policy};
+use lnhub_tx::ChannelType;
+use lnhub_wire::msgs::Message;
+use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
+use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
+
+struct Collect {
+    to_peers: HashMap<PublicKey, VecDeque<Message>>,
+}
+
+impl Io for Collect {
+    fn send(&mut self, node_id: &PublicKey, msg: Message) {
+        self.to_peers.entry(*node_id).or_default().push_back(msg);
+    }
+    fn disconnect(&mut self, node_id: &PublicKey) {
+        panic!("hub disconnected {node_id}");
+    }
+    fn to_shard(&mut self, _: usize, _: Input) {
+        panic!("one shard only");
+    }
+}
+
+fn establish_config() -> EstablishConfig {
+    EstablishConfig {
+        chain_hash: ChainHash::REGTEST,
+        dust_limit_satoshis: Sat(546),
+        to_self_delay: 144,
+        max_htlc_value_in_flight_msat: Msat(u64::MAX),
+        channel_reserve_proportional_millionths: 10_000,
+        htlc_minimum_msat: Msat(1),
+        max_accepted_htlcs: 483,
+        minimum_depth: 3,
+        policy: ChannelPolicy {
+            max_dust_htlc_exposure_msat: Msat(5_000_000),
+            min_feerate_per_kw: 253,
+            max_feerate_per_kw: 100_000,
+        },
+        peer_limits: PeerParamLimits {
+            max_to_self_delay: 2016,
+            min_funding_satoshis: Sat(10_000),
+            max_htlc_minimum_msat: Msat(1_000_000),
+            min_max_htlc_value_in_flight_msat: Msat(1_000),
+            max_channel_reserve_proportional_millionths: 200_000,
+            min_max_accepted_htlcs: 5,
+            max_dust_limit_satoshis: Sat(20_000),
+            max_minimum_depth: 144,
+        },
+    }
+}
+
+const POLICY: Policy = Policy {
+    fee_base_msat: 1_000,
+    fee_proportional_millionths: 100,
+    cltv_expiry_delta: 80,
+    htlc_minimum_msat: Msat(1),
+    htlc_maximum_msat: Msat(u64::MAX),
+};
+
+fn hub(secp: &Secp256k1<All>, trusted: &[PublicKey], open: bool) -> (Shard, PublicKey) {
+    let node_secret = SecretKey::from_slice(&[0x11; 32]).unwrap();
+    let config = ShardConfig {
+        index: 0,
+        node_secret,
+        limits: Limits::default(),
+        chain_hash: ChainHash::REGTEST,
+        open: open.then(|| OpenConfig {
+            establish: establish_config(),
+            trusted_peers: trusted.iter().copied().collect::<HashSet<_>>(),
+            default_policy: POLICY,
+            key_nonce_start: 7,
+        }),
+    };
+    (
+        Shard::new(config, Routes::default(), 100, 1_700_000_000),
+        PublicKey::from_secret_key(secp, &node_secret),
+    )
+}
+
+fn funder(secp: &Secp256k1<All>, zeroconf: bool) -> Establishing {
+    let k = testing::node_keys(secp, 99, "funder");
+    let req = OpenRequest {
+        temporary_channel_id: ChannelId([0x77; 32]),
+        funding_satoshis: Sat(1_000_000),
+        push_msat: Msat(100_000_000),
+        feerate_per_kw: 253,
+        channel_type: NegotiatedType {
+            commitment: ChannelType::Anchors,
+            scid_alias: true,
+            zeroconf,
+        },
+        announce: false,
+        alias: Some(ShortChannelId(0x0100_0000_0001_0001)),
+    };
+    let ctx = PeerContext {
+        large_channels: false,
+        trusted_for_zeroconf: true,
+    };
+    Establishing::open(
+        secp,
+        establish_config(),
+        LocalKeys {
+            secrets: k.secrets,
+            pubkeys: k.pubkeys,
+        },
+        ctx,
+        req,
+    )
+    .expect("a valid open request")
+}
+
+fn sent(e: &mut Establishing) -> Vec<Message> {
+    let mut out = Vec::new();
+    while let Some(effect) = e.poll_effect() {
+        match effect {
+            Effect::Send(m) => out.push(m),
+            Effect::Persist { seq } => e.handle_persisted(seq),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn turn(
+    shard: &mut Shard,
+    store: &mut MemoryStore,
+    peer: PublicKey,
+    msgs: Vec<Message>,
+) -> Vec<Message> {
+    let mut io = Collect {
+        to_peers: HashMap::new(),
+    };
+    let inputs = msgs
+        .into_iter()
+        .map(|msg| Input::Peer { node_id: peer, msg });
+    shard.turn(inputs, store, &mut io).unwrap();
+    io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default()
+}
+
+#[test]
+fn trusted_peer_opens_a_zero_conf_channel() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x22; 32]).unwrap());
+    let (mut shard, hub_id) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let mut f = funder(&secp, true);
+
+    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+    let [Message::AcceptChannel(accept)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(accept.minimum_depth, 0, "zero-conf for a trusted peer");
+    f.handle_accept_channel(accept)
+        .expect("hub's parameters are acceptable");
+
+    let tx = Transaction {
+        version: Version::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint {
+                txid: Txid::from_byte_array([5; 32]),
+                vout: 0,
+            },
+            script_sig: ScriptBuf::new(),
+            sequence: Sequence::MAX,
+            witness: Witness::new(),
+        }],
+        output: vec![f.funding_output().unwrap()],
+    };
+    let staged = f.stage_funding(&secp, &tx, 0).unwrap();
+    f.apply_funding_signature(staged.sign(&secp));
+    let commits_before = store.commits;
+    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+    assert!(
+        store.commits > commits_before,
+        "funding_signed only after a durable write"
+    );
+    let channel_id = f.channel_id().unwrap();
+    assert!(
+        store.openings.contains_key(&channel_id),
+        "the establishment state was stored"
+    );
+    let [Message::FundingSigned(signed), Message::ChannelReady(ready)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert!(
+        ready.short_channel_id.is_some(),
+        "our alias goes in channel_ready"
+    );
+    let staged = f.stage_funding_signed(&secp, signed).unwrap();
+    f.apply_funding_signed(staged.verify(&secp))
+        .expect("hub's signature is valid");
+    f.handle_channel_ready(ready).unwrap();
+    f.handle_funding_depth(0);
+    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+    let [Message::ChannelUpdate(update)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(shard.counters().channels_opened_total, 1);
+
+    // The channel runs in the shard under our alias, with the update describing it.
+    let slot = shard.channel(&channel_id).expect("channel in the shard");
+    assert_eq!(Some(slot.scid), ready.short_channel_id);
+    assert_eq!(update.short_channel_id, slot.scid);
+    assert_eq!(update.fee_base_msat, POLICY.fee_base_msat);
+    assert_eq!(update.cltv_expiry_delta, POLICY.cltv_expiry_delta);
+    assert_eq!(
+        update.htlc_maximum_msat,
+        Msat(1_000_000_000),
+        "capped at the capacity"
+    );
+    assert_eq!(
+        update.message_flags & 2,
+        2,
+        "dont_forward: a private channel's update"
+    );
+    let mut bytes = Vec::new();
+    Message::ChannelUpdate(update.clone()).encode(&mut bytes);
+    let digest = sha256d::Hash::hash(&bytes[66..]).to_byte_array();
+    secp.verify_ecdsa(
+        &secp256k1::Message::from_digest(digest),
+        &update.signature,
+        &hub_id,
+    )
+    .expect("signed by the hub's node key");
+    assert!(f.is_ready());
+    let ch = f.into_channel();
+    assert!(ch.is_operational());
+}
+
+#[test]
+fn untrusted_zero_conf_and_closed_hubs_are_refused() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x33; 32]).unwrap());
+    for (trusted, open) in [(false, true), (true, false)] {
+        let trusted_list = if trusted { vec![peer] } else { vec![] };
+        let (mut shard, _) = hub(&secp, &trusted_list, open);
+        let mut store = MemoryStore::default();
+        let mut f = funder(&secp, true);
+        let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+        let [Message::Error(e)] = &replies[..] else {
+            panic!("{replies:?}")
+        };
+        assert_eq!(
+            e.channel_id,
+            ChannelId([0x77; 32]),
+            "error names the temporary channel id"
+        );
+        assert_eq!(store.commits, 0);
+    }
+}
