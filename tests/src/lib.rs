@@ -23,6 +23,9 @@ use lightning::sign::KeysManager;
 use lightning::util::logger::{Logger, Record};
 use lightning_net_tokio::SocketDescriptor;
 
+pub mod ldk_node;
+pub use ldk_node::{InboundChannelPolicy, LdkNode, LdkNodeConfig, PaymentFailure};
+
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh, empty directory under the system temp dir, removed by [`TempDir`]'s drop.

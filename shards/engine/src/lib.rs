@@ -19,7 +19,7 @@ pub mod store;
 pub use open::{OpenConfig, Opening};
 pub use runtime::{shard_of, Engine, EngineConfig, Output, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH};
 pub use shard::{
-    Counters, ForwardLink, HandOff, Input, Io, Origin, Route, Routes, Shard, ShardConfig, Slot,
-    Upstream, MAX_ROUNDS_PER_TURN,
+    Counters, ForwardLink, HandOff, Input, Io, Origin, Replays, Route, Routes, Shard, ShardConfig,
+    Slot, Upstream, MAX_ROUNDS_PER_TURN,
 };
 pub use store::{MemoryStore, Store, StoreError, Write};

@@ -60,8 +60,15 @@ pub struct Opener {
 pub enum OpenOutcome {
     /// Nothing more for the shard to do.
     Pending,
-    /// The channel is ready: insert it.
-    Ready(Box<Channel>, PublicKey, ShortChannelId),
+    /// The channel is ready: insert it. Carries the peer, our alias (forwards name it) and
+    /// the peer's alias (our `channel_update` must name it: the peer matches updates against
+    /// the alias it gave us, LDK silently drops others).
+    Ready(
+        Box<Channel>,
+        PublicKey,
+        ShortChannelId,
+        Option<ShortChannelId>,
+    ),
     /// Refused: send this `error` for the channel.
     Refused(ChannelId, String),
 }
@@ -103,7 +110,13 @@ impl Opener {
                     return OpenOutcome::Pending;
                 }
                 let o = self.opening.remove(&m.channel_id).expect("present");
-                OpenOutcome::Ready(Box::new(o.est.into_channel()), o.peer, o.alias)
+                let remote_alias = o.est.remote_alias();
+                OpenOutcome::Ready(
+                    Box::new(o.est.into_channel()),
+                    o.peer,
+                    o.alias,
+                    remote_alias,
+                )
             }
             other => OpenOutcome::Refused(
                 other.channel_id().unwrap_or(ChannelId::ZERO),

@@ -122,6 +122,10 @@ impl Engine {
             "validated engine config"
         );
         let routes = Routes::default();
+        let replays = std::sync::Arc::new(std::sync::Mutex::new(lnhub_onion::ReplaySet::new(
+            lnhub_onion::ReplayConfig::default(),
+            0,
+        )));
         let (out_tx, out_rx) = unbounded();
         let (peer_tx, peer_rx): (Vec<_>, Vec<_>) = (0..config.shards)
             .map(|_| bounded(config.queue_depth))
@@ -137,6 +141,7 @@ impl Engine {
         let mut threads = Vec::new();
         for (index, (peer_rx, cross_rx)) in peer_rx.into_iter().zip(cross_rx).enumerate() {
             let mut shard = Shard::new(shard_config(index), routes.clone(), 0, now);
+            shard.share_replays(replays.clone());
             let mut store = store(index);
             let out = out_tx.clone();
             let cross: Vec<Sender<Input>> = cross_tx.clone();

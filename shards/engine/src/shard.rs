@@ -25,7 +25,7 @@
 //! and the deterministic simulator drive the very same code.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, Resolution, StagedVerify};
 use lnhub_forward::{decide, Decision, Limits, OutgoingChannel, PolicyHistory, Request};
@@ -34,6 +34,7 @@ use lnhub_onion::error_packet::{
 };
 use lnhub_onion::failure::{Failure, FailureMessage};
 use lnhub_onion::{peel_batch, HopAction, OnionFailure, OnionPacket, PeelInput, PeelSlot};
+use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_wire::msgs::{ErrorMessage, Message, Warning};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
 use rayon::prelude::*;
@@ -62,6 +63,10 @@ pub struct Route {
 /// `short_channel_id` (real or alias) to channel, shared by all shards; written only when a
 /// channel opens or closes, read once per forward.
 pub type Routes = Arc<RwLock<HashMap<ShortChannelId, Route>>>;
+
+/// Onions seen recently, shared by all shards (a replayed onion can come in on any channel):
+/// locked once per peel batch.
+pub type Replays = Arc<Mutex<ReplaySet>>;
 
 /// The incoming HTLC a forward started from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,6 +236,8 @@ pub struct Counters {
     pub channels_failed_total: u64,
     /// Inbound channels that reached normal operation.
     pub channels_opened_total: u64,
+    /// Onions refused as replays (or with the replay set full).
+    pub replays_refused_total: u64,
 }
 
 /// A channel and what the shard knows around it.
@@ -271,6 +278,7 @@ pub struct Shard {
     opener: Opener,
     opening_persists: Vec<(ChannelId, u64)>,
     routes: Routes,
+    replays: Replays,
     slots: HashMap<ChannelId, Slot>,
     /// Shared secrets of incoming HTLCs being forwarded, to encrypt their failure.
     incoming: HashMap<(ChannelId, u64), [u8; 32]>,
@@ -307,6 +315,7 @@ impl Shard {
             opener,
             opening_persists: Vec::new(),
             routes,
+            replays: Arc::new(Mutex::new(ReplaySet::new(ReplayConfig::default(), height))),
             slots: HashMap::new(),
             incoming: HashMap::new(),
             links: HashMap::new(),
@@ -326,6 +335,11 @@ impl Shard {
             peel_slots: Vec::new(),
             packet: Vec::new(),
         }
+    }
+
+    /// Shares one replay set between shards (the runtime gives all shards the same).
+    pub fn share_replays(&mut self, replays: Replays) {
+        self.replays = replays;
     }
 
     /// This shard's index.
@@ -517,6 +531,10 @@ impl Shard {
             }
             Input::BlockHeight(height) => {
                 self.height = height;
+                self.replays
+                    .lock()
+                    .expect("replay set lock poisoned")
+                    .handle_block_height(height);
                 let ids: Vec<ChannelId> = self.slots.keys().copied().collect();
                 for id in ids {
                     let slot = self.slots.get_mut(&id).expect("listed");
@@ -657,7 +675,7 @@ impl Shard {
                     }),
                 );
             }
-            OpenOutcome::Ready(channel, peer, alias) => {
+            OpenOutcome::Ready(channel, peer, alias, remote_alias) => {
                 let channel_id = channel.channel_id();
                 let policy = self.config.open.as_ref().map(|o| o.default_policy);
                 let policy = policy.expect("channels are only accepted with an open config");
@@ -670,7 +688,7 @@ impl Shard {
                     &self.secp,
                     &self.config.node_secret,
                     self.config.chain_hash,
-                    alias,
+                    remote_alias.unwrap_or(alias),
                     &self.node_id,
                     &peer,
                     &policy,
@@ -910,6 +928,10 @@ impl Shard {
         let routes = routes
             .read()
             .expect("routes lock poisoned: a shard panicked");
+        let replays = self.replays.clone();
+        let mut replays = replays
+            .lock()
+            .expect("replay set lock poisoned: a shard panicked");
         for (i, w) in work.iter().enumerate() {
             let slot = &self.peel_slots[i];
             let origin = Origin {
@@ -948,6 +970,18 @@ impl Shard {
                 Ok(()) => &slot.hop,
             };
             let shared_secret = *hop.shared_secret();
+            // BOLT 4: an onion seen before is refused. Expiries the forward decision rejects
+            // anyway (too soon, too far) are left to it.
+            let expiry = hop.replay_expiry(w.cltv_expiry);
+            match replays.check_and_insert(&shared_secret, expiry) {
+                Ok(()) | Err(ReplayError::AlreadyExpired) | Err(ReplayError::TooFarAhead) => {}
+                Err(ReplayError::Replayed) | Err(ReplayError::Full) => {
+                    self.counters.replays_refused_total += 1;
+                    let failure = FailureMessage::TemporaryNodeFailure;
+                    self.fail_incoming_here(w.channel_id, w.htlc_id, Some(shared_secret), failure);
+                    continue;
+                }
+            }
             let action = match hop.instructions(w.amount_msat, w.cltv_expiry) {
                 Ok(action) => action,
                 Err(OnionFailure::Malformed {

@@ -220,7 +220,11 @@ fn trusted_peer_opens_a_zero_conf_channel() {
     // The channel runs in the shard under our alias, with the update describing it.
     let slot = shard.channel(&channel_id).expect("channel in the shard");
     assert_eq!(Some(slot.scid), ready.short_channel_id);
-    assert_eq!(update.short_channel_id, slot.scid);
+    assert_eq!(
+        update.short_channel_id,
+        ShortChannelId(0x0100_0000_0001_0001),
+        "the update names the alias the peer gave us"
+    );
     assert_eq!(update.fee_base_msat, POLICY.fee_base_msat);
     assert_eq!(update.cltv_expiry_delta, POLICY.cltv_expiry_delta);
     assert_eq!(

@@ -68,6 +68,9 @@ enum Plan {
     LowFee,
     /// The onion names a channel the hub does not have: unknown_next_peer from hop 0.
     UnknownChannel,
+    /// A copy of an earlier payment's onion: the hub refuses the replay
+    /// (temporary_node_failure from hop 0) and it never reaches the payee.
+    Replay,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +91,18 @@ struct Payment {
     plan: Plan,
     payer_htlc_id: u64,
     outcome: Option<Outcome>,
+    /// What was sent, for a later replay.
+    sent: Sent,
+}
+
+/// An HTLC as the payer sent it: onion, amount, expiry.
+#[derive(Clone, Copy)]
+struct Sent([u8; 1366], u64, u32);
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sent(onion .., {} msat, cltv {})", self.1, self.2)
+    }
 }
 
 struct Peer {
@@ -143,6 +158,10 @@ impl Sim {
         let hub_secret = secret("hub", 0, seed);
         let hub_id = PublicKey::from_secret_key(&secp, &hub_secret);
         let routes = Routes::default();
+        // One replay set for the hub, as the runtime does: a replay may come in on any shard.
+        let replays: lnhub_engine::Replays = std::sync::Arc::new(std::sync::Mutex::new(
+            lnhub_onion::ReplaySet::new(lnhub_onion::ReplayConfig::default(), HEIGHT),
+        ));
         let mut shards: Vec<Shard> = (0..SHARDS)
             .map(|index| {
                 let config = ShardConfig {
@@ -152,7 +171,11 @@ impl Sim {
                     chain_hash: lnhub_wire::types::ChainHash::REGTEST,
                     open: None,
                 };
-                Shard::new(config, routes.clone(), HEIGHT, NOW)
+                {
+                    let mut shard = Shard::new(config, routes.clone(), HEIGHT, NOW);
+                    shard.share_replays(replays.clone());
+                    shard
+                }
             })
             .collect();
         let mut peers = Vec::new();
@@ -277,6 +300,44 @@ impl Sim {
             plan,
             payer_htlc_id: id,
             outcome: None,
+            sent: Sent(onion, amount_msat + paid_fee, cltv),
+        });
+    }
+
+    /// Re-sends the onion of an earlier payment from `payer`.
+    fn replay_payment(&mut self, payer: usize) {
+        // Only an onion the hub has already peeled (its payment is resolved) is a replay; an
+        // original still in flight could lose the race to its copy.
+        let Some(original) = self
+            .payments
+            .iter()
+            .filter(|p| p.plan != Plan::Replay && p.outcome.is_some())
+            .last()
+        else {
+            return;
+        };
+        let Sent(onion, amount, cltv) = original.sent;
+        let (hash, secrets, payee) = (original.hash, original.secrets.clone(), original.payee);
+        let (amount_msat, fee_msat, preimage) =
+            (original.amount_msat, original.fee_msat, original.preimage);
+        let Ok(id) = self.peers[payer]
+            .channel
+            .send_add_htlc(Msat(amount), hash, cltv, &onion)
+        else {
+            return;
+        };
+        self.payments.push(Payment {
+            payer,
+            payee,
+            amount_msat,
+            fee_msat,
+            preimage,
+            hash,
+            secrets,
+            plan: Plan::Replay,
+            payer_htlc_id: id,
+            outcome: None,
+            sent: Sent(onion, amount, cltv),
         });
     }
 
@@ -510,14 +571,19 @@ impl Sim {
                 if payee >= payer {
                     payee += 1;
                 }
-                let plan = match self.rng.range(0, 10) {
+                let plan = match self.rng.range(0, 12) {
                     0 => Plan::PayeeFails,
                     1 => Plan::LowFee,
                     2 => Plan::UnknownChannel,
+                    3 => Plan::Replay,
                     _ => Plan::Succeed,
                 };
                 if self.peers[payer].connected {
-                    self.start_payment(payer, payee, plan);
+                    if plan == Plan::Replay {
+                        self.replay_payment(payer);
+                    } else {
+                        self.start_payment(payer, payee, plan);
+                    }
                     self.peer_flush(payer);
                 }
             }
@@ -593,6 +659,10 @@ impl Sim {
                     hop: 0,
                     code: 0x400a,
                 },
+                Plan::Replay => Outcome::Failed {
+                    hop: 0,
+                    code: 0x2002,
+                },
             };
             // A payee that was disconnected when the hub tried to forward makes the hub fail the
             // payment itself with temporary_channel_failure: correct, and counted.
@@ -600,7 +670,7 @@ impl Sim {
                 hop: 0,
                 code: 0x1007,
             };
-            let payee_reachable_plan = p.plan != Plan::UnknownChannel;
+            let payee_reachable_plan = !matches!(p.plan, Plan::UnknownChannel | Plan::Replay);
             assert!(
                 outcome == &expected || (payee_reachable_plan && outcome == &unavailable),
                 "seed {seed}: expected {expected:?}, got {outcome:?} for {p:?}"
@@ -682,6 +752,7 @@ fn hub_with_eight_channels_over_two_shards() {
     let mut forwards = 0;
     let mut fulfilled = 0;
     let mut commits = 0;
+    let mut replays = 0;
     for seed in range {
         let result = std::panic::catch_unwind(|| run(seed, 300));
         match result {
@@ -693,6 +764,11 @@ fn hub_with_eight_channels_over_two_shards() {
                     .filter(|p| p.outcome == Some(Outcome::Fulfilled))
                     .count();
                 commits += sim.stores.iter().map(|s| s.commits).sum::<u64>();
+                replays += sim
+                    .shards
+                    .iter()
+                    .map(|s| s.counters().replays_refused_total)
+                    .sum::<u64>();
                 forwards += sim
                     .shards
                     .iter()
@@ -714,6 +790,7 @@ fn hub_with_eight_channels_over_two_shards() {
         "the simulation must forward and persist"
     );
     eprintln!(
-        "{payments} payments, {fulfilled} fulfilled, {forwards} forwards, {commits} group commits"
+        "{payments} payments, {fulfilled} fulfilled, {forwards} forwards, {commits} group commits, \
+         {replays} replays refused"
     );
 }
