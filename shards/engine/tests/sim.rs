@@ -311,8 +311,7 @@ impl Sim {
         let Some(original) = self
             .payments
             .iter()
-            .filter(|p| p.plan != Plan::Replay && p.outcome.is_some())
-            .last()
+            .rfind(|p| p.plan != Plan::Replay && p.outcome.is_some())
         else {
             return;
         };
