@@ -283,7 +283,9 @@ impl Establishing {
             htlc_minimum_msat: config.htlc_minimum_msat,
             max_accepted_htlcs: config.max_accepted_htlcs,
         };
-        let minimum_depth = if channel_type.zeroconf {
+        // BOLT 2: `option_zeroconf` MUST get 0; without it the acceptor MAY still choose 0,
+        // which we do for the peers the operator trusts (LDK opens zero-conf channels that way).
+        let minimum_depth = if channel_type.zeroconf || ctx.trusted_for_zeroconf {
             0
         } else {
             config.minimum_depth
