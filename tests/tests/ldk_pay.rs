@@ -71,3 +71,78 @@ async fn ldk_pays_ldk_through_lnhubd() {
     assert_eq!(fee, hub_fee(amount), "S paid exactly the hub's fee");
     assert_eq!(r.wait_claimed(hash, T).await.expect("R claims"), amount);
 }
+
+/// 1,000 payments S -> hub -> R with up to 400 in flight at once: every one succeeds, each
+/// with the hub's exact fee, and R claims every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_payments_with_up_to_400_in_flight() {
+    const PAYMENTS: usize = 1_000;
+    const IN_FLIGHT: usize = 400;
+    // Above every dust limit (546 sat), so each HTLC is a real output with its own signatures.
+    const AMOUNT: u64 = 1_000_000;
+    let mut quiet = LdkNodeConfig::default();
+    quiet.log_level = lightning::util::logger::Level::Warn;
+    let s = LdkNode::new("S", [0x61; 32], quiet.clone());
+    let mut r_config = quiet;
+    // R accepts as many HTLCs as BOLT 2 allows, so the hub can have 400 in flight to it.
+    r_config
+        .user_config
+        .channel_handshake_config
+        .our_max_accepted_htlcs = 483;
+    let r = LdkNode::new("R", [0x62; 32], r_config);
+    let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
+    let hub = Hub::start(&[
+        "--dev-memory-store",
+        "--trusted-peer",
+        &sid,
+        "--trusted-peer",
+        &rid,
+    ]);
+    s.connect(hub.node_id, hub.addr).await.unwrap();
+    r.connect(hub.node_id, hub.addr).await.unwrap();
+    s.open_zero_conf_channel(hub.node_id, 2_000_000, 0)
+        .await
+        .unwrap();
+    r.open_zero_conf_channel(hub.node_id, 2_000_000, 1_500_000_000)
+        .await
+        .unwrap();
+    r.wait_route_hint_ready(&hub.node_id, T).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    let mut done = 0;
+    let mut sent = 0;
+    while done < PAYMENTS {
+        while sent < PAYMENTS && pending.len() < IN_FLIGHT {
+            let invoice = r
+                .create_invoice(AMOUNT, "burst", Some(hub.node_id))
+                .unwrap();
+            s.pay_invoice(&invoice).unwrap();
+            pending.push_back(hash_of(&invoice));
+            sent += 1;
+        }
+        let hash = pending.pop_front().expect("a payment in flight");
+        let (_, fee) = s
+            .wait_payment_sent(hash, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "payment {done} failed: {e}\nhub log tail:\n{}",
+                    tail(&hub.log())
+                )
+            });
+        assert_eq!(fee, hub_fee(AMOUNT));
+        assert_eq!(r.wait_claimed(hash, T).await.unwrap(), AMOUNT);
+        done += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{PAYMENTS} payments through lnhubd in {secs:.1} s ({:.0}/s)",
+        PAYMENTS as f64 / secs
+    );
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
