@@ -80,8 +80,10 @@ async fn thousand_payments_with_up_to_400_in_flight() {
     const IN_FLIGHT: usize = 400;
     // Above every dust limit (546 sat), so each HTLC is a real output with its own signatures.
     const AMOUNT: u64 = 1_000_000;
-    let mut quiet = LdkNodeConfig::default();
-    quiet.log_level = lightning::util::logger::Level::Warn;
+    let quiet = LdkNodeConfig {
+        log_level: lightning::util::logger::Level::Warn,
+        ..LdkNodeConfig::default()
+    };
     let s = LdkNode::new("S", [0x61; 32], quiet.clone());
     let mut r_config = quiet;
     // R accepts as many HTLCs as BOLT 2 allows, so the hub can have 400 in flight to it.
