@@ -98,6 +98,9 @@ pub struct RawConfig {
     /// Blocks we keep between incoming and outgoing expiry [default: 80]. BOLT 2 asks for at
     /// least 34; more gives more time to react to a misbehaving peer on chain.
     pub cltv_expiry_delta: Option<u16>,
+    /// Smallest HTLC we forward on our channels [default: 1 msat]; 0 is refused (BOLT 2
+    /// forbids zero-value HTLCs, so 1 is the real floor).
+    pub htlc_minimum_msat: Option<u64>,
 }
 
 /// A peer to keep connected.
@@ -142,6 +145,8 @@ pub struct Config {
     pub fee_proportional_millionths: u32,
     /// Our `cltv_expiry_delta`.
     pub cltv_expiry_delta: u16,
+    /// Smallest HTLC we forward (our channels' `htlc_minimum_msat` policy).
+    pub htlc_minimum_msat: u64,
 }
 
 /// A configuration error: one line naming the field and what is wrong with it.
@@ -177,6 +182,11 @@ pub const DEFAULT_FEE_PROPORTIONAL_MILLIONTHS: u32 = 100;
 pub const DEFAULT_CLTV_EXPIRY_DELTA: u16 = 80;
 /// Smallest `cltv_expiry_delta` we accept in config (BOLT 2 "cltv_expiry_delta Selection").
 pub const MIN_CLTV_EXPIRY_DELTA: u16 = 34;
+/// Default forwarding `htlc_minimum_msat`: any non-zero HTLC.
+pub const DEFAULT_HTLC_MINIMUM_MSAT: u64 = 1;
+/// Largest forwarding `htlc_minimum_msat` we accept in config: 1 BTC. Anything above makes
+/// the hub useless for payments and is surely a unit mistake (sat for msat).
+pub const MAX_HTLC_MINIMUM_MSAT: u64 = 100_000_000_000;
 
 impl Config {
     /// Reads `<data-dir>/lnhub.toml` (if present), applies the flags over it and validates.
@@ -273,7 +283,15 @@ impl Config {
                 ),
             );
         }
+        let htlc_minimum_msat = raw.htlc_minimum_msat.unwrap_or(DEFAULT_HTLC_MINIMUM_MSAT);
+        if !(1..=MAX_HTLC_MINIMUM_MSAT).contains(&htlc_minimum_msat) {
+            return err(
+                "htlc_minimum_msat",
+                format!("{htlc_minimum_msat} is outside 1..={MAX_HTLC_MINIMUM_MSAT}"),
+            );
+        }
         Ok(Config {
+            htlc_minimum_msat,
             dev_memory_store: flags.dev_memory_store,
             shards,
             fee_base_msat: raw.fee_base_msat.unwrap_or(DEFAULT_FEE_BASE_MSAT),
@@ -406,6 +424,9 @@ mod tests {
             .unwrap_err();
         assert!(e.0.contains("ping_interval_secs"), "{e}");
         assert!(toml::from_str::<RawConfig>("lisen = \"x\"").is_err());
+        let raw: RawConfig = toml::from_str("htlc_minimum_msat = 0").unwrap();
+        let e = Config::validate(flags(&["--data-dir", "/tmp/x"]), raw).unwrap_err();
+        assert!(e.0.contains("htlc_minimum_msat"), "{e}");
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn start(config: &Config, node_secret: SecretKey, waker: Arc<mio::Waker>) ->
             fee_base_msat: config.fee_base_msat,
             fee_proportional_millionths: config.fee_proportional_millionths,
             cltv_expiry_delta: config.cltv_expiry_delta,
-            htlc_minimum_msat: Msat(1),
+            htlc_minimum_msat: Msat(config.htlc_minimum_msat),
             htlc_maximum_msat: Msat(u64::MAX),
         },
         key_nonce_start: fresh_nonce(),

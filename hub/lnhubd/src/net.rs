@@ -116,6 +116,9 @@ pub struct Node {
     events: Vec<PeerEvent>,
     /// The channel engine (`None`: channels are refused at the connection level).
     engine: Option<Engine>,
+    /// For each peer, the connection the engine's output is currently for (set when its shard
+    /// confirms a connection with `Output::Connected`): output for any other is dropped.
+    engine_conns: HashMap<PublicKey, Token>,
 }
 
 impl Node {
@@ -162,6 +165,7 @@ impl Node {
             plain: Vec::with_capacity(READ_CHUNK),
             events: Vec::new(),
             engine,
+            engine_conns: HashMap::new(),
         })
     }
 
@@ -427,7 +431,14 @@ impl Node {
             }
             self.by_node_id.insert(node_id, token);
             if let Some(engine) = &self.engine {
-                engine.send(&node_id, Input::PeerConnected { node_id });
+                let connection = token.0 as u64;
+                engine.send(
+                    &node_id,
+                    Input::PeerConnected {
+                        node_id,
+                        connection,
+                    },
+                );
             }
         }
     }
@@ -485,6 +496,9 @@ impl Node {
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some(Phase::Active { node_id, .. }) = conn.phase {
+            if self.engine_conns.get(&node_id) == Some(&token) {
+                self.engine_conns.remove(&node_id);
+            }
             if self.by_node_id.get(&node_id) == Some(&token) {
                 self.by_node_id.remove(&node_id);
                 info!("peer {node_id} disconnected");
@@ -511,12 +525,26 @@ impl Node {
         let mut touched = Vec::new();
         for output in outputs {
             let (node_id, msg) = match output {
+                Output::Connected {
+                    node_id,
+                    connection,
+                } => {
+                    let token = Token(connection as usize);
+                    if self.by_node_id.get(&node_id) == Some(&token) {
+                        self.engine_conns.insert(node_id, token);
+                    } else {
+                        self.engine_conns.remove(&node_id);
+                    }
+                    continue;
+                }
                 Output::Send { node_id, msg } => (node_id, Some(msg)),
                 Output::Disconnect { node_id } => (node_id, None),
             };
-            // A peer that is not connected gets nothing: its channels retransmit what it
-            // missed after channel_reestablish.
-            let Some(&token) = self.by_node_id.get(&node_id) else {
+            // Only to the connection the shard last confirmed, and only while it is the
+            // peer's live one: output made for an earlier connection is dropped (its channels
+            // retransmit what the peer needs after channel_reestablish).
+            let live = self.by_node_id.get(&node_id);
+            let Some(&token) = self.engine_conns.get(&node_id).filter(|t| Some(*t) == live) else {
                 continue;
             };
             let Some(conn) = self.conns.get_mut(&token) else {

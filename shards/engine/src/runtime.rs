@@ -32,6 +32,14 @@ use crate::store::Store;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Output {
+    /// What follows for this peer belongs to its connection number `connection` (see
+    /// [`crate::Io::connected`]); drop sends for the peer until this names its live connection.
+    Connected {
+        /// The peer.
+        node_id: PublicKey,
+        /// The connection room's number for the connection.
+        connection: u64,
+    },
     /// Send `msg` to the peer.
     Send {
         /// The peer.
@@ -92,6 +100,12 @@ struct ThreadIo<'a> {
 }
 
 impl Io for ThreadIo<'_> {
+    fn connected(&mut self, node_id: &PublicKey, connection: u64) {
+        let _ = self.out.send(Output::Connected {
+            node_id: *node_id,
+            connection,
+        });
+    }
     fn send(&mut self, node_id: &PublicKey, msg: Message) {
         // Unbounded: never fails while the connection room is alive.
         let _ = self.out.send(Output::Send {

@@ -153,6 +153,9 @@ pub enum Input {
     PeerConnected {
         /// The peer.
         node_id: PublicKey,
+        /// Which connection (the connection room's number for it): everything the shard
+        /// sends after this belongs to it, see [`Io::connected`].
+        connection: u64,
     },
     /// The peer's connection is gone.
     PeerDisconnected {
@@ -186,6 +189,11 @@ pub enum Input {
 
 /// Where a shard's output goes.
 pub trait Io {
+    /// The shard now sends to `node_id`'s connection number `connection`. Sends before this
+    /// call belonged to an earlier connection and must not reach this one: a
+    /// `revoke_and_ack` made for the old link, arriving before our `channel_reestablish`,
+    /// makes the peer fail the channel.
+    fn connected(&mut self, node_id: &PublicKey, connection: u64);
     /// Send `msg` to `node_id` (in order with earlier sends to it).
     fn send(&mut self, node_id: &PublicKey, msg: Message);
     /// Close the connection to `node_id` (after the messages already sent to it).
@@ -290,6 +298,8 @@ pub struct Shard {
     // Per-turn scratch, reused.
     pending: VecDeque<Input>,
     deferred: Vec<Input>,
+    /// Peers with an input in `deferred` this round.
+    deferred_peers: HashSet<PublicKey>,
     staged: Vec<(ChannelId, StagedVerify)>,
     staged_ids: HashSet<ChannelId>,
     touched: HashSet<ChannelId>,
@@ -324,6 +334,7 @@ impl Shard {
             counters: Counters::default(),
             pending: VecDeque::new(),
             deferred: Vec::new(),
+            deferred_peers: HashSet::new(),
             staged: Vec::new(),
             staged_ids: HashSet::new(),
             touched: HashSet::new(),
@@ -432,6 +443,7 @@ impl Shard {
             self.commit(store, io)?;
             self.peel_and_decide(io);
             self.pending.extend(self.deferred.drain(..));
+            self.deferred_peers.clear();
             if self.pending.is_empty() && !self.touched.iter().any(|id| self.needs_signing(id)) {
                 break;
             }
@@ -480,7 +492,7 @@ impl Shard {
             Input::Peer { msg, .. } => msg
                 .channel_id()
                 .is_some_and(|id| self.staged_ids.contains(&id)),
-            Input::PeerConnected { node_id } | Input::PeerDisconnected { node_id } => {
+            Input::PeerConnected { node_id, .. } | Input::PeerDisconnected { node_id } => {
                 peer_staged(node_id)
             }
             Input::Add(h) => self.staged_ids.contains(&h.out_channel_id),
@@ -491,13 +503,28 @@ impl Shard {
     }
 
     fn apply_input(&mut self, input: Input, io: &mut dyn Io) {
-        if self.blocked(&input) {
+        // A peer's inputs keep their order: once one waits, the ones behind it wait too.
+        let peer = match &input {
+            Input::Peer { node_id, .. }
+            | Input::PeerConnected { node_id, .. }
+            | Input::PeerDisconnected { node_id } => Some(*node_id),
+            _ => None,
+        };
+        let waiting_peer = peer.is_some_and(|p| self.deferred_peers.contains(&p));
+        if waiting_peer || self.blocked(&input) {
+            if let Some(p) = peer {
+                self.deferred_peers.insert(p);
+            }
             self.deferred.push(input);
             return;
         }
         match input {
             Input::Peer { node_id, msg } => self.apply_peer_message(node_id, msg, io),
-            Input::PeerConnected { node_id } => {
+            Input::PeerConnected {
+                node_id,
+                connection,
+            } => {
+                io.connected(&node_id, connection);
                 for slot in self.slots.values_mut().filter(|s| s.peer == node_id) {
                     if slot.connected {
                         slot.channel.handle_disconnect();

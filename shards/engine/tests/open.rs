@@ -29,6 +29,7 @@ struct Collect {
 }
 
 impl Io for Collect {
+    fn connected(&mut self, _: &PublicKey, _: u64) {}
     fn send(&mut self, node_id: &PublicKey, msg: Message) {
         self.to_peers.entry(*node_id).or_default().push_back(msg);
     }

@@ -123,6 +123,7 @@ struct SimIo<'a> {
 }
 
 impl Io for SimIo<'_> {
+    fn connected(&mut self, _: &PublicKey, _: u64) {}
     fn send(&mut self, node_id: &PublicKey, msg: Message) {
         self.to_peers.entry(*node_id).or_default().push_back(msg);
     }
@@ -558,7 +559,10 @@ impl Sim {
         }
         self.peers[i].connected = true;
         self.peers[i].channel.handle_reconnect(&self.secp);
-        self.shard_inputs[self.shard_of[i]].push_back(Input::PeerConnected { node_id });
+        self.shard_inputs[self.shard_of[i]].push_back(Input::PeerConnected {
+            node_id,
+            connection: 1,
+        });
         self.peer_flush(i);
     }
 
