@@ -130,11 +130,26 @@ fn establish(secp: &Secp256k1<All>, t: NegotiatedType) -> (Channel, Channel) {
     let Some(Message::OpenChannel(open)) = sent(&mut a).pop() else {
         panic!("open_channel")
     };
-    let mut b = Establishing::accept(
+    // A trusted acceptor picks depth 0 even without option_zeroconf; the
+    // untrusted one waits for its configured depth.
+    let trusted = Establishing::accept(
         secp,
         config(),
         keys(secp, "b"),
         ctx(),
+        &open,
+        Some(ShortChannelId(0xdef)),
+    )
+    .unwrap();
+    assert_eq!(trusted.minimum_depth(), 0);
+    let mut b = Establishing::accept(
+        secp,
+        config(),
+        keys(secp, "b"),
+        PeerContext {
+            trusted_for_zeroconf: t.zeroconf,
+            ..ctx()
+        },
         &open,
         Some(ShortChannelId(0xdef)),
     )
