@@ -3,52 +3,20 @@
 
 use std::sync::Arc;
 
-use lnhub_channel::{ChannelPolicy, EstablishConfig, PeerParamLimits};
 use lnhub_engine::{
-    Engine, EngineConfig, MemoryStore, OpenConfig, ShardConfig, Store, DEFAULT_MAX_BATCH,
-    DEFAULT_QUEUE_DEPTH,
+    default_establish_config, Engine, EngineConfig, MemoryStore, OpenConfig, ShardConfig, Store,
+    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
 };
 use lnhub_forward::{Limits, Policy};
-use lnhub_wire::types::{Msat, Sat};
+use lnhub_wire::types::Msat;
 use secp256k1::SecretKey;
 
 use crate::config::Config;
 
-/// Our channel-establishment parameters. Each value says why in [`EstablishConfig`] /
-/// [`PeerParamLimits`]; these are the documented defaults.
-fn establish_config(config: &Config) -> EstablishConfig {
-    EstablishConfig {
-        chain_hash: config.chain_hash,
-        dust_limit_satoshis: Sat(546),
-        to_self_delay: 144,
-        // No cap below the channel's own size: the reserve and the HTLC count bound exposure.
-        max_htlc_value_in_flight_msat: Msat(u64::MAX),
-        channel_reserve_proportional_millionths: 10_000,
-        htlc_minimum_msat: Msat(1),
-        max_accepted_htlcs: 483,
-        minimum_depth: 3,
-        policy: ChannelPolicy {
-            max_dust_htlc_exposure_msat: Msat(5_000_000),
-            min_feerate_per_kw: 253,
-            max_feerate_per_kw: 100_000,
-        },
-        peer_limits: PeerParamLimits {
-            max_to_self_delay: 2016,
-            min_funding_satoshis: Sat(10_000),
-            max_htlc_minimum_msat: Msat(1_000_000),
-            min_max_htlc_value_in_flight_msat: Msat(1_000),
-            max_channel_reserve_proportional_millionths: 200_000,
-            min_max_accepted_htlcs: 5,
-            max_dust_limit_satoshis: Sat(20_000),
-            max_minimum_depth: 144,
-        },
-    }
-}
-
 /// Starts the shard threads.
 pub fn start(config: &Config, node_secret: SecretKey, waker: Arc<mio::Waker>) -> Engine {
     let open = config.dev_memory_store.then(|| OpenConfig {
-        establish: establish_config(config),
+        establish: default_establish_config(config.chain_hash),
         trusted_peers: config.trusted_peers.iter().copied().collect(),
         default_policy: Policy {
             fee_base_msat: config.fee_base_msat,

@@ -16,7 +16,7 @@ pub mod runtime;
 pub mod shard;
 pub mod store;
 
-pub use open::{OpenConfig, Opening};
+pub use open::{default_establish_config, OpenConfig, Opening};
 pub use runtime::{shard_of, Engine, EngineConfig, Output, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH};
 pub use shard::{
     Counters, ForwardLink, HandOff, Input, Io, Origin, Replays, Route, Routes, Shard, ShardConfig,

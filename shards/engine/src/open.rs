@@ -11,10 +11,13 @@
 use std::collections::{HashMap, HashSet};
 
 use bitcoin::hashes::{sha256, Hash};
-use lnhub_channel::{Channel, ChannelError, EstablishConfig, Establishing, PeerContext};
+use lnhub_channel::{
+    Channel, ChannelError, ChannelPolicy, EstablishConfig, Establishing, PeerContext,
+    PeerParamLimits,
+};
 use lnhub_forward::Policy;
 use lnhub_wire::msgs::{ChannelUpdate, FundingCreated, Message, OpenChannel};
-use lnhub_wire::types::{ChainHash, ChannelId, Msat, ShortChannelId};
+use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 use crate::keys::{sign_channel_update, KeySource};
@@ -23,6 +26,37 @@ use crate::keys::{sign_channel_update, KeySource};
 /// block height, which stays below 2^23 for the next ~150 years; aliases from the top half of
 /// the 24-bit range never collide with one (BOLT 2: aliases "MUST NOT be a real scid").
 const ALIAS_MIN_BLOCK: u32 = 1 << 23;
+
+/// The establishment parameters lnhub uses: the documented defaults of [`EstablishConfig`] and
+/// [`PeerParamLimits`] (each field there says why its value).
+pub fn default_establish_config(chain_hash: ChainHash) -> EstablishConfig {
+    EstablishConfig {
+        chain_hash,
+        dust_limit_satoshis: Sat(546),
+        to_self_delay: 144,
+        // No cap below the channel's own size: the reserve and the HTLC count bound exposure.
+        max_htlc_value_in_flight_msat: Msat(u64::MAX),
+        channel_reserve_proportional_millionths: 10_000,
+        htlc_minimum_msat: Msat(1),
+        max_accepted_htlcs: 483,
+        minimum_depth: 3,
+        policy: ChannelPolicy {
+            max_dust_htlc_exposure_msat: Msat(5_000_000),
+            min_feerate_per_kw: 253,
+            max_feerate_per_kw: 100_000,
+        },
+        peer_limits: PeerParamLimits {
+            max_to_self_delay: 2016,
+            min_funding_satoshis: Sat(10_000),
+            max_htlc_minimum_msat: Msat(1_000_000),
+            min_max_htlc_value_in_flight_msat: Msat(1_000),
+            max_channel_reserve_proportional_millionths: 200_000,
+            min_max_accepted_htlcs: 5,
+            max_dust_limit_satoshis: Sat(20_000),
+            max_minimum_depth: 144,
+        },
+    }
+}
 
 /// What a shard needs to accept channels.
 #[derive(Debug, Clone)]

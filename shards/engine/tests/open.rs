@@ -14,8 +14,7 @@ use bitcoin::hashes::{sha256d, Hash};
 use bitcoin::transaction::Version;
 use bitcoin::{OutPoint, ScriptBuf, Sequence, Transaction, TxIn, Txid, Witness};
 use lnhub_channel::{
-    ChannelPolicy, Effect, EstablishConfig, Establishing, LocalKeys, NegotiatedType, OpenRequest,
-    PeerContext, PeerParamLimits,
+    Effect, EstablishConfig, Establishing, LocalKeys, NegotiatedType, OpenRequest, PeerContext,
 };
 use lnhub_engine::{Input, Io, MemoryStore, OpenConfig, Routes, Shard, ShardConfig};
 use lnhub_forward::{Limits, Policy};
@@ -42,31 +41,7 @@ impl Io for Collect {
 }
 
 fn establish_config() -> EstablishConfig {
-    EstablishConfig {
-        chain_hash: ChainHash::REGTEST,
-        dust_limit_satoshis: Sat(546),
-        to_self_delay: 144,
-        max_htlc_value_in_flight_msat: Msat(u64::MAX),
-        channel_reserve_proportional_millionths: 10_000,
-        htlc_minimum_msat: Msat(1),
-        max_accepted_htlcs: 483,
-        minimum_depth: 3,
-        policy: ChannelPolicy {
-            max_dust_htlc_exposure_msat: Msat(5_000_000),
-            min_feerate_per_kw: 253,
-            max_feerate_per_kw: 100_000,
-        },
-        peer_limits: PeerParamLimits {
-            max_to_self_delay: 2016,
-            min_funding_satoshis: Sat(10_000),
-            max_htlc_minimum_msat: Msat(1_000_000),
-            min_max_htlc_value_in_flight_msat: Msat(1_000),
-            max_channel_reserve_proportional_millionths: 200_000,
-            min_max_accepted_htlcs: 5,
-            max_dust_limit_satoshis: Sat(20_000),
-            max_minimum_depth: 144,
-        },
-    }
+    lnhub_engine::default_establish_config(ChainHash::REGTEST)
 }
 
 const POLICY: Policy = Policy {
