@@ -127,22 +127,22 @@ pub struct Prospective {
 /// The books of one channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Book {
-    funder: Side,
-    capacity_msat: u64,
+    pub(crate) funder: Side,
+    pub(crate) capacity_msat: u64,
     /// Our balance with every fully-resolved HTLC folded in.
-    base_local_msat: u64,
+    pub(crate) base_local_msat: u64,
     /// The peer's balance, likewise.
-    base_remote_msat: u64,
+    pub(crate) base_remote_msat: u64,
     /// The feerate every commitment uses unless a fee update applies.
-    base_feerate_per_kw: u32,
+    pub(crate) base_feerate_per_kw: u32,
     /// Pending fee updates, oldest first, at most one per state.
-    fee_updates: Vec<FeeUpdate>,
+    pub(crate) fee_updates: Vec<FeeUpdate>,
     /// HTLCs in flight, in the order they were added.
-    htlcs: Vec<Htlc>,
-    next_local_htlc_id: u64,
-    next_remote_htlc_id: u64,
-    local_commitment_number: u64,
-    remote_commitment_number: u64,
+    pub(crate) htlcs: Vec<Htlc>,
+    pub(crate) next_local_htlc_id: u64,
+    pub(crate) next_remote_htlc_id: u64,
+    pub(crate) local_commitment_number: u64,
+    pub(crate) remote_commitment_number: u64,
 }
 
 impl Book {

@@ -16,10 +16,10 @@
 //!   (asserted: a stage carries its channel id and the state version it
 //!   was made from).
 //! - After every call, drain [`Channel::poll_effect`] until `None`.
-//! - An [`Effect::Persist`] asks the caller to write the channel (as it is
-//!   when polled, or any later state) and to call
-//!   [`Channel::handle_persisted`] with its `seq` once the write is
-//!   durable. Effects queued behind it (the `revoke_and_ack`,
+//! - An [`Effect::Persist`] asks the caller to write the channel (the
+//!   bytes of [`Channel::encode`], as it is when polled, or any later
+//!   state) and to call [`Channel::handle_persisted`] with its `seq` once
+//!   the write is durable. Effects queued behind it (the `revoke_and_ack`,
 //!   `commitment_signed` or fulfill that depend on it, and everything
 //!   after them, in order) are only released then.
 //! - A `handle_*` returning [`ChannelError::Close`] (or
@@ -30,6 +30,11 @@
 //!   peer's [`Channel::handle_channel_reestablish`]; commands are refused
 //!   ([`crate::SendError::NotOperational`]) in between.
 //! - Each new block: [`Channel::handle_block_height`] (HTLC deadlines).
+//! - After a crash: [`Channel::decode`] the last durable record, then
+//!   [`Channel::handle_restart`] before anything else, then reconnect as
+//!   above. Effects are delivered at least once across a restart: see
+//!   [`crate::snapshot`] for what is re-emitted and what the caller must
+//!   make durable itself.
 //! - The `stage_*` calls do the per-commitment key derivations and build
 //!   the transactions (the expensive part apart from signatures); they
 //!   touch one channel only, so the engine may run them for many channels
@@ -62,7 +67,7 @@ pub enum Link {
 
 /// Book events one transition can produce before they become effects:
 /// sized for a typical commitment round, grown (once) if more.
-const EVENTS_CAPACITY: usize = 16;
+pub(crate) const EVENTS_CAPACITY: usize = 16;
 
 /// One channel in normal operation. See the module docs for the call
 /// protocol.
@@ -111,6 +116,60 @@ pub struct Channel {
     pub(crate) events: Vec<BookEvent>,
     /// HTLC list of the view being built (reused allocation).
     pub(crate) scratch: Vec<HtlcSpec>,
+}
+
+/// Field-for-field equality of the state (what [`Channel::encode`]
+/// writes); the two reused scratch allocations are not state.
+impl PartialEq for Channel {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so a new field cannot be forgotten here.
+        let Channel {
+            channel_id,
+            params,
+            local_limits,
+            remote_limits,
+            policy,
+            secrets,
+            book,
+            failed,
+            link,
+            next_send_seq,
+            last_revoke_seq,
+            last_commitment_seq,
+            last_commitment_signed,
+            local_alias,
+            remote_prev_point,
+            remote_current_point,
+            remote_next_point,
+            remote_secrets,
+            holder_signatures,
+            version,
+            outbox,
+            events: _,
+            scratch: _,
+        } = self;
+        *channel_id == other.channel_id
+            && *params == other.params
+            && *local_limits == other.local_limits
+            && *remote_limits == other.remote_limits
+            && *policy == other.policy
+            && *secrets == other.secrets
+            && *book == other.book
+            && *failed == other.failed
+            && *link == other.link
+            && *next_send_seq == other.next_send_seq
+            && *last_revoke_seq == other.last_revoke_seq
+            && *last_commitment_seq == other.last_commitment_seq
+            && *last_commitment_signed == other.last_commitment_signed
+            && *local_alias == other.local_alias
+            && *remote_prev_point == other.remote_prev_point
+            && *remote_current_point == other.remote_current_point
+            && *remote_next_point == other.remote_next_point
+            && *remote_secrets == other.remote_secrets
+            && *holder_signatures == other.holder_signatures
+            && *version == other.version
+            && *outbox == other.outbox
+    }
 }
 
 impl Channel {

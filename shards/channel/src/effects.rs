@@ -94,11 +94,11 @@ const EFFECT_QUEUE_CAPACITY: usize = 16;
 /// Effects and the persist sequence of one state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outbox {
-    next_persist_seq: u64,
-    persisted_seq: u64,
-    persist_requests: VecDeque<u64>,
+    pub(crate) next_persist_seq: u64,
+    pub(crate) persisted_seq: u64,
+    pub(crate) persist_requests: VecDeque<u64>,
     /// Effects in order, each gated on a persist sequence number.
-    queue: VecDeque<(u64, Effect)>,
+    pub(crate) queue: VecDeque<(u64, Effect)>,
 }
 
 impl Default for Outbox {

@@ -19,6 +19,9 @@
 //! - [`channel`]: the [`Channel`] type and its call protocol;
 //! - [`reestablish`]: disconnection and `channel_reestablish`;
 //! - [`timeouts`]: HTLC deadlines against the block height (an input);
+//! - [`snapshot`]: the versioned, checksummed record of a [`Channel`]
+//!   ([`Channel::encode`] / [`Channel::decode`]) and the restart
+//!   transition ([`Channel::handle_restart`]);
 //! - [`channel_type`], [`open_checks`] and [`establish`]: establishment v1
 //!   in both roles ([`Establishing`]), which ends in a [`Channel`].
 //!
@@ -37,10 +40,13 @@ pub mod config;
 pub mod effects;
 pub mod error;
 pub mod establish;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod htlc;
 pub mod limits;
 pub mod open_checks;
 pub mod reestablish;
+pub mod snapshot;
 pub mod timeouts;
 pub mod updates;
 
@@ -55,3 +61,4 @@ pub use effects::{Effect, Outbox, Resolution};
 pub use error::{ChannelError, SendError};
 pub use establish::{EstablishState, Establishing, LocalKeys, OpenRequest};
 pub use htlc::{UpdateState, View};
+pub use snapshot::{DecodeError, STATE_VERSION};

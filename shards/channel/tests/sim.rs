@@ -2,8 +2,12 @@
 //! thread, driven by a seeded PRNG through random interleavings of adds,
 //! fulfills, fails, fee updates, signatures, deliveries, persist
 //! completions and disconnections (messages in flight lost, then
-//! `channel_reestablish`); and, on a copy of a channel, arbitrary hostile
-//! messages, which must never make it panic. After every step: both sides agree on every commitment
+//! `channel_reestablish`); crash-restarts, which replace one side by
+//! `Channel::decode` of the record it last made durable (captured when its
+//! `Effect::Persist` was polled, current once acknowledged), drop every
+//! message in flight and reconnect; and, on a copy of a channel, arbitrary
+//! hostile messages, which must never make it panic. Every record written
+//! (and the state at random steps) must decode to an equal channel. After every step: both sides agree on every commitment
 //! (and every signature verifies, or the receiver refuses it), value is
 //! conserved exactly in every view, no HTLC is lost or resolved twice.
 //! At the end the channel is drained and the final balances are checked.
@@ -67,22 +71,35 @@ struct Node {
     forwardable: BTreeSet<u64>,
     /// Inbound HTLCs we must fail (dust exposure).
     must_fail: BTreeSet<u64>,
-    /// Inbound HTLCs ever reported by `Forward`.
-    forwarded: BTreeSet<u64>,
+    /// Inbound HTLCs reported by `Forward`, with the restart epoch they
+    /// were reported in (a restart may report them again).
+    forwarded: BTreeMap<u64, usize>,
+    /// Records captured when `Persist { seq }` was polled.
+    pending_records: Vec<(u64, Vec<u8>)>,
+    /// The last record made durable (its persist acknowledged).
+    record: Vec<u8>,
+    /// How many times this node restarted.
+    epoch: usize,
+    /// Restart epoch in which each resolution was reported.
+    resolved_epoch: BTreeMap<u64, usize>,
 }
 
 impl Node {
     fn new(name: &'static str, ch: Channel) -> Self {
         Node {
             name,
-            ch,
             inbox: VecDeque::new(),
             persists: Vec::new(),
             sent: BTreeMap::new(),
             resolved: BTreeMap::new(),
             forwardable: BTreeSet::new(),
             must_fail: BTreeSet::new(),
-            forwarded: BTreeSet::new(),
+            forwarded: BTreeMap::new(),
+            pending_records: Vec::new(),
+            record: encode(&ch),
+            epoch: 0,
+            resolved_epoch: BTreeMap::new(),
+            ch,
         }
     }
 }
@@ -97,6 +114,8 @@ struct Sim {
     onion: [u8; ONION_PACKET_LEN],
     disconnects: usize,
     hostile_messages: usize,
+    restarts: usize,
+    round_trips: usize,
     /// Index of the funder (0 = A).
     funder: usize,
     /// A's balance at the start.
@@ -131,7 +150,12 @@ impl Sim {
                     }
                     peer.inbox.push_back(m)
                 }
-                Effect::Persist { seq } => me.persists.push(seq),
+                Effect::Persist { seq } => {
+                    me.persists.push(seq);
+                    let record = encode(&me.ch);
+                    round_trip(&me.ch, &record).map_err(|e| format!("{}: {e}", me.name))?;
+                    me.pending_records.push((seq, record));
+                }
                 Effect::BroadcastFunding { .. } => {
                     return Err(format!(
                         "{} broadcasts funding in normal operation",
@@ -157,8 +181,10 @@ impl Sim {
                     {
                         return Err(format!("{} forwards HTLC {htlc_id} altered", me.name));
                     }
-                    if !me.forwarded.insert(htlc_id) {
-                        return Err(format!("{} forwards HTLC {htlc_id} twice", me.name));
+                    if let Some(epoch) = me.forwarded.insert(htlc_id, me.epoch) {
+                        if epoch == me.epoch {
+                            return Err(format!("{} forwards HTLC {htlc_id} twice", me.name));
+                        }
                     }
                     me.forwardable.insert(htlc_id);
                 }
@@ -181,8 +207,15 @@ impl Sim {
                             Outcome::Failed
                         }
                     };
-                    if me.resolved.insert(htlc_id, outcome).is_some() {
-                        return Err(format!("{} HTLC {htlc_id} resolved twice", me.name));
+                    // After a restart a resolution may be reported again
+                    // (at least once), never differently.
+                    let epoch = me.resolved_epoch.insert(htlc_id, me.epoch);
+                    match me.resolved.insert(htlc_id, outcome) {
+                        Some(o) if o == outcome && epoch.is_some_and(|e| e < me.epoch) => {}
+                        Some(_) => {
+                            return Err(format!("{} HTLC {htlc_id} resolved twice", me.name))
+                        }
+                        None => {}
                     }
                 }
             }
@@ -473,10 +506,60 @@ impl Sim {
             Some(&seq) => {
                 n.ch.handle_persisted(seq);
                 n.persists.clear();
+                let (_, record) = n
+                    .pending_records
+                    .drain(..)
+                    .max_by_key(|(s, _)| *s)
+                    .expect("a record per persist request");
+                n.record = record;
                 true
             }
             None => false,
         }
+    }
+
+    /// Node `i` crashes and restarts from its last durable record; every
+    /// message in flight is lost; both reconnect.
+    fn restart(&mut self, i: usize) -> Result<(), String> {
+        if std::env::var("SIM_TRACE").is_ok() {
+            eprintln!("-- restart {}", self.node(i).name);
+        }
+        self.restarts += 1;
+        let secp = self.secp.clone();
+        let (me, peer) = self.nodes(i);
+        let mut ch = Channel::decode(&me.record)
+            .map_err(|e| format!("{} cannot decode its record: {e}", me.name))?;
+        ch.handle_restart();
+        me.ch = ch;
+        me.epoch += 1;
+        me.persists.clear();
+        me.pending_records.clear();
+        // Our adds after the record were never committed: the engine adds
+        // them again or fails them upstream; here they are forgotten.
+        let next_local = me.ch.book().next_local_htlc_id();
+        let resolved = &me.resolved;
+        let forgotten: Vec<u64> = me
+            .sent
+            .keys()
+            .copied()
+            .filter(|id| *id >= next_local && !resolved.contains_key(id))
+            .collect();
+        for id in &forgotten {
+            // Never committed, so the peer cannot have forwarded it.
+            if peer.forwarded.contains_key(id) {
+                return Err(format!("{} lost HTLC {id} the peer forwarded", me.name));
+            }
+            me.sent.remove(id);
+        }
+        // Inbound HTLCs still undecided in the record are reported again
+        // (now if irrevocable in it, else once they are).
+        me.forwardable.clear();
+        me.inbox.clear();
+        peer.inbox.clear();
+        peer.ch.handle_disconnect();
+        me.ch.handle_reconnect(&secp);
+        peer.ch.handle_reconnect(&secp);
+        Ok(())
     }
 
     fn step(&mut self) -> Result<(), String> {
@@ -486,6 +569,7 @@ impl Sim {
             20..=31 => self.remove(i, None)?,
             32..=34 => self.fee()?,
             35 => self.reconnect(),
+            90 | 91 => self.restart(i)?,
             36 => self.hostile(i)?,
             37..=55 => {
                 self.sign(i)?;
@@ -503,6 +587,12 @@ impl Sim {
     fn after_step(&mut self) -> Result<(), String> {
         self.drain_effects(0)?;
         self.drain_effects(1)?;
+        if self.rng.chance(1, 10) {
+            let i = self.rng.range(0, 2) as usize;
+            let n = self.node(i);
+            round_trip(&n.ch, &encode(&n.ch)).map_err(|e| format!("{}: {e}", n.name))?;
+            self.round_trips += 1;
+        }
         self.check()
     }
 
@@ -662,6 +752,26 @@ struct Stats {
     failed_for_dust: usize,
     disconnects: usize,
     hostile_messages: usize,
+    restarts: usize,
+    round_trips: usize,
+}
+
+/// The channel's record.
+fn encode(ch: &Channel) -> Vec<u8> {
+    let mut out = Vec::new();
+    ch.encode(&mut out);
+    out
+}
+
+/// `decode(encode(ch)) == ch`, field for field.
+fn round_trip(ch: &Channel, record: &[u8]) -> Result<(), String> {
+    let back = Channel::decode(record).map_err(|e| format!("record does not decode: {e}"))?;
+    if back != *ch {
+        return Err(format!(
+            "record decodes to a different channel:\n{back:?}\nvs\n{ch:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// A short description of a message for traces.
@@ -723,6 +833,8 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
         onion: [0; ONION_PACKET_LEN],
         disconnects: 0,
         hostile_messages: 0,
+        restarts: 0,
+        round_trips: 0,
         funder: if funder_is_a { 0 } else { 1 },
         a_start_msat,
     };
@@ -747,6 +859,8 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
     stats.commitments_compared += sim.compared.len();
     stats.disconnects += sim.disconnects;
     stats.hostile_messages += sim.hostile_messages;
+    stats.restarts += sim.restarts;
+    stats.round_trips += sim.round_trips;
     stats.failed_for_dust += sim.a.must_fail.len() + sim.b.must_fail.len();
     Ok(())
 }

@@ -36,6 +36,16 @@ fn derive_secret(base: &[u8; 32], bits: u32, index: u64) -> [u8; 32] {
     p
 }
 
+/// The bucket of `index` in the compact store: its count of trailing zero
+/// bits, or 48 for index 0.
+fn bucket_of(index: u64) -> usize {
+    if index == 0 {
+        48
+    } else {
+        index.trailing_zeros() as usize
+    }
+}
+
 /// `generate_from_seed(seed, I)`: the per-commitment secret of index `index`
 /// (only the low 48 bits of `index` are used).
 pub fn generate_from_seed(seed: &[u8; 32], index: u64) -> [u8; 32] {
@@ -61,6 +71,14 @@ pub enum ShachainError {
         /// The index of the held secret that the new one failed to derive.
         earlier_index: u64,
     },
+    /// An entry given to [`SecretStore::from_entries`] cannot be part of a
+    /// store that received secrets down to its `next_index`: not received
+    /// yet, its bucket already taken, or the latest received secret
+    /// missing.
+    BadEntry {
+        /// The offending index (for a missing latest secret, that index).
+        index: u64,
+    },
 }
 
 impl core::fmt::Display for ShachainError {
@@ -80,6 +98,9 @@ impl core::fmt::Display for ShachainError {
                     f,
                     "secret does not derive the held secret of index {earlier_index}"
                 )
+            }
+            ShachainError::BadEntry { index } => {
+                write!(f, "stored secret of index {index} does not fit the store")
             }
         }
     }
@@ -130,21 +151,90 @@ impl SecretStore {
                 got: index,
             });
         }
-        let bucket = if index == 0 {
-            48
-        } else {
-            index.trailing_zeros()
-        };
-        for (earlier_index, earlier_secret) in self.known[..bucket as usize].iter().flatten() {
-            if derive_secret(&secret, bucket, *earlier_index) != *earlier_secret {
+        let bucket = bucket_of(index);
+        for (earlier_index, earlier_secret) in self.known[..bucket].iter().flatten() {
+            if derive_secret(&secret, bucket as u32, *earlier_index) != *earlier_secret {
                 return Err(ShachainError::Inconsistent {
                     earlier_index: *earlier_index,
                 });
             }
         }
-        self.known[bucket as usize] = Some((index, secret));
+        self.known[bucket] = Some((index, secret));
         self.next_index = index.checked_sub(1);
         Ok(())
+    }
+
+    /// The held `(index, secret)` pairs, in bucket order (at most 49): with
+    /// [`next_index`](Self::next_index), everything needed to rebuild the
+    /// store exactly with [`from_entries`](Self::from_entries).
+    pub fn entries(&self) -> impl Iterator<Item = (u64, [u8; 32])> + '_ {
+        self.known.iter().flatten().copied()
+    }
+
+    /// Rebuilds a store from [`entries`](Self::entries) and
+    /// [`next_index`](Self::next_index), as read back from storage. Every
+    /// check of [`insert`](Self::insert) is made again, plus the shape of
+    /// the store: each entry has been received (index above `next_index`),
+    /// sits alone in its bucket, and the latest received secret is held.
+    /// So bytes that were corrupted on disk are refused, not trusted.
+    pub fn from_entries(
+        next_index: Option<u64>,
+        entries: impl IntoIterator<Item = (u64, [u8; 32])>,
+    ) -> Result<Self, ShachainError> {
+        if let Some(n) = next_index {
+            if n > MAX_INDEX {
+                return Err(ShachainError::IndexTooLarge(n));
+            }
+        }
+        let mut store = SecretStore {
+            known: [None; BUCKETS],
+            next_index,
+        };
+        for (index, secret) in entries {
+            if index > MAX_INDEX {
+                return Err(ShachainError::IndexTooLarge(index));
+            }
+            if next_index.is_some_and(|n| index <= n) {
+                return Err(ShachainError::BadEntry { index });
+            }
+            let bucket = bucket_of(index);
+            if store.known[bucket].is_some() {
+                return Err(ShachainError::BadEntry { index });
+            }
+            store.known[bucket] = Some((index, secret));
+        }
+        // The latest received secret is always held (it was inserted last
+        // and only a later secret could have replaced it).
+        let latest = match next_index {
+            Some(MAX_INDEX) => None,
+            Some(n) => Some(n + 1),
+            None => Some(0),
+        };
+        if let Some(latest) = latest {
+            if store.known[bucket_of(latest)].map(|e| e.0) != Some(latest) {
+                return Err(ShachainError::BadEntry { index: latest });
+            }
+        }
+        // Every held secret derives the held ones of lower buckets that
+        // share its prefix (those received before it; later ones replaced
+        // the rest and derive from a later secret of a higher bucket).
+        for (b, entry) in store.known.iter().enumerate() {
+            let Some((index, secret)) = entry else {
+                continue;
+            };
+            let mask = !((1u64 << b) - 1);
+            for (earlier_index, earlier_secret) in store.known[..b].iter().flatten() {
+                if earlier_index & mask != *index {
+                    continue;
+                }
+                if derive_secret(secret, b as u32, *earlier_index) != *earlier_secret {
+                    return Err(ShachainError::Inconsistent {
+                        earlier_index: *earlier_index,
+                    });
+                }
+            }
+        }
+        Ok(store)
     }
 
     /// `derive_old_secret(I)`: the secret of an index already received, or
@@ -198,5 +288,60 @@ mod tests {
             store.insert(MAX_INDEX - 301, [0; 32]),
             Err(ShachainError::UnexpectedIndex { .. })
         ));
+    }
+
+    #[test]
+    fn store_rebuilds_exactly_from_its_entries() {
+        let seed = [9u8; 32];
+        let mut store = SecretStore::new();
+        for i in 0..200u64 {
+            let rebuilt = SecretStore::from_entries(store.next_index(), store.entries())
+                .expect("a store's own entries rebuild it");
+            assert_eq!(rebuilt, store, "after {i} secrets");
+            let index = MAX_INDEX - i;
+            store
+                .insert(index, generate_from_seed(&seed, index))
+                .expect("same seed");
+        }
+        let entries: Vec<_> = store.entries().collect();
+        // A flipped bit in a held secret is refused whenever another held
+        // secret derives it or is derived from it (as `insert` would).
+        let derives = |(hi, _): (u64, [u8; 32]), (lo, _): (u64, [u8; 32])| {
+            let b = bucket_of(hi);
+            bucket_of(lo) < b && lo & !((1u64 << b) - 1) == hi
+        };
+        let mut checked = 0;
+        for k in 0..entries.len() {
+            let related = entries
+                .iter()
+                .any(|e| derives(*e, entries[k]) || derives(entries[k], *e));
+            let mut bad = entries.clone();
+            bad[k].1[3] ^= 0x10;
+            if related {
+                checked += 1;
+                assert!(
+                    SecretStore::from_entries(store.next_index(), bad).is_err(),
+                    "corrupted entry {k} accepted"
+                );
+            }
+        }
+        assert!(checked > 0, "some held secrets are related");
+        // An entry not yet received, a duplicate bucket, a missing latest.
+        let mut future = entries.clone();
+        future.push((0, [0; 32]));
+        assert!(SecretStore::from_entries(store.next_index(), future).is_err());
+        let mut dup = entries.clone();
+        dup.push(entries[0]);
+        assert!(SecretStore::from_entries(store.next_index(), dup).is_err());
+        let latest = store.next_index().expect("not exhausted") + 1;
+        let missing: Vec<_> = entries.iter().copied().filter(|e| e.0 != latest).collect();
+        assert_eq!(
+            SecretStore::from_entries(store.next_index(), missing),
+            Err(ShachainError::BadEntry { index: latest })
+        );
+        assert_eq!(
+            SecretStore::from_entries(Some(MAX_INDEX + 1), []),
+            Err(ShachainError::IndexTooLarge(MAX_INDEX + 1))
+        );
     }
 }
