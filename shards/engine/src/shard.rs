@@ -27,7 +27,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
-use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, Resolution, StagedVerify};
+use lnhub_channel::{
+    verify_batch, Channel, ChannelError, Effect, Resolution, SendError, StagedVerify,
+};
 use lnhub_forward::{decide, Decision, Limits, OutgoingChannel, PolicyHistory, Request};
 use lnhub_onion::error_packet::{
     create_error_packet, malformed_to_error_packet, obfuscate_error_packet,
@@ -69,7 +71,7 @@ pub type Routes = Arc<RwLock<HashMap<ShortChannelId, Route>>>;
 pub type Replays = Arc<Mutex<ReplaySet>>;
 
 /// The incoming HTLC a forward started from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// Shard of the incoming channel.
     pub shard: usize,
@@ -81,7 +83,7 @@ pub struct Origin {
 
 /// A forward in flight, kept (durably) by the outgoing shard until the incoming HTLC is
 /// resolved: the outgoing HTLC pays back to `origin`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardLink {
     /// Outgoing channel.
     pub out_channel_id: ChannelId,
@@ -93,6 +95,10 @@ pub struct ForwardLink {
     pub in_amount_msat: Msat,
     /// Outgoing amount.
     pub out_amount_msat: Msat,
+    /// How the outgoing HTLC ended, recorded in the same write as the outgoing channel's
+    /// state that reports it: after a restart the resolution is sent upstream again, even if
+    /// the outgoing HTLC has since left its channel's books.
+    pub resolution: Option<Upstream>,
 }
 
 /// An accepted-so-far forward, on its way to the outgoing channel's shard, which applies its
@@ -292,6 +298,11 @@ pub struct Shard {
     incoming: HashMap<(ChannelId, u64), [u8; 32]>,
     /// Forward links of our outgoing HTLCs.
     links: HashMap<(ChannelId, u64), ForwardLink>,
+    /// Links restored with a resolution: sent upstream again at the next turn.
+    restored_resolutions: Vec<(ChannelId, u64)>,
+    /// The incoming HTLCs of `links`: a forward is added once, even when a restart re-reports
+    /// its incoming HTLC.
+    origins: HashSet<Origin>,
     height: u32,
     now: u64,
     counters: Counters,
@@ -329,6 +340,8 @@ impl Shard {
             slots: HashMap::new(),
             incoming: HashMap::new(),
             links: HashMap::new(),
+            restored_resolutions: Vec::new(),
+            origins: HashSet::new(),
             height,
             now,
             counters: Counters::default(),
@@ -412,8 +425,29 @@ impl Shard {
 
     /// Restores forward links after a restart (from the store).
     pub fn restore_link(&mut self, link: ForwardLink) {
+        self.origins.insert(link.origin);
+        if link.resolution.is_some() {
+            self.restored_resolutions
+                .push((link.out_channel_id, link.out_htlc_id));
+        }
         self.links
             .insert((link.out_channel_id, link.out_htlc_id), link);
+    }
+
+    /// Restores a channel after a restart from its stored record: decodes it (the record is
+    /// checked), releases what its last write gated and lets it re-report the forwards and
+    /// resolutions it may not have seen acted on (at least once: the shard de-duplicates).
+    /// The peer counts as disconnected until it reconnects.
+    pub fn restore_channel(
+        &mut self,
+        stored: &crate::store::StoredChannel,
+    ) -> Result<(), lnhub_channel::DecodeError> {
+        let mut channel = Channel::decode(&stored.bytes)?;
+        channel.handle_restart();
+        let id = channel.channel_id();
+        self.insert_channel(channel, stored.peer, stored.scid, stored.policy, false);
+        self.touched.insert(id);
+        Ok(())
     }
 
     /// Sets the wall-clock time (unix seconds) used for policy grace periods.
@@ -431,6 +465,19 @@ impl Shard {
     ) -> Result<(), StoreError> {
         self.counters.turns += 1;
         self.pending.extend(inputs);
+        for key in std::mem::take(&mut self.restored_resolutions) {
+            if let Some(link) = self.links.get(&key) {
+                let (origin, upstream) = (link.origin, link.resolution.clone());
+                if let Some(upstream) = upstream {
+                    self.send_upstream(
+                        origin,
+                        upstream,
+                        Some((self.config.index, key.0, key.1)),
+                        io,
+                    );
+                }
+            }
+        }
         self.retry_parked(io);
         for _ in 0..MAX_ROUNDS_PER_TURN {
             while let Some(input) = self.pending.pop_front() {
@@ -552,7 +599,8 @@ impl Shard {
                 channel_id,
                 htlc_id,
             } => {
-                if self.links.remove(&(channel_id, htlc_id)).is_some() {
+                if let Some(link) = self.links.remove(&(channel_id, htlc_id)) {
+                    self.origins.remove(&link.origin);
                     self.done_links.push((channel_id, htlc_id));
                 }
             }
@@ -864,7 +912,14 @@ impl Shard {
         }
         let opening_persists = std::mem::take(&mut self.opening_persists);
         let persists = std::mem::take(&mut self.persists);
-        let mut unique: Vec<ChannelId> = persists.iter().map(|(id, _)| *id).collect();
+        // A link is written with its outgoing channel's state (which holds the added HTLC), even
+        // when that channel asked for no write this turn: a link whose HTLC the record lacks
+        // would stop the forward from ever being retried after a restart.
+        let mut unique: Vec<ChannelId> = persists
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.new_links.iter().map(|l| l.out_channel_id))
+            .collect();
         unique.sort_unstable_by_key(|id| id.0);
         unique.dedup();
         let mut batch: Vec<Write<'_>> = Vec::with_capacity(unique.len() + self.new_links.len());
@@ -872,7 +927,7 @@ impl Shard {
             unique
                 .iter()
                 .filter_map(|id| self.slots.get(id))
-                .map(|s| Write::Channel(&s.channel)),
+                .map(Write::Channel),
         );
         batch.extend(self.new_links.iter().map(Write::ForwardLink));
         batch.extend(opening_persists.iter().filter_map(|(id, _)| {
@@ -1107,6 +1162,10 @@ impl Shard {
 
     /// The outgoing shard's half of a forward: apply the outgoing channel's policy and add.
     fn add_outgoing(&mut self, h: HandOff, io: &mut dyn Io) {
+        if self.origins.contains(&h.origin) {
+            // Already forwarded: a restart re-reported the incoming HTLC.
+            return;
+        }
         let bounce = |shard: &mut Shard, upstream: Upstream, io: &mut dyn Io| {
             shard.counters.forwards_failed_total += 1;
             shard.send_upstream(h.origin, upstream, None, io);
@@ -1151,8 +1210,11 @@ impl Shard {
                             origin: h.origin,
                             in_amount_msat: h.request.incoming_amount_msat,
                             out_amount_msat: amount_msat,
+                            resolution: None,
                         };
-                        self.links.insert((h.out_channel_id, out_htlc_id), link);
+                        self.links
+                            .insert((h.out_channel_id, out_htlc_id), link.clone());
+                        self.origins.insert(h.origin);
                         self.new_links.push(link);
                         self.touched.insert(h.out_channel_id);
                         self.counters.forwards_total += 1;
@@ -1189,7 +1251,7 @@ impl Shard {
         resolution: Resolution,
         io: &mut dyn Io,
     ) {
-        let Some(link) = self.links.get(&(channel_id, htlc_id)).copied() else {
+        let Some(link) = self.links.get_mut(&(channel_id, htlc_id)) else {
             log::warn!("channel {channel_id}: HTLC {htlc_id} resolved with no forward link");
             return;
         };
@@ -1204,8 +1266,12 @@ impl Shard {
                 failure_code,
             },
         };
+        // Durable with the outgoing channel's write that reports it (same commit).
+        link.resolution = Some(upstream.clone());
+        let origin = link.origin;
+        self.new_links.push(link.clone());
         let link_key = Some((self.config.index, channel_id, htlc_id));
-        self.send_upstream(link.origin, upstream, link_key, io);
+        self.send_upstream(origin, upstream, link_key, io);
     }
 
     fn send_upstream(
@@ -1241,7 +1307,11 @@ impl Shard {
             log::warn!("resolution for unknown channel {channel_id}");
             return;
         };
-        let ss = self.incoming.get(&(channel_id, htlc_id)).copied();
+        // After a restart the shared secret is gone from memory: peel the kept onion again.
+        let ss = match self.incoming.get(&(channel_id, htlc_id)) {
+            Some(ss) => Some(*ss),
+            None => repeel(&self.secp, &self.config.node_secret, &slot.channel, htlc_id),
+        };
         let packet = &mut self.packet;
         let result = match &upstream {
             Upstream::Fulfilled(preimage) => slot.channel.send_fulfill_htlc(htlc_id, *preimage),
@@ -1301,11 +1371,19 @@ impl Shard {
                     self.links_to_release.push(link);
                 }
             }
-            Err(e) => {
-                // Not operational (peer away): keep it and retry when the channel is back.
-                log::debug!("channel {channel_id}: resolution of HTLC {htlc_id} parked: {e:?}");
+            Err(SendError::UnknownHtlc) => {
+                // Already resolved (a restart re-reported it): nothing left to do.
+                self.incoming.remove(&(channel_id, htlc_id));
+                if let Some(link) = link {
+                    self.links_to_release.push(link);
+                }
+            }
+            Err(SendError::NotOperational) => {
+                // Peer away: keep it and retry when the channel is back.
+                log::debug!("channel {channel_id}: resolution of HTLC {htlc_id} parked");
                 slot.parked.push((htlc_id, upstream, link));
             }
+            Err(e) => log::error!("channel {channel_id}: cannot resolve HTLC {htlc_id}: {e:?}"),
         }
         let _ = io;
     }
@@ -1324,4 +1402,26 @@ impl Shard {
             }
         }
     }
+}
+
+/// The shared secret of an incoming HTLC, from its onion (kept by the channel while the HTLC
+/// is in flight); `None` if the onion does not peel (it was failed as malformed).
+fn repeel(
+    secp: &Secp256k1<All>,
+    node_secret: &SecretKey,
+    channel: &Channel,
+    htlc_id: u64,
+) -> Option<[u8; 32]> {
+    let htlc = channel.book().htlc(lnhub_tx::Side::Remote, htlc_id)?;
+    let mut hop = lnhub_onion::PeeledHop::new();
+    lnhub_onion::peel(
+        secp,
+        node_secret,
+        &htlc.onion_routing_packet,
+        &htlc.payment_hash.0,
+        None,
+        &mut hop,
+    )
+    .ok()?;
+    Some(*hop.shared_secret())
 }

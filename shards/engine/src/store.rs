@@ -11,16 +11,20 @@
 
 use std::collections::HashMap;
 
-use lnhub_channel::{Channel, Establishing};
+use lnhub_channel::Establishing;
+use lnhub_forward::PolicyHistory;
 use lnhub_wire::types::ChannelId;
+use lnhub_wire::types::ShortChannelId;
+use secp256k1::PublicKey;
 
-use crate::shard::ForwardLink;
+use crate::shard::{ForwardLink, Slot};
 
 /// One record of a turn's batch.
 #[derive(Debug, Clone, Copy)]
 pub enum Write<'a> {
-    /// A channel's whole state, as of the end of the turn's transitions.
-    Channel(&'a Channel),
+    /// A channel's whole state, as of the end of the turn's transitions, with what the shard
+    /// keeps beside it (peer, scid, policy).
+    Channel(&'a Slot),
     /// A channel in establishment (after `funding_created`: we are about to sign).
     Opening {
         /// Its channel id.
@@ -59,11 +63,25 @@ pub trait Store {
     fn commit(&mut self, batch: &[Write<'_>]) -> Result<(), StoreError>;
 }
 
+/// A channel record: the encoded state machine (`Channel::encode`) and the shard's data about
+/// it.
+#[derive(Debug, Clone)]
+pub struct StoredChannel {
+    /// `Channel::encode` output.
+    pub bytes: Vec<u8>,
+    /// The peer.
+    pub peer: PublicKey,
+    /// The scid (our alias) forwards name it by.
+    pub scid: ShortChannelId,
+    /// Our forwarding policy on it.
+    pub policy: PolicyHistory,
+}
+
 /// In-memory [`Store`] for tests and the simulator: the "disk" is this struct.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    /// Last committed state of each channel.
-    pub channels: HashMap<ChannelId, Channel>,
+    /// Last committed state of each channel, encoded as the LMDB store will hold it.
+    pub channels: HashMap<ChannelId, StoredChannel>,
     /// Channels in establishment.
     pub openings: HashMap<ChannelId, Establishing>,
     /// Forwards in flight, keyed by outgoing channel and HTLC id.
@@ -78,9 +96,18 @@ impl Store for MemoryStore {
     fn commit(&mut self, batch: &[Write<'_>]) -> Result<(), StoreError> {
         for write in batch {
             match write {
-                Write::Channel(ch) => {
-                    self.openings.remove(&ch.channel_id());
-                    self.channels.insert(ch.channel_id(), (*ch).clone());
+                Write::Channel(slot) => {
+                    let id = slot.channel.channel_id();
+                    self.openings.remove(&id);
+                    let mut bytes = Vec::new();
+                    slot.channel.encode(&mut bytes);
+                    let stored = StoredChannel {
+                        bytes,
+                        peer: slot.peer,
+                        scid: slot.scid,
+                        policy: slot.policy,
+                    };
+                    self.channels.insert(id, stored);
                 }
                 Write::Opening {
                     channel_id,
@@ -90,7 +117,7 @@ impl Store for MemoryStore {
                 }
                 Write::ForwardLink(link) => {
                     self.links
-                        .insert((link.out_channel_id, link.out_htlc_id), **link);
+                        .insert((link.out_channel_id, link.out_htlc_id), (*link).clone());
                 }
                 Write::ForwardDone {
                     channel_id,
