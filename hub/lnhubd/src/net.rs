@@ -85,6 +85,9 @@ struct Conn {
     dialer: Option<usize>,
     /// The node id we dialed (the initiator knows it before the handshake).
     dialed_node_id: Option<PublicKey>,
+    /// Channel messages its shard had no room for yet (at most one read chunk's worth): while
+    /// any wait, the socket is not read.
+    held: std::collections::VecDeque<Input>,
     /// Interest currently registered (to avoid needless reregistration).
     interest: Interest,
     closing: bool,
@@ -191,7 +194,10 @@ impl Node {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    ENGINE => self.engine_output(),
+                    ENGINE => {
+                        self.engine_output();
+                        self.retry_held();
+                    }
                     SIGNALS => {
                         if self.signals.pending().next().is_some() {
                             info!("signal received, shutting down");
@@ -324,8 +330,10 @@ impl Node {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return;
             };
-            if conn.closing || conn.backlog() > MAX_OUTBOUND_BYTES {
-                return; // back-pressure: leave the bytes in the kernel until the peer reads
+            if conn.closing || conn.backlog() > MAX_OUTBOUND_BYTES || !conn.held.is_empty() {
+                // Back-pressure: leave the bytes in the kernel until the peer reads what we
+                // sent, or until its shard has taken what we hold for it.
+                return;
             }
             let n = match conn.stream.read(&mut self.scratch) {
                 Ok(0) => {
@@ -390,7 +398,14 @@ impl Node {
                 }
                 PeerEvent::Channel(msg) => {
                     if let Some(engine) = &self.engine {
-                        engine.send(&node_id, Input::Peer { node_id, msg });
+                        // Back-pressure per socket: once one message waits, the ones behind it
+                        // wait too, and the socket is not read until they are all queued.
+                        let input = Input::Peer { node_id, msg };
+                        if !conn.held.is_empty() {
+                            conn.held.push_back(input);
+                        } else if let Err(input) = engine.try_send(&node_id, input) {
+                            conn.held.push_back(input);
+                        }
                         continue;
                     }
                     // No channel engine: every channel is unknown. BOLT 1 says to answer
@@ -503,6 +518,10 @@ impl Node {
                 self.by_node_id.remove(&node_id);
                 info!("peer {node_id} disconnected");
                 if let Some(engine) = &self.engine {
+                    // What the peer sent before it left still goes first (rare: blocking).
+                    for input in conn.held.drain(..) {
+                        engine.send(&node_id, input);
+                    }
                     engine.send(&node_id, Input::PeerDisconnected { node_id });
                 }
             }
@@ -515,6 +534,42 @@ impl Node {
                 }
                 self.backoff(index, Instant::now());
             }
+        }
+    }
+
+    /// Offers held messages to their shards again (a shard finished a turn, so its queue may
+    /// have room); a connection whose messages are all queued is read again.
+    fn retry_held(&mut self) {
+        let Some(engine) = &self.engine else { return };
+        let waiting: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.held.is_empty())
+            .map(|(t, _)| *t)
+            .collect();
+        let mut resumed = Vec::new();
+        for token in waiting {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let Some(Phase::Active { node_id, .. }) = &conn.phase else {
+                continue;
+            };
+            let node_id = *node_id;
+            while let Some(input) = conn.held.pop_front() {
+                if let Err(input) = engine.try_send(&node_id, input) {
+                    conn.held.push_front(input);
+                    break;
+                }
+            }
+            if conn.held.is_empty() {
+                resumed.push(token);
+            }
+        }
+        for token in resumed {
+            // Edge-triggered readiness: bytes may already wait in the kernel.
+            self.read_ready(token);
+            self.finish(token);
         }
     }
 
@@ -624,6 +679,7 @@ impl Conn {
             written: 0,
             dialer,
             dialed_node_id: None,
+            held: std::collections::VecDeque::new(),
             interest: Interest::READABLE,
             closing: false,
         }

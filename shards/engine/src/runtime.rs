@@ -1,9 +1,10 @@
 //! The engine's threads: one per shard, pinned to a core, each running its [`Shard`]'s turns.
 //!
 //! Queues (crossbeam):
-//! - **connection room -> shard**: bounded ([`EngineConfig::queue_depth`]). The connection
-//!   thread blocks when a shard's queue is full, so it stops reading sockets until the shard
-//!   catches up: back-pressure instead of an unbounded buffer.
+//! - **connection room -> shard**: bounded ([`EngineConfig::queue_depth`]). When a shard's
+//!   queue is full the connection room holds that peer's messages (at most one read's worth)
+//!   and stops reading its socket until the shard catches up ([`Engine::try_send`]); other
+//!   peers keep flowing. Connection events, rare, use the blocking [`Engine::send`].
 //! - **shard -> shard** (forwards and their resolutions): unbounded, because a shard must never
 //!   block on another (two full queues would deadlock). What flows there is bounded anyway:
 //!   one hand-off and one resolution per HTLC, and HTLCs are capped per channel by
@@ -226,6 +227,22 @@ impl Engine {
                 let _ = tx.send(input);
             }
             Err(TrySendError::Disconnected(_)) => log::error!("shard thread gone"),
+        }
+    }
+
+    /// Queues `input` for the shard owning `node_id`'s channels if its queue has room; gives
+    /// it back otherwise, so the caller can hold it and stop reading that peer's socket.
+    // The input comes back whole on a full queue; boxing it would allocate per message.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, node_id: &PublicKey, input: Input) -> Result<(), Input> {
+        let tx = &self.peer_inputs[shard_of(node_id, self.peer_inputs.len())];
+        match tx.try_send(input) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(input)) => Err(input),
+            Err(TrySendError::Disconnected(_)) => {
+                log::error!("shard thread gone");
+                Ok(())
+            }
         }
     }
 
