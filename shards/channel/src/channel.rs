@@ -29,6 +29,9 @@
 //!   [`Channel::handle_reconnect`] (queues `channel_reestablish`), then the
 //!   peer's [`Channel::handle_channel_reestablish`]; commands are refused
 //!   ([`crate::SendError::NotOperational`]) in between.
+//! - Cooperative close: [`Channel::send_shutdown`] /
+//!   [`Channel::handle_shutdown`] (see [`crate::close`]); after the peer's,
+//!   reply with `send_shutdown` while [`Channel::needs_shutdown_reply`].
 //! - Each new block: [`Channel::handle_block_height`] (HTLC deadlines).
 //! - After a crash: [`Channel::decode`] the last durable record, then
 //!   [`Channel::handle_restart`] before anything else, then reconnect as
@@ -47,6 +50,7 @@ use secp256k1::ecdsa::Signature;
 use secp256k1::PublicKey;
 
 use crate::book::{Book, BookEvent};
+use crate::close::{ShutdownState, ShutdownTerms};
 use crate::config::{ChannelPolicy, ChannelSecrets, FundedChannel, SideLimits};
 use crate::effects::{Effect, Outbox, Resolution};
 use crate::error::ChannelError;
@@ -108,6 +112,10 @@ pub struct Channel {
     /// The peer's signatures on our latest commitment (funding, then HTLCs
     /// in output order), to broadcast it.
     pub(crate) holder_signatures: Option<(Signature, Vec<Signature>)>,
+    /// What was agreed about closing at establishment.
+    pub(crate) shutdown_terms: ShutdownTerms,
+    /// The `shutdown` exchange ([`crate::close`]).
+    pub(crate) shutdown: ShutdownState,
     /// Bumped on every state change; stages carry it.
     pub(crate) version: u64,
     /// Effects and the durability gate.
@@ -143,6 +151,8 @@ impl PartialEq for Channel {
             remote_next_point,
             remote_secrets,
             holder_signatures,
+            shutdown_terms,
+            shutdown,
             version,
             outbox,
             events: _,
@@ -167,6 +177,8 @@ impl PartialEq for Channel {
             && *remote_next_point == other.remote_next_point
             && *remote_secrets == other.remote_secrets
             && *holder_signatures == other.holder_signatures
+            && *shutdown_terms == other.shutdown_terms
+            && *shutdown == other.shutdown
             && *version == other.version
             && *outbox == other.outbox
     }
@@ -200,6 +212,8 @@ impl Channel {
             remote_next_point: Some(f.remote_second_per_commitment_point),
             remote_secrets: SecretStore::new(),
             holder_signatures: f.holder_signature.map(|s| (s, Vec::new())),
+            shutdown_terms: f.shutdown_terms,
+            shutdown: ShutdownState::default(),
             version: 0,
             outbox: f.outbox.unwrap_or_default(),
             events: Vec::with_capacity(EVENTS_CAPACITY),

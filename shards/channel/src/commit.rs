@@ -322,6 +322,7 @@ impl Channel {
         self.last_commitment_signed = Some(msg.clone());
         self.last_commitment_seq = self.take_send_seq();
         self.emit(Effect::Send(Message::CommitmentSigned(msg)));
+        self.maybe_reply_shutdown();
     }
 
     /// Stages the peer's `commitment_signed`: builds our next commitment

@@ -10,6 +10,7 @@ use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
 use secp256k1::ecdsa::Signature;
 use secp256k1::{PublicKey, SecretKey};
 
+use crate::close::ShutdownTerms;
 use crate::effects::Outbox;
 
 /// The BOLT 2 upper bound on `max_accepted_htlcs`: keeps a
@@ -109,6 +110,9 @@ pub struct FundedChannel {
     /// The effect queue of the establishment that led here, so held
     /// effects and persist numbers carry over (`None`: a fresh one).
     pub outbox: Option<Outbox>,
+    /// What was agreed about closing (`option_shutdown_anysegwit`, upfront
+    /// shutdown scripts); `ShutdownTerms::default()` when nothing was.
+    pub shutdown_terms: ShutdownTerms,
 }
 
 /// The smallest `dust_limit_satoshis` BOLT 2 allows: below it some

@@ -55,8 +55,8 @@ impl std::error::Error for ChannelError {}
 /// change). Nothing was sent and the channel is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SendError {
-    /// The channel is not in a state that accepts this command (not
-    /// normal, failed, or shutting down).
+    /// The channel is not in a state that accepts this command (failed,
+    /// or the connection not reestablished).
     NotOperational,
     /// `amount_msat` is zero or below the peer's `htlc_minimum_msat`.
     BelowMinimum,
@@ -82,6 +82,15 @@ pub enum SendError {
     /// `funding_satoshis` of 2^24 or more without
     /// `option_support_large_channel` on both sides.
     LargeChannelNotNegotiated,
+    /// Shutting down (either side sent `shutdown`): no new HTLCs.
+    ShuttingDown,
+    /// We already sent `shutdown`.
+    ShutdownAlreadySent,
+    /// The `shutdown` script is not an allowed form (BOLT 2), or not the
+    /// `upfront_shutdown_script` we committed to.
+    InvalidShutdownScript,
+    /// Updates wait to be signed into the peer's commitment: sign first.
+    PendingUpdates,
 }
 
 impl fmt::Display for SendError {
@@ -101,6 +110,12 @@ impl fmt::Display for SendError {
             SendError::LargeChannelNotNegotiated => {
                 "funding of 2^24 sat or more needs option_support_large_channel"
             }
+            SendError::ShuttingDown => "channel is shutting down: no new HTLCs",
+            SendError::ShutdownAlreadySent => "shutdown already sent",
+            SendError::InvalidShutdownScript => {
+                "shutdown script is not an allowed form or not the upfront script"
+            }
+            SendError::PendingUpdates => "updates wait to be signed into the peer's commitment",
         })
     }
 }

@@ -41,6 +41,7 @@ use secp256k1::{PublicKey, Secp256k1, Signing, Verification};
 
 use crate::channel::Channel;
 use crate::channel_type::NegotiatedType;
+use crate::close::ShutdownTerms;
 use crate::commit::{SignedCommitment, StagedSign, StagedVerify, Stamp, Verified};
 use crate::config::{
     ChannelSecrets, EstablishConfig, FundedChannel, PeerContext, SideLimits,
@@ -776,6 +777,10 @@ impl Establishing {
             holder_signature: self.holder_signature,
             local_alias: self.alias,
             outbox: Some(self.outbox),
+            // lnhub advertises neither option_shutdown_anysegwit nor
+            // option_upfront_shutdown_script, and sends an empty upfront
+            // script: nothing about closing is agreed.
+            shutdown_terms: ShutdownTerms::default(),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! the `channel_pair` cargo-fuzz target in `tests/fuzz`. Each input byte
 //! picks a step (adds with amounts from the input, fulfills, fails, fee
 //! updates, signatures, deliveries in order, persist completions,
-//! disconnections, crash-restarts from the last durable record, and
+//! `shutdown` (answered by the peer as soon as it may), disconnections, crash-restarts from the last durable record, and
 //! arbitrary decoded messages handed to a copy of a channel); after the
 //! input, the pair is drained. It panics on any disagreement: an honest
 //! message refused, commitments that differ, an HTLC lost or resolved
@@ -25,7 +25,8 @@ use lnhub_wire::Message;
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 use crate::{
-    Channel, ChannelPolicy, ChannelSecrets, Effect, FundedChannel, Resolution, SideLimits,
+    Channel, ChannelPolicy, ChannelSecrets, Effect, FundedChannel, Resolution, ShutdownTerms,
+    SideLimits,
 };
 
 /// Steps one input may drive: bounds the work per input so the fuzzer
@@ -124,6 +125,7 @@ pub fn fixed_pair(channel_type: ChannelType, feerate_per_kw: u32) -> (Channel, C
             holder_signature: None,
             local_alias: None,
             outbox: None,
+            shutdown_terms: ShutdownTerms::default(),
         })
     };
     let seed_a = sa.commitment_seed;
@@ -403,8 +405,16 @@ fn handle(secp: &Secp256k1<All>, ch: &mut Channel, m: Message) -> Result<(), cra
         Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(secp, &m),
         Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
         Message::ChannelReady(m) => ch.handle_channel_ready(&m),
+        Message::Shutdown(m) => ch.handle_shutdown(&m),
         _ => Ok(()),
     }
+}
+
+/// Node `i`'s `shutdown` script (P2WPKH).
+fn shutdown_script(i: usize) -> bitcoin::ScriptBuf {
+    let mut v = vec![0x00, 20];
+    v.extend([0x10 + i as u8; 20]);
+    bitcoin::ScriptBuf::from_bytes(v)
 }
 
 /// Drives a pair of channels from `data` (see the module docs); panics on
@@ -456,6 +466,9 @@ pub fn fuzz_pair(data: &[u8]) {
                 let _ = p.n[0].ch.send_update_fee(rate);
             }
             50..=51 => p.reconnect(),
+            57 => {
+                let _ = p.n[i].ch.send_shutdown(shutdown_script(i));
+            }
             52..=54 => p.restart(i),
             55..=56 => {
                 // Arbitrary bytes as a peer message, to a copy.
@@ -483,6 +496,11 @@ pub fn fuzz_pair(data: &[u8]) {
                 while copy.poll_effect().is_some() {}
             }
         }
+        for (j, n) in p.n.iter_mut().enumerate() {
+            if n.ch.needs_shutdown_reply() {
+                let _ = n.ch.send_shutdown(shutdown_script(j));
+            }
+        }
         p.drain_effects(0);
         p.drain_effects(1);
         p.check();
@@ -499,6 +517,9 @@ fn drain(p: &mut Pair) {
                 p.remove(i, 0, i == 0);
                 progress = true;
             }
+            if p.n[i].ch.needs_shutdown_reply() {
+                progress |= p.n[i].ch.send_shutdown(shutdown_script(i)).is_ok();
+            }
             progress |= p.persist(i);
             progress |= p.deliver(i);
             progress |= p.sign(i);
@@ -510,6 +531,13 @@ fn drain(p: &mut Pair) {
             for n in &p.n {
                 assert!(n.ch.book().htlcs().is_empty(), "HTLCs left after the drain");
                 assert_eq!(n.resolved.len(), n.sent.len(), "every HTLC resolved");
+            }
+            if p.n.iter().any(|n| n.ch.is_shutting_down()) {
+                for (j, n) in p.n.iter().enumerate() {
+                    let s = n.ch.shutdown_state();
+                    assert_eq!(s.local_script(), Some(shutdown_script(j).as_script()));
+                    assert_eq!(s.remote_script(), Some(shutdown_script(1 - j).as_script()));
+                }
             }
             let paid = |n: &Node| -> u64 {
                 n.resolved
@@ -536,6 +564,10 @@ mod tests {
         for data in [
             &[][..],
             &[0, 0, 0, 0, 100, 0, 32, 40, 72, 73, 41, 72, 73, 40, 41][..],
+            // An HTLC, then shutdown from each side, settled by the drain.
+            &[
+                0, 0, 0, 0, 100, 0, 32, 40, 72, 73, 41, 72, 73, 40, 41, 114, 73, 72, 41, 40, 115,
+            ][..],
             &[
                 1, 1, 0, 0, 1, 1, 33, 41, 73, 40, 72, 41, 73, 40, 72, 20, 0, 32, 41, 40,
             ][..],

@@ -1,6 +1,7 @@
 //! `lnhub-channel`: one Lightning channel as a sans-IO state machine
 //! (BOLT 2 "Channel Establishment v1", "Normal Operation" and "Message
-//! Retransmission"; closing is still to come). Messages and commands go in, [`Effect`]s
+//! Retransmission", "Closing Initiation: `shutdown`"; closing negotiation
+//! is still to come). Messages and commands go in, [`Effect`]s
 //! come out; time and randomness are inputs; signatures are staged for the
 //! engine's batch, never made or checked inside a transition.
 //!
@@ -18,6 +19,7 @@
 //!   ([`Effect::Persist`] / [`Channel::handle_persisted`]);
 //! - [`channel`]: the [`Channel`] type and its call protocol;
 //! - [`reestablish`]: disconnection and `channel_reestablish`;
+//! - [`close`]: `shutdown` and the freeze on new HTLCs that follows it;
 //! - [`timeouts`]: HTLC deadlines against the block height (an input);
 //! - [`snapshot`]: the versioned, checksummed record of a [`Channel`]
 //!   ([`Channel::encode`] / [`Channel::decode`]) and the restart
@@ -35,6 +37,7 @@
 pub mod book;
 pub mod channel;
 pub mod channel_type;
+pub mod close;
 pub mod commit;
 pub mod config;
 pub mod effects;
@@ -52,6 +55,7 @@ pub mod updates;
 
 pub use channel::{Channel, Link};
 pub use channel_type::NegotiatedType;
+pub use close::{is_valid_shutdown_script, ShutdownState, ShutdownTerms};
 pub use commit::{verify_batch, SignedCommitment, StagedSign, StagedVerify, Verified};
 pub use config::{
     ChannelPolicy, ChannelSecrets, EstablishConfig, FundedChannel, PeerContext, PeerParamLimits,

@@ -19,6 +19,9 @@
 //!   our send-side checks already count those HTLCs as a worst case
 //!   ([`crate::limits`]), so the replay passes the peer's checks.
 //!
+//! Our `shutdown`, once sent, is retransmitted in its place in that order
+//! ([`crate::close`]).
+//!
 //! The `short_channel_id` alias and `channel_ready` are retransmitted when
 //! both sides are still at commitment 0 (`next_commitment_number` 1).
 
@@ -127,6 +130,11 @@ impl Channel {
             resend.push((self.last_commitment_seq, Message::CommitmentSigned(cs)));
         }
         self.collect_updates(UpdateState::Announced, &mut resend);
+        // BOLT 2: "if it has sent a previous `shutdown`: MUST retransmit
+        // `shutdown`".
+        if let Some((script, seq)) = &self.shutdown.local {
+            resend.push((*seq, Message::Shutdown(self.shutdown_message(script))));
+        }
         resend.sort_by_key(|(seq, _)| *seq);
         for (_, m) in resend {
             self.emit(Effect::Send(m));

@@ -12,7 +12,7 @@
 //! fee update), commitment numbers and points, the peer's revealed
 //! secrets, our last `commitment_signed` (retransmitted verbatim), the
 //! peer's signatures on our commitment, the send sequence numbers that
-//! order retransmissions, and the outbox with its held effects. The two
+//! order retransmissions, the `shutdown` terms and exchange, and the outbox with its held effects. The two
 //! reused scratch allocations are not state and are not written.
 //!
 //! # Format
@@ -65,7 +65,7 @@
 use std::collections::VecDeque;
 
 use bitcoin::hashes::{sha256, Hash};
-use bitcoin::{Amount, OutPoint};
+use bitcoin::{Amount, OutPoint, ScriptBuf};
 use lnhub_tx::keys::ChannelPublicKeys;
 use lnhub_tx::{ChannelParams, ChannelType, SecretStore, Side, SideParams};
 use lnhub_wire::msgs::{CommitmentSigned, ONION_PACKET_LEN};
@@ -76,13 +76,15 @@ use secp256k1::{PublicKey, SecretKey};
 
 use crate::book::{Book, FeeUpdate};
 use crate::channel::{Channel, Link, EVENTS_CAPACITY};
+use crate::close::{ShutdownState, ShutdownTerms};
 use crate::config::{ChannelPolicy, ChannelSecrets, SideLimits};
 use crate::effects::{Effect, Outbox, Resolution};
 use crate::htlc::{applies, Htlc, Removal, RemovalKind, UpdateState, View};
 
 /// The encoding version written first. Bump it on any change to the
 /// format; [`Channel::decode`] refuses versions it does not know.
-pub const STATE_VERSION: u8 = 1;
+/// Version 2 added the `shutdown` terms and exchange ([`crate::close`]).
+pub const STATE_VERSION: u8 = 2;
 
 /// Length of the trailing checksum (a full SHA256: the record is written
 /// once per commitment round, so its cost is noise next to the fsync).
@@ -782,6 +784,7 @@ impl Channel {
                 w.sig(s);
             }
         }
+        write_shutdown(&mut w, &self.shutdown_terms, &self.shutdown);
         w.u64(self.version);
         write_outbox(&mut w, &self.outbox);
         let checksum = sha256::Hash::hash(&out[start..]).to_byte_array();
@@ -873,6 +876,46 @@ impl Channel {
     }
 }
 
+fn write_script(w: &mut W<'_>, s: &Option<ScriptBuf>) {
+    w.bool(s.is_some());
+    if let Some(s) = s {
+        w.blob(s.as_bytes());
+    }
+}
+
+fn read_script(r: &mut R<'_>) -> Result<Option<ScriptBuf>, DecodeError> {
+    r.option(|r| Ok(ScriptBuf::from_bytes(r.blob("script")?.to_vec())))
+}
+
+fn write_shutdown(w: &mut W<'_>, terms: &ShutdownTerms, state: &ShutdownState) {
+    w.bool(terms.option_shutdown_anysegwit);
+    write_script(w, &terms.local_upfront_shutdown_script);
+    write_script(w, &terms.remote_upfront_shutdown_script);
+    w.bool(state.local.is_some());
+    if let Some((script, seq)) = &state.local {
+        w.blob(script.as_bytes());
+        w.u64(*seq);
+    }
+    write_script(w, &state.remote);
+}
+
+fn read_shutdown(r: &mut R<'_>) -> Result<(ShutdownTerms, ShutdownState), DecodeError> {
+    let terms = ShutdownTerms {
+        option_shutdown_anysegwit: r.bool()?,
+        local_upfront_shutdown_script: read_script(r)?,
+        remote_upfront_shutdown_script: read_script(r)?,
+    };
+    let local = r.option(|r| {
+        let script = ScriptBuf::from_bytes(r.blob("shutdown script")?.to_vec());
+        Ok((script, r.u64()?))
+    })?;
+    let state = ShutdownState {
+        local,
+        remote: read_script(r)?,
+    };
+    Ok((terms, state))
+}
+
 fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
     let channel_id = ChannelId(r.arr()?);
     let params = read_params(r)?;
@@ -929,6 +972,7 @@ fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
         }
         Ok((sig, sigs))
     })?;
+    let (shutdown_terms, shutdown) = read_shutdown(r)?;
     let version = r.u64()?;
     let outbox = read_outbox(r)?;
     if next_send_seq == 0
@@ -936,6 +980,10 @@ fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
         || last_revoke_seq >= next_send_seq
         || last_commitment_seq >= next_send_seq
         || version == u64::MAX
+        || shutdown
+            .local
+            .as_ref()
+            .is_some_and(|(_, seq)| *seq == 0 || *seq >= next_send_seq)
     {
         return Err(DecodeError::Invalid("sequence numbers"));
     }
@@ -977,6 +1025,8 @@ fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
         remote_next_point,
         remote_secrets,
         holder_signatures,
+        shutdown_terms,
+        shutdown,
         version,
         outbox,
         events: Vec::with_capacity(EVENTS_CAPACITY),

@@ -41,6 +41,9 @@ impl Channel {
         if !self.is_operational() {
             return Err(SendError::NotOperational);
         }
+        if self.is_shutting_down() {
+            return Err(SendError::ShuttingDown);
+        }
         if amount_msat.0 == 0 || amount_msat < self.remote_limits.htlc_minimum_msat {
             return Err(SendError::BelowMinimum);
         }
@@ -141,6 +144,13 @@ impl Channel {
     /// The peer's `update_add_htlc` (BOLT 2 receiver requirements).
     pub fn handle_update_add_htlc(&mut self, msg: &UpdateAddHtlc) -> Result<(), ChannelError> {
         self.check_input(&msg.channel_id)?;
+        if self.shutdown.remote.is_some() {
+            // BOLT 2: "MUST NOT send an `update_add_htlc` after a
+            // `shutdown`". An add racing our own shutdown is accepted (the
+            // peer had not seen it yet); BOLT 2 says we SHOULD fail it,
+            // which is the caller's routing decision (`is_shutting_down`).
+            return Err(self.fail(ChannelError::close("update_add_htlc after shutdown")));
+        }
         let over_dust_exposure = self.check_remote_add(msg).map_err(|e| self.fail(e))?;
         self.record_htlc(Htlc {
             offerer: Side::Remote,

@@ -1,7 +1,9 @@
 //! Deterministic two-party simulator: two channel state machines in one
 //! thread, driven by a seeded PRNG through random interleavings of adds,
 //! fulfills, fails, fee updates, signatures, deliveries, persist
-//! completions and disconnections (messages in flight lost, then
+//! completions, `shutdown` (about a quarter of the seeds start a
+//! cooperative close, after which no HTLC is added and the rest settle)
+//! and disconnections (messages in flight lost, then
 //! `channel_reestablish`); crash-restarts, which replace one side by
 //! `Channel::decode` of the record it last made durable (captured when its
 //! `Effect::Persist` was polled, current once acknowledged), drop every
@@ -251,7 +253,8 @@ impl Sim {
                 | SendError::TooManyHtlcs
                 | SendError::InFlightExceeded
                 | SendError::DustExposure
-                | SendError::NotOperational,
+                | SendError::NotOperational
+                | SendError::ShuttingDown,
             ) => Ok(()),
             Err(e) => Err(format!("{} add refused: {e}", n.name)),
         }
@@ -281,6 +284,27 @@ impl Sim {
             }
             Err(SendError::NotOperational) => Ok(()),
             Err(e) => Err(format!("{} removal of {id} refused: {e}", me.name)),
+        }
+    }
+
+    /// Node `i`'s `shutdown` script (P2WPKH, one per node).
+    fn script(i: usize) -> bitcoin::ScriptBuf {
+        let mut v = vec![0x00, 20];
+        v.extend([0x10 + i as u8; 20]);
+        bitcoin::ScriptBuf::from_bytes(v)
+    }
+
+    /// Node `i` starts (or answers) the cooperative close.
+    fn shutdown(&mut self, i: usize) -> Result<(), String> {
+        let n = self.node(i);
+        match n.ch.send_shutdown(Self::script(i)) {
+            Ok(())
+            | Err(
+                SendError::PendingUpdates
+                | SendError::NotOperational
+                | SendError::ShutdownAlreadySent,
+            ) => Ok(()),
+            Err(e) => Err(format!("{} shutdown refused: {e}", n.name)),
         }
     }
 
@@ -355,6 +379,7 @@ impl Sim {
             Message::RevokeAndAck(m) => n.ch.handle_revoke_and_ack(&secp, &m),
             Message::ChannelReestablish(m) => n.ch.handle_channel_reestablish(&secp, &m),
             Message::ChannelReady(m) => n.ch.handle_channel_ready(&m),
+            Message::Shutdown(m) => n.ch.handle_shutdown(&m),
             other => return Err(format!("{} got unexpected {other:?}", n.name)),
         };
         r.map_err(|e| format!("{} refused a message: {e}", n.name))?;
@@ -379,6 +404,7 @@ impl Sim {
                 Message::CommitmentSigned(m) => receive_commitment(&secp, &mut ch, m),
                 Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(&secp, &m),
                 Message::ChannelReestablish(m) => ch.handle_channel_reestablish(&secp, &m),
+                Message::Shutdown(m) => ch.handle_shutdown(&m),
                 _ => Ok(()),
             };
             // Whatever happened, the copy still answers queries.
@@ -417,7 +443,7 @@ impl Sim {
         let sig = self
             .secp
             .sign_ecdsa(&secp256k1::Message::from_digest(r.bytes32()), &key);
-        match r.range(0, 8) {
+        match r.range(0, 9) {
             0 => Message::UpdateAddHtlc(UpdateAddHtlc {
                 channel_id,
                 id,
@@ -469,6 +495,19 @@ impl Sim {
                 channel_id,
                 per_commitment_secret: if r.chance(1, 4) { [0; 32] } else { r.bytes32() },
                 next_per_commitment_point: point,
+                unknown_tlvs: Vec::new(),
+            }),
+            7 => Message::Shutdown(Shutdown {
+                channel_id,
+                scriptpubkey: match r.range(0, 3) {
+                    0 => Self::script(1 - i).to_bytes(),
+                    1 => {
+                        let mut v = vec![r.range(0, 0x61) as u8, r.range(0, 42) as u8];
+                        v.resize(2 + r.range(0, 42) as usize, 7);
+                        v
+                    }
+                    _ => r.bytes32()[..r.range(0, 32) as usize].to_vec(),
+                },
                 unknown_tlvs: Vec::new(),
             }),
             _ => Message::ChannelReestablish(ChannelReestablish {
@@ -570,6 +609,7 @@ impl Sim {
             32..=34 => self.fee()?,
             35 => self.reconnect(),
             90 | 91 => self.restart(i)?,
+            92 => self.shutdown(i)?,
             36 => self.hostile(i)?,
             37..=55 => {
                 self.sign(i)?;
@@ -585,6 +625,12 @@ impl Sim {
     }
 
     fn after_step(&mut self) -> Result<(), String> {
+        // BOLT 2: reply to the peer's shutdown once nothing is pending.
+        for i in 0..2 {
+            if self.node(i).ch.needs_shutdown_reply() {
+                self.shutdown(i)?;
+            }
+        }
         self.drain_effects(0)?;
         self.drain_effects(1)?;
         if self.rng.chance(1, 10) {
@@ -715,6 +761,23 @@ impl Sim {
                 ));
             }
         }
+        // A close started by either side ends with both shutdowns
+        // exchanged, each side holding the other's script.
+        let started = self.a.ch.is_shutting_down() || self.b.ch.is_shutting_down();
+        if started {
+            for i in 0..2 {
+                let (me, _) = self.nodes(i);
+                let s = me.ch.shutdown_state();
+                if s.local_script() != Some(Self::script(i).as_script())
+                    || s.remote_script() != Some(Self::script(1 - i).as_script())
+                {
+                    return Err(format!(
+                        "{} did not complete the shutdown exchange",
+                        me.name
+                    ));
+                }
+            }
+        }
         // Final balances: start plus fulfilled received minus fulfilled sent.
         let paid = |n: &Node| -> u64 {
             n.resolved
@@ -754,6 +817,8 @@ struct Stats {
     hostile_messages: usize,
     restarts: usize,
     round_trips: usize,
+    /// Seeds that ended with both shutdowns exchanged.
+    shutdowns: usize,
 }
 
 /// The channel's record.
@@ -862,6 +927,7 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
     stats.restarts += sim.restarts;
     stats.round_trips += sim.round_trips;
     stats.failed_for_dust += sim.a.must_fail.len() + sim.b.must_fail.len();
+    stats.shutdowns += usize::from(sim.a.ch.is_shutting_down());
     Ok(())
 }
 

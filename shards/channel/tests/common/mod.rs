@@ -8,7 +8,7 @@
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::{Amount, OutPoint, Txid};
 use lnhub_channel::{
-    Channel, ChannelError, ChannelPolicy, ChannelSecrets, FundedChannel, SideLimits,
+    Channel, ChannelError, ChannelPolicy, ChannelSecrets, FundedChannel, ShutdownTerms, SideLimits,
 };
 use lnhub_tx::keys::per_commitment_point;
 use lnhub_tx::shachain::{generate_from_seed, MAX_INDEX};
@@ -137,6 +137,23 @@ fn remote_point(secp: &Secp256k1<All>, seed: &[u8; 32], n: u64) -> PublicKey {
 
 /// Two channels, A (funder) and B, in normal operation.
 pub fn pair(secp: &Secp256k1<All>, seed: u64, a: &Agreement) -> (Channel, Channel) {
+    pair_with_terms(
+        secp,
+        seed,
+        a,
+        ShutdownTerms::default(),
+        ShutdownTerms::default(),
+    )
+}
+
+/// [`pair`], with what each side agreed about closing (A's view, B's).
+pub fn pair_with_terms(
+    secp: &Secp256k1<All>,
+    seed: u64,
+    a: &Agreement,
+    terms_a: ShutdownTerms,
+    terms_b: ShutdownTerms,
+) -> (Channel, Channel) {
     let ka = node_keys(secp, seed, "a");
     let kb = node_keys(secp, seed, "b");
     let outpoint = OutPoint {
@@ -189,6 +206,7 @@ pub fn pair(secp: &Secp256k1<All>, seed: u64, a: &Agreement) -> (Channel, Channe
         holder_signature: None,
         local_alias: None,
         outbox: None,
+        shutdown_terms: terms_a,
     });
     let ch_b = Channel::from_funded(FundedChannel {
         channel_id,
@@ -205,6 +223,7 @@ pub fn pair(secp: &Secp256k1<All>, seed: u64, a: &Agreement) -> (Channel, Channe
         holder_signature: None,
         local_alias: None,
         outbox: None,
+        shutdown_terms: terms_b,
     });
     (ch_a, ch_b)
 }
@@ -256,6 +275,7 @@ pub fn deliver(
         Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(secp, &m),
         Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
         Message::ChannelReady(m) => ch.handle_channel_ready(&m),
+        Message::Shutdown(m) => ch.handle_shutdown(&m),
         other => panic!("unexpected message {other:?}"),
     }
 }

@@ -1,0 +1,363 @@
+//! Cooperative close, `shutdown` phase (BOLT 2 "Closing Initiation:
+//! `shutdown`" and the `shutdown` line of "Message Retransmission"): one
+//! test per requirement.
+
+mod common;
+
+use bitcoin::hashes::{sha256, Hash};
+use bitcoin::ScriptBuf;
+use common::{deliver, drain, pair, pair_with_terms, pump, sign, Agreement, Reported};
+use lnhub_channel::{Channel, ChannelError, SendError, ShutdownTerms};
+use lnhub_wire::msgs::{Shutdown, ONION_PACKET_LEN};
+use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage};
+use lnhub_wire::Message;
+use secp256k1::{All, Secp256k1};
+
+use lnhub_tx::ChannelType;
+
+/// A pair whose closing terms `f` sets (A's, B's).
+fn setup_with(
+    f: impl FnOnce(&mut ShutdownTerms, &mut ShutdownTerms),
+) -> (Secp256k1<All>, Channel, Channel) {
+    let secp = Secp256k1::new();
+    let (mut terms_a, mut terms_b) = (ShutdownTerms::default(), ShutdownTerms::default());
+    f(&mut terms_a, &mut terms_b);
+    let agreement = Agreement::default_for(ChannelType::Anchors);
+    let (a, b) = pair_with_terms(&secp, 31, &agreement, terms_a, terms_b);
+    (secp, a, b)
+}
+
+fn setup() -> (Secp256k1<All>, Channel, Channel) {
+    let secp = Secp256k1::new();
+    let (a, b) = pair(&secp, 31, &Agreement::default_for(ChannelType::Anchors));
+    (secp, a, b)
+}
+
+/// A witness program of `version` (0, or 0x51..=0x60) with `len` bytes.
+fn program(version: u8, len: u8) -> ScriptBuf {
+    let mut v = vec![version, len];
+    v.extend(std::iter::repeat_n(9, usize::from(len)));
+    ScriptBuf::from_bytes(v)
+}
+
+fn p2wpkh(tag: u8) -> ScriptBuf {
+    let mut v = vec![0x00, 20];
+    v.extend([tag; 20]);
+    ScriptBuf::from_bytes(v)
+}
+
+fn p2pkh() -> ScriptBuf {
+    let mut v = vec![0x76, 0xa9, 20];
+    v.extend([3; 20]);
+    v.extend([0x88, 0xac]);
+    ScriptBuf::from_bytes(v)
+}
+
+fn preimage(i: u8) -> PaymentPreimage {
+    PaymentPreimage([i; 32])
+}
+
+fn hash(i: u8) -> PaymentHash {
+    PaymentHash(sha256::Hash::hash(&preimage(i).0).to_byte_array())
+}
+
+fn add(ch: &mut Channel, i: u8) -> Result<u64, SendError> {
+    ch.send_add_htlc(Msat(20_000_000), hash(i), 800_000, &[0; ONION_PACKET_LEN])
+}
+
+fn shutdown_msg(ch: &Channel, script: &ScriptBuf) -> Shutdown {
+    Shutdown {
+        channel_id: ch.channel_id(),
+        scriptpubkey: script.to_bytes(),
+        unknown_tlvs: Vec::new(),
+    }
+}
+
+fn sent_shutdown(msgs: &[Message]) -> Option<&Shutdown> {
+    msgs.iter().find_map(|m| match m {
+        Message::Shutdown(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// "if there are updates pending on the receiving node's commitment
+/// transaction: MUST NOT send a `shutdown`"; the sender signs first.
+#[test]
+fn shutdown_waits_for_pending_updates_to_be_signed() {
+    let (secp, mut a, mut b) = setup();
+    add(&mut a, 1).expect("affordable");
+    assert_eq!(a.send_shutdown(p2wpkh(1)), Err(SendError::PendingUpdates));
+    assert!(!a.is_shutting_down());
+    sign(&secp, &mut a).expect("sign");
+    a.send_shutdown(p2wpkh(1)).expect("nothing pending for B");
+    let msgs = drain(&mut a, &mut Reported::default());
+    assert!(matches!(msgs.last(), Some(Message::Shutdown(_))));
+    for m in msgs {
+        deliver(&secp, &mut b, m).expect("valid in order");
+    }
+    assert_eq!(
+        b.shutdown_state().remote_script(),
+        Some(p2wpkh(1).as_script())
+    );
+}
+
+/// "MUST NOT send multiple `shutdown` messages".
+#[test]
+fn shutdown_is_sent_once() {
+    let (_, mut a, _) = setup();
+    a.send_shutdown(p2wpkh(1)).expect("first");
+    assert_eq!(
+        a.send_shutdown(p2wpkh(1)),
+        Err(SendError::ShutdownAlreadySent)
+    );
+}
+
+/// "MUST set `scriptpubkey` in one of the following forms": v0 programs
+/// always, v1..v16 only with `option_shutdown_anysegwit`, never P2PKH.
+#[test]
+fn our_shutdown_script_must_be_an_allowed_form() {
+    let (_, mut a, _) = setup();
+    assert_eq!(
+        a.send_shutdown(program(0x51, 32)),
+        Err(SendError::InvalidShutdownScript)
+    );
+    assert_eq!(
+        a.send_shutdown(p2pkh()),
+        Err(SendError::InvalidShutdownScript)
+    );
+    a.send_shutdown(program(0x00, 32)).expect("p2wsh");
+
+    let (_, mut a, _) = setup_with(|ta, _| ta.option_shutdown_anysegwit = true);
+    a.send_shutdown(program(0x51, 32))
+        .expect("p2tr with anysegwit");
+}
+
+/// "if it sent a non-zero-length `shutdown_scriptpubkey` in `open_channel`
+/// or `accept_channel`: MUST send the same value in `scriptpubkey`".
+#[test]
+fn our_shutdown_uses_the_committed_upfront_script() {
+    let (_, mut a, _) = setup_with(|ta, _| {
+        *ta = ShutdownTerms {
+            local_upfront_shutdown_script: Some(p2wpkh(7)),
+            ..ShutdownTerms::default()
+        }
+    });
+    assert_eq!(
+        a.send_shutdown(p2wpkh(8)),
+        Err(SendError::InvalidShutdownScript)
+    );
+    a.send_shutdown(p2wpkh(7)).expect("the committed script");
+}
+
+/// "if the `scriptpubkey` is not in one of the above forms: SHOULD send a
+/// `warning`"; legacy P2PKH is accepted for backwards compatibility, and
+/// future segwit versions only with `option_shutdown_anysegwit`.
+#[test]
+fn peer_shutdown_script_forms() {
+    let (_, a, mut b) = setup();
+    for bad in [program(0x51, 32), program(0x00, 21), ScriptBuf::new()] {
+        assert!(matches!(
+            b.handle_shutdown(&shutdown_msg(&a, &bad)),
+            Err(ChannelError::Warn(_))
+        ));
+        assert!(!b.is_shutting_down());
+    }
+    b.handle_shutdown(&shutdown_msg(&a, &p2pkh()))
+        .expect("legacy form accepted");
+
+    let (_, a, mut b) = setup_with(|_, tb| tb.option_shutdown_anysegwit = true);
+    b.handle_shutdown(&shutdown_msg(&a, &program(0x60, 40)))
+        .expect("v16 with anysegwit");
+}
+
+/// "if both nodes advertised the `option_upfront_shutdown_script` feature,
+/// and the receiving node received a non-zero-length
+/// `shutdown_scriptpubkey` ... not equal to `scriptpubkey`: MAY send a
+/// `warning`. MUST fail the connection."
+#[test]
+fn peer_shutdown_must_match_its_upfront_script() {
+    let (_, a, mut b) = setup_with(|_, tb| tb.remote_upfront_shutdown_script = Some(p2wpkh(5)));
+    assert!(matches!(
+        b.handle_shutdown(&shutdown_msg(&a, &p2wpkh(6))),
+        Err(ChannelError::Warn(_))
+    ));
+    b.handle_shutdown(&shutdown_msg(&a, &p2wpkh(5)))
+        .expect("the committed script");
+}
+
+/// "once there are no outstanding updates on the peer, UNLESS it has
+/// already sent a `shutdown`: MUST reply to a `shutdown` message with a
+/// `shutdown`": with an upfront script the channel replies itself, once
+/// its own pending updates are signed; without one it asks the caller.
+#[test]
+fn receiver_replies_with_its_own_shutdown() {
+    // No upfront script: the caller is asked.
+    let (secp, mut a, mut b) = setup();
+    a.send_shutdown(p2wpkh(1)).expect("clean");
+    for m in drain(&mut a, &mut Reported::default()) {
+        deliver(&secp, &mut b, m).expect("valid");
+    }
+    assert!(b.needs_shutdown_reply());
+    assert!(sent_shutdown(&drain(&mut b, &mut Reported::default())).is_none());
+    b.send_shutdown(p2wpkh(2)).expect("reply");
+    assert!(!b.needs_shutdown_reply());
+
+    // Upfront script, and an update of B's pending for A: B signs first,
+    // then replies.
+    let (secp, mut a, mut b) =
+        setup_with(|_, tb| tb.local_upfront_shutdown_script = Some(p2wpkh(4)));
+    add(&mut a, 1).expect("affordable");
+    pump(&secp, &mut a, &mut b).expect("commit the HTLC");
+    b.send_fulfill_htlc(0, preimage(1)).expect("known HTLC");
+    a.send_shutdown(p2wpkh(1)).expect("nothing pending for B");
+    for m in drain(&mut a, &mut Reported::default()) {
+        deliver(&secp, &mut b, m).expect("valid");
+    }
+    assert!(b.needs_shutdown_reply(), "fulfill not yet signed");
+    let before = drain(&mut b, &mut Reported::default());
+    assert!(sent_shutdown(&before).is_none());
+    sign(&secp, &mut b).expect("sign the fulfill");
+    let after = drain(&mut b, &mut Reported::default());
+    assert!(
+        matches!(after.first(), Some(Message::CommitmentSigned(_))),
+        "the signature goes before the reply: {after:?}"
+    );
+    assert_eq!(
+        sent_shutdown(&after).map(|s| s.scriptpubkey.clone()),
+        Some(p2wpkh(4).to_bytes())
+    );
+    assert!(!b.needs_shutdown_reply());
+}
+
+/// "MUST NOT send an `update_add_htlc` after a `shutdown`", from both
+/// ends: our command is refused after either side's `shutdown`, and the
+/// peer's add after its own `shutdown` fails the channel. Existing HTLCs
+/// still settle.
+#[test]
+fn no_new_htlcs_after_shutdown_but_existing_ones_settle() {
+    let (secp, mut a, mut b) = setup();
+    add(&mut a, 1).expect("affordable");
+    pump(&secp, &mut a, &mut b).expect("commit the HTLC");
+    a.send_shutdown(p2wpkh(1)).expect("clean");
+    assert_eq!(add(&mut a, 2), Err(SendError::ShuttingDown));
+    let a_msgs = drain(&mut a, &mut Reported::default());
+    for m in a_msgs {
+        deliver(&secp, &mut b, m).expect("valid");
+    }
+    assert_eq!(add(&mut b, 3), Err(SendError::ShuttingDown));
+    b.send_shutdown(p2wpkh(2)).expect("reply");
+
+    // The HTLC from before the shutdown still settles.
+    b.send_fulfill_htlc(0, preimage(1)).expect("existing HTLC");
+    let (ra, _) = pump(&secp, &mut a, &mut b).expect("settle");
+    assert_eq!(ra.resolved.len(), 1);
+    assert!(a.book().htlcs().is_empty() && b.book().htlcs().is_empty());
+
+    // A peer that adds after its own shutdown breaks the rule.
+    let (secp, mut a, mut b) = setup();
+    let add_msg = {
+        let (_, mut a2, _) = setup();
+        add(&mut a2, 9).expect("affordable");
+        match drain(&mut a2, &mut Reported::default()).pop() {
+            Some(Message::UpdateAddHtlc(m)) => m,
+            other => panic!("expected update_add_htlc, got {other:?}"),
+        }
+    };
+    a.send_shutdown(p2wpkh(1)).expect("clean");
+    for m in drain(&mut a, &mut Reported::default()) {
+        deliver(&secp, &mut b, m).expect("valid");
+    }
+    assert!(matches!(
+        b.handle_update_add_htlc(&add_msg),
+        Err(ChannelError::Close(_))
+    ));
+    assert!(b.is_failed());
+}
+
+/// The peer must sign its updates before its `shutdown` (the sender's
+/// "updates pending on the receiving node's commitment" rule, checked on
+/// receipt).
+#[test]
+fn peer_shutdown_with_unsigned_updates_is_refused() {
+    let (secp, mut a, mut b) = setup();
+    add(&mut a, 1).expect("affordable");
+    let msgs = drain(&mut a, &mut Reported::default());
+    for m in msgs {
+        deliver(&secp, &mut b, m).expect("valid");
+    }
+    assert!(matches!(
+        b.handle_shutdown(&shutdown_msg(&a, &p2wpkh(1))),
+        Err(ChannelError::Warn(_))
+    ));
+    assert!(!b.is_shutting_down());
+}
+
+/// "upon reconnection: if it has sent a previous `shutdown`: MUST
+/// retransmit `shutdown`"; the receiver takes the identical retransmission
+/// quietly.
+#[test]
+fn shutdown_is_retransmitted_after_reestablish() {
+    let (secp, mut a, mut b) = setup();
+    a.send_shutdown(p2wpkh(1)).expect("clean");
+    let first = drain(&mut a, &mut Reported::default());
+    for m in first {
+        deliver(&secp, &mut b, m).expect("valid");
+    }
+    a.handle_disconnect();
+    b.handle_disconnect();
+    a.handle_reconnect(&secp);
+    b.handle_reconnect(&secp);
+    let ra = drain(&mut a, &mut Reported::default());
+    let rb = drain(&mut b, &mut Reported::default());
+    for m in rb {
+        deliver(&secp, &mut a, m).expect("reestablish");
+    }
+    for m in ra {
+        deliver(&secp, &mut b, m).expect("reestablish");
+    }
+    let resent = drain(&mut a, &mut Reported::default());
+    assert_eq!(
+        sent_shutdown(&resent).map(|s| s.scriptpubkey.clone()),
+        Some(p2wpkh(1).to_bytes())
+    );
+    for m in resent {
+        deliver(&secp, &mut b, m).expect("identical retransmission accepted");
+    }
+    // A different script the second time is not.
+    assert!(matches!(
+        b.handle_shutdown(&shutdown_msg(&a, &p2wpkh(2))),
+        Err(ChannelError::Warn(_))
+    ));
+}
+
+/// The shutdown exchange survives a restart: encoded, decoded, equal, and
+/// still retransmitted.
+#[test]
+fn shutdown_state_round_trips() {
+    let (secp, mut a, mut b) = setup_with(|ta, _| {
+        *ta = ShutdownTerms {
+            option_shutdown_anysegwit: true,
+            local_upfront_shutdown_script: Some(p2wpkh(1)),
+            remote_upfront_shutdown_script: Some(p2wpkh(2)),
+        }
+    });
+    a.send_shutdown(p2wpkh(1)).expect("clean");
+    drain(&mut a, &mut Reported::default());
+    b.send_shutdown(p2wpkh(2)).expect("clean");
+    for m in drain(&mut b, &mut Reported::default()) {
+        deliver(&secp, &mut a, m).expect("valid");
+    }
+    drain(&mut a, &mut Reported::default());
+    let mut bytes = Vec::new();
+    a.encode(&mut bytes);
+    let decoded = Channel::decode(&bytes).expect("round trip");
+    assert_eq!(decoded, a);
+    assert_eq!(
+        decoded.shutdown_state().local_script(),
+        Some(p2wpkh(1).as_script())
+    );
+    assert_eq!(
+        decoded.shutdown_state().remote_script(),
+        Some(p2wpkh(2).as_script())
+    );
+}
