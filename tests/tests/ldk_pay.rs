@@ -42,9 +42,16 @@ async fn ldk_pays_ldk_through_lnhubd() {
     r.connect(hub.node_id, hub.addr)
         .await
         .expect("R connects to the hub");
-    s.open_zero_conf_channel(hub.node_id, 1_000_000, 0)
+    let s_chan = s
+        .open_zero_conf_channel(hub.node_id, 1_000_000, 0)
         .await
         .expect("S -> hub channel");
+    let details = s.channel(&s_chan).expect("S's channel");
+    assert!(
+        details.is_anchors,
+        "anchors negotiated with the hub: {details:?}"
+    );
+    assert_eq!(details.confirmations_required, Some(0), "zero-conf");
     // R funds its channel and gives the hub half of it: the hub's outbound liquidity to R.
     r.open_zero_conf_channel(hub.node_id, 1_000_000, 500_000_000)
         .await
