@@ -345,6 +345,12 @@ pub fn build_commitment(
     } else {
         &mut to_remote
     };
+    // The funder pays the anchors first, then as much base fee as it can (floor of 0).
+    let anchors_paid = (*funder_balance).min(funder_charge).min(if anchors {
+        ANCHOR_OUTPUT_VALUE + ANCHOR_OUTPUT_VALUE
+    } else {
+        Amount::ZERO
+    });
     *funder_balance = funder_balance
         .checked_sub(funder_charge)
         .unwrap_or(Amount::ZERO);
@@ -462,7 +468,13 @@ pub fn build_commitment(
     });
 
     let total: Amount = entries.iter().map(|e| e.0.value).sum();
-    if total > params.funding_amount() {
+    let anchors_created: Amount = entries
+        .iter()
+        .filter(|e| matches!(e.1.kind, OutputKind::LocalAnchor | OutputKind::RemoteAnchor))
+        .map(|e| e.0.value)
+        .sum();
+    // Anchors are the funder's to pay: they may not be paid for out of trimmed HTLCs.
+    if total > params.funding_amount() || anchors_created > anchors_paid {
         return Err(CommitmentError::OutputsExceedFunding);
     }
 

@@ -141,3 +141,57 @@ fn accounting_rejects_a_commitment_that_does_not_match_its_spec() {
     };
     assert!(check_commitment_value(&params, &other, &commitment).is_err());
 }
+
+/// Found by `value_identity_holds`: an anchors funder whose balance (593 sat) cannot pay the
+/// two anchors (660 sat) while a trimmed HTLC's value would have covered the gap. The anchors
+/// are the funder's to pay, so the commitment must be refused, not built.
+#[test]
+fn anchors_are_never_paid_from_trimmed_htlcs() {
+    let secp = Secp256k1::new();
+    let htlcs = [
+        HtlcSpec {
+            id: 0,
+            direction: HtlcDirection::Received,
+            amount_msat: 65_319,
+            cltv_expiry: 400,
+            payment_hash: sha256::Hash::hash(&[0]),
+        },
+        HtlcSpec {
+            id: 1,
+            direction: HtlcDirection::Received,
+            amount_msat: 28_994_603,
+            cltv_expiry: 400,
+            payment_hash: sha256::Hash::hash(&[0]),
+        },
+    ];
+    let htlc_msat: u64 = htlcs.iter().map(|h| h.amount_msat).sum();
+    let funding_sat = (htlc_msat + 11_628_079).div_ceil(1000);
+    let balances_msat = funding_sat * 1000 - htlc_msat;
+    let to_local_msat = balances_msat / 1000 * 51;
+    let params = params_with(
+        &secp,
+        ChannelType::Anchors,
+        492,
+        294,
+        Side::Local,
+        funding_sat,
+    );
+    let keys = CommitmentKeys::derive(
+        &secp,
+        &params,
+        Side::Local,
+        &pk(vectors::appendix_c::LOCAL_PER_COMMITMENT_POINT),
+    )
+    .expect("keys");
+    let spec = CommitmentSpec {
+        commitment_number: 0,
+        feerate_per_kw: 0,
+        to_local_msat,
+        to_remote_msat: balances_msat - to_local_msat,
+        htlcs: &htlcs,
+    };
+    assert!(matches!(
+        build_commitment(&params, Side::Local, &keys, &spec),
+        Err(CommitmentError::OutputsExceedFunding)
+    ));
+}
