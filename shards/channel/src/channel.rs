@@ -32,6 +32,10 @@
 //! - Cooperative close: [`Channel::send_shutdown`] /
 //!   [`Channel::handle_shutdown`] (see [`crate::close`]); after the peer's,
 //!   reply with `send_shutdown` while [`Channel::needs_shutdown_reply`].
+//!   Then the fee negotiation: [`Channel::stage_closing_sign`] /
+//!   [`Channel::apply_closing_sign`] and [`Channel::stage_closing_signed`] /
+//!   [`Channel::apply_closing_signed`] (see [`crate::closing`]) until
+//!   [`Effect::ClosingTx`]; afterwards [`Channel::is_closed`].
 //! - Each new block: [`Channel::handle_block_height`] (HTLC deadlines).
 //! - After a crash: [`Channel::decode`] the last durable record, then
 //!   [`Channel::handle_restart`] before anything else, then reconnect as
@@ -116,6 +120,8 @@ pub struct Channel {
     pub(crate) shutdown_terms: ShutdownTerms,
     /// The `shutdown` exchange ([`crate::close`]).
     pub(crate) shutdown: ShutdownState,
+    /// The `closing_signed` negotiation ([`crate::closing`]).
+    pub(crate) closing: crate::closing::ClosingState,
     /// Bumped on every state change; stages carry it.
     pub(crate) version: u64,
     /// Effects and the durability gate.
@@ -153,6 +159,7 @@ impl PartialEq for Channel {
             holder_signatures,
             shutdown_terms,
             shutdown,
+            closing,
             version,
             outbox,
             events: _,
@@ -179,6 +186,7 @@ impl PartialEq for Channel {
             && *holder_signatures == other.holder_signatures
             && *shutdown_terms == other.shutdown_terms
             && *shutdown == other.shutdown
+            && *closing == other.closing
             && *version == other.version
             && *outbox == other.outbox
     }
@@ -214,6 +222,7 @@ impl Channel {
             holder_signatures: f.holder_signature.map(|s| (s, Vec::new())),
             shutdown_terms: f.shutdown_terms,
             shutdown: ShutdownState::default(),
+            closing: crate::closing::ClosingState::default(),
             version: 0,
             outbox: f.outbox.unwrap_or_default(),
             events: Vec::with_capacity(EVENTS_CAPACITY),
@@ -249,7 +258,7 @@ impl Channel {
     /// Whether the channel takes commands and messages now: not failed,
     /// connection reestablished.
     pub fn is_operational(&self) -> bool {
-        !self.failed && self.link == Link::Up
+        !self.failed && self.link == Link::Up && self.closing.tx.is_none()
     }
 
     /// The connection state.
@@ -346,6 +355,9 @@ impl Channel {
     pub(crate) fn check_input(&self, channel_id: &ChannelId) -> Result<(), ChannelError> {
         if self.failed {
             return Err(ChannelError::Ignore("channel has failed".into()));
+        }
+        if self.closing.tx.is_some() {
+            return Err(ChannelError::Ignore("channel is closed".into()));
         }
         if *channel_id != self.channel_id {
             return Err(ChannelError::Warn(format!(

@@ -20,9 +20,10 @@
 //!   gates it) and is retransmitted after every `channel_reestablish`
 //!   ([`crate::reestablish`], in send-sequence order).
 //!
-//! Left to later work: the fee negotiation once the HTLCs are gone
-//! (`closing_signed` / `closing_complete`), and the BOLT 2 ban on further
-//! updates at that point.
+//! The fee negotiation once the HTLCs are gone is [`crate::closing`]
+//! (legacy `closing_signed`). Left to later work: `option_simple_close`
+//! (`closing_complete` / `closing_sig`), and the BOLT 2 ban on further
+//! updates once negotiation starts.
 
 use bitcoin::{Script, ScriptBuf};
 use lnhub_tx::Side;

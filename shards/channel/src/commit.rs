@@ -186,7 +186,7 @@ fn local_secret(seed: &[u8; 32], n: u64) -> [u8; 32] {
 
 impl Channel {
     /// This channel and its current state version.
-    fn stamp(&self) -> Stamp {
+    pub(crate) fn stamp(&self) -> Stamp {
         Stamp {
             channel_id: self.channel_id,
             version: self.version,

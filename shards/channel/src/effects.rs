@@ -77,6 +77,13 @@ pub enum Effect {
         /// The funding transaction's id.
         funding_txid: bitcoin::Txid,
     },
+    /// The cooperative close is agreed: `tx` is the mutual closing
+    /// transaction with both funding signatures, ready to broadcast. The
+    /// channel takes no more input ([`crate::Channel::is_closed`]).
+    ClosingTx {
+        /// The fully signed closing transaction.
+        tx: bitcoin::Transaction,
+    },
     /// An HTLC we offered is resolved (exactly once per HTLC).
     Resolved {
         /// The HTLC's `id`.

@@ -259,6 +259,7 @@ impl Pair {
                     }
                 }
                 Effect::BroadcastFunding { .. } => panic!("funding broadcast in normal operation"),
+                Effect::ClosingTx { .. } => {}
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `lnhub-channel`: one Lightning channel as a sans-IO state machine
 //! (BOLT 2 "Channel Establishment v1", "Normal Operation" and "Message
-//! Retransmission", "Closing Initiation: `shutdown`"; closing negotiation
-//! is still to come). Messages and commands go in, [`Effect`]s
+//! Retransmission", "Closing Initiation: `shutdown`" and "Legacy Closing
+//! Negotiation: `closing_signed`"). Messages and commands go in, [`Effect`]s
 //! come out; time and randomness are inputs; signatures are staged for the
 //! engine's batch, never made or checked inside a transition.
 //!
@@ -20,6 +20,8 @@
 //! - [`channel`]: the [`Channel`] type and its call protocol;
 //! - [`reestablish`]: disconnection and `channel_reestablish`;
 //! - [`close`]: `shutdown` and the freeze on new HTLCs that follows it;
+//! - [`closing`]: the `closing_signed` fee negotiation and the signed
+//!   mutual close transaction;
 //! - [`timeouts`]: HTLC deadlines against the block height (an input);
 //! - [`snapshot`]: the versioned, checksummed record of a [`Channel`]
 //!   ([`Channel::encode`] / [`Channel::decode`]) and the restart
@@ -38,6 +40,7 @@ pub mod book;
 pub mod channel;
 pub mod channel_type;
 pub mod close;
+pub mod closing;
 pub mod commit;
 pub mod config;
 pub mod effects;
@@ -56,6 +59,9 @@ pub mod updates;
 pub use channel::{Channel, Link};
 pub use channel_type::NegotiatedType;
 pub use close::{is_valid_shutdown_script, ShutdownState, ShutdownTerms};
+pub use closing::{
+    ClosingState, Proposal, SignedClosing, StagedClosingSign, StagedClosingVerify, VerifiedClosing,
+};
 pub use commit::{verify_batch, SignedCommitment, StagedSign, StagedVerify, Verified};
 pub use config::{
     ChannelPolicy, ChannelSecrets, EstablishConfig, FundedChannel, PeerContext, PeerParamLimits,

@@ -46,6 +46,7 @@ impl Channel {
             return;
         }
         self.book.reverse_remote_uncommitted();
+        self.reset_closing();
         self.outbox.drop_sends();
         self.link = Link::Down;
         self.version += 1;

@@ -12,7 +12,8 @@
 //! fee update), commitment numbers and points, the peer's revealed
 //! secrets, our last `commitment_signed` (retransmitted verbatim), the
 //! peer's signatures on our commitment, the send sequence numbers that
-//! order retransmissions, the `shutdown` terms and exchange, and the outbox with its held effects. The two
+//! order retransmissions, the `shutdown` terms and exchange, the `closing_signed` negotiation, and
+//! the outbox with its held effects. The two
 //! reused scratch allocations are not state and are not written.
 //!
 //! # Format
@@ -77,6 +78,7 @@ use secp256k1::{PublicKey, SecretKey};
 use crate::book::{Book, FeeUpdate};
 use crate::channel::{Channel, Link, EVENTS_CAPACITY};
 use crate::close::{ShutdownState, ShutdownTerms};
+use crate::closing::{ClosingState, Proposal};
 use crate::config::{ChannelPolicy, ChannelSecrets, SideLimits};
 use crate::effects::{Effect, Outbox, Resolution};
 use crate::htlc::{applies, Htlc, Removal, RemovalKind, UpdateState, View};
@@ -84,7 +86,8 @@ use crate::htlc::{applies, Htlc, Removal, RemovalKind, UpdateState, View};
 /// The encoding version written first. Bump it on any change to the
 /// format; [`Channel::decode`] refuses versions it does not know.
 /// Version 2 added the `shutdown` terms and exchange ([`crate::close`]).
-pub const STATE_VERSION: u8 = 2;
+/// Version 3 added the `closing_signed` negotiation ([`crate::closing`]).
+pub const STATE_VERSION: u8 = 3;
 
 /// Length of the trailing checksum (a full SHA256: the record is written
 /// once per commitment round, so its cost is noise next to the fsync).
@@ -614,6 +617,10 @@ fn write_effect(w: &mut W<'_>, e: &Effect) {
             w.u8(3);
             w.bytes(&funding_txid.to_byte_array());
         }
+        Effect::ClosingTx { tx } => {
+            w.u8(5);
+            w.blob(&bitcoin::consensus::encode::serialize(tx));
+        }
         Effect::Resolved {
             htlc_id,
             resolution,
@@ -671,6 +678,10 @@ fn read_effect(r: &mut R<'_>) -> Result<Effect, DecodeError> {
                 },
                 _ => return Err(DecodeError::Invalid("resolution")),
             },
+        },
+        5 => Effect::ClosingTx {
+            tx: bitcoin::consensus::encode::deserialize(r.blob("closing tx")?)
+                .map_err(|_| DecodeError::Invalid("closing tx"))?,
         },
         _ => return Err(DecodeError::Invalid("effect")),
     })
@@ -785,6 +796,7 @@ impl Channel {
             }
         }
         write_shutdown(&mut w, &self.shutdown_terms, &self.shutdown);
+        write_closing(&mut w, &self.closing);
         w.u64(self.version);
         write_outbox(&mut w, &self.outbox);
         let checksum = sha256::Hash::hash(&out[start..]).to_byte_array();
@@ -899,6 +911,57 @@ fn write_shutdown(w: &mut W<'_>, terms: &ShutdownTerms, state: &ShutdownState) {
     write_script(w, &state.remote);
 }
 
+fn write_proposal(w: &mut W<'_>, p: &Proposal) {
+    w.u64(p.fee);
+    w.u64(p.min);
+    w.u64(p.max);
+}
+
+fn read_proposal(r: &mut R<'_>) -> Result<Proposal, DecodeError> {
+    Ok(Proposal {
+        fee: r.u64()?,
+        min: r.u64()?,
+        max: r.u64()?,
+    })
+}
+
+fn write_closing(w: &mut W<'_>, c: &ClosingState) {
+    w.bool(c.sent.is_some());
+    if let Some((p, sig)) = &c.sent {
+        write_proposal(w, p);
+        w.sig(sig);
+    }
+    w.bool(c.received.is_some());
+    if let Some((fee, sig)) = &c.received {
+        w.u64(*fee);
+        w.sig(sig);
+    }
+    w.bool(c.pending.is_some());
+    if let Some(p) = &c.pending {
+        write_proposal(w, p);
+    }
+    w.bool(c.tx.is_some());
+    if let Some(tx) = &c.tx {
+        w.blob(&bitcoin::consensus::encode::serialize(tx));
+    }
+}
+
+fn read_closing(r: &mut R<'_>) -> Result<ClosingState, DecodeError> {
+    let sent = r.option(|r| Ok((read_proposal(r)?, r.sig()?)))?;
+    let received = r.option(|r| Ok((r.u64()?, r.sig()?)))?;
+    let pending = r.option(read_proposal)?;
+    let tx = r.option(|r| {
+        bitcoin::consensus::encode::deserialize(r.blob("closing tx")?)
+            .map_err(|_| DecodeError::Invalid("closing tx"))
+    })?;
+    Ok(ClosingState {
+        sent,
+        received,
+        pending,
+        tx,
+    })
+}
+
 fn read_shutdown(r: &mut R<'_>) -> Result<(ShutdownTerms, ShutdownState), DecodeError> {
     let terms = ShutdownTerms {
         option_shutdown_anysegwit: r.bool()?,
@@ -973,6 +1036,7 @@ fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
         Ok((sig, sigs))
     })?;
     let (shutdown_terms, shutdown) = read_shutdown(r)?;
+    let closing = read_closing(r)?;
     let version = r.u64()?;
     let outbox = read_outbox(r)?;
     if next_send_seq == 0
@@ -1027,6 +1091,7 @@ fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
         holder_signatures,
         shutdown_terms,
         shutdown,
+        closing,
         version,
         outbox,
         events: Vec::with_capacity(EVENTS_CAPACITY),

@@ -6,10 +6,13 @@ mod common;
 
 use bitcoin::hashes::{sha256, Hash};
 use bitcoin::ScriptBuf;
-use common::{deliver, drain, pair, pair_with_terms, pump, sign, Agreement, Reported};
-use lnhub_channel::{Channel, ChannelError, SendError, ShutdownTerms};
-use lnhub_wire::msgs::{Shutdown, ONION_PACKET_LEN};
-use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage};
+use common::{
+    deliver, drain, pair, pair_with_terms, pump, sign, sign_closing, Agreement, Reported,
+};
+use lnhub_channel::{Channel, ChannelError, SendError, ShutdownTerms, View};
+use lnhub_tx::Side;
+use lnhub_wire::msgs::{ClosingSigned, FeeRange, Shutdown, ONION_PACKET_LEN};
+use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage, Sat};
 use lnhub_wire::Message;
 use secp256k1::{All, Secp256k1};
 
@@ -360,4 +363,223 @@ fn shutdown_state_round_trips() {
         decoded.shutdown_state().remote_script(),
         Some(p2wpkh(2).as_script())
     );
+}
+
+// ---- Legacy closing negotiation (BOLT 2 "Legacy Closing Negotiation:
+// `closing_signed`", BOLT 3 "Legacy Closing Transaction") ----
+
+/// Exchanges both `shutdown`s (A first), then runs to quiescence with both
+/// sides signing commitments and `closing_signed`s whenever they can.
+fn shut_and_negotiate(
+    secp: &Secp256k1<All>,
+    a: &mut Channel,
+    b: &mut Channel,
+) -> Result<(Reported, Reported), ChannelError> {
+    a.send_shutdown(p2wpkh(1)).expect("A's shutdown");
+    pump(secp, a, b)?;
+    b.send_shutdown(p2wpkh(2)).expect("B's reply");
+    let (mut ra, mut rb) = (Reported::default(), Reported::default());
+    let (mut to_a, mut to_b) = (
+        std::collections::VecDeque::new(),
+        std::collections::VecDeque::new(),
+    );
+    loop {
+        let mut progress = sign(secp, a)? | sign(secp, b)?;
+        progress |= sign_closing(secp, a)? | sign_closing(secp, b)?;
+        to_b.extend(drain(a, &mut ra));
+        to_a.extend(drain(b, &mut rb));
+        if let Some(m) = to_b.pop_front() {
+            deliver(secp, b, m)?;
+            progress = true;
+        }
+        if let Some(m) = to_a.pop_front() {
+            deliver(secp, a, m)?;
+            progress = true;
+        }
+        if !progress {
+            return Ok((ra, rb));
+        }
+    }
+}
+
+/// Both funding signatures in `tx`'s witness verify under the funding
+/// pubkeys (in the BOLT 3 order) over the funding input's sighash.
+fn assert_funding_signatures(secp: &Secp256k1<All>, ch: &Channel, tx: &bitcoin::Transaction) {
+    let mut unsigned = tx.clone();
+    unsigned.input[0].witness = bitcoin::Witness::new();
+    let msg = lnhub_tx::sighash::funding_input(&unsigned, ch.params());
+    let w: Vec<&[u8]> = tx.input[0].witness.iter().collect();
+    assert_eq!(w.len(), 4, "0, sig, sig, funding script");
+    assert_eq!(w[3], ch.params().funding_script().as_bytes());
+    let mut keys = [Side::Local, Side::Remote].map(|s| ch.params().side(s).pubkeys.funding_pubkey);
+    keys.sort_by_key(|k| k.serialize());
+    for (sig, key) in w[1..3].iter().zip(keys) {
+        let (der, hashtype) = sig.split_at(sig.len() - 1);
+        assert_eq!(hashtype, [1], "SIGHASH_ALL");
+        let sig = secp256k1::ecdsa::Signature::from_der(der).expect("DER");
+        secp.verify_ecdsa(&msg, &sig, &key)
+            .expect("funding signature verifies");
+    }
+}
+
+fn balance_sat(ch: &Channel, side: Side) -> u64 {
+    let mut v = Vec::new();
+    ch.book().view(View::LocalCurrent, &mut v).balance_of(side) / 1000
+}
+
+/// The funder proposes, the fundee accepts, both end with the same fully
+/// signed transaction paying each side its balance, the fee from the
+/// funder's; then neither channel takes input.
+#[test]
+fn closing_signed_negotiation_ends_in_one_signed_transaction() {
+    let (secp, mut a, mut b) = setup();
+    let (a_sat, b_sat) = (balance_sat(&a, Side::Local), balance_sat(&a, Side::Remote));
+    let (ra, rb) = shut_and_negotiate(&secp, &mut a, &mut b).expect("negotiation");
+    assert_eq!(ra.closing_txs.len(), 1);
+    assert_eq!(ra.closing_txs, rb.closing_txs, "identical transactions");
+    let tx = &ra.closing_txs[0];
+    assert!(a.is_closed() && b.is_closed());
+    let fee = a.closing_state().sent().expect("A proposed").fee;
+    assert_eq!(b.closing_state().sent().expect("B replied").fee, fee);
+    assert!(fee > 0);
+    let value = |script: &ScriptBuf| {
+        tx.output
+            .iter()
+            .find(|o| o.script_pubkey == *script)
+            .map(|o| o.value.to_sat())
+    };
+    assert_eq!(value(&p2wpkh(1)), Some(a_sat - fee), "funder pays the fee");
+    assert_eq!(value(&p2wpkh(2)), Some(b_sat));
+    assert_eq!(tx.output.len(), 2);
+    assert_funding_signatures(&secp, &a, tx);
+    assert_funding_signatures(&secp, &b, tx);
+    assert_eq!(
+        a.send_add_htlc(Msat(20_000_000), hash(9), 800_000, &[0; ONION_PACKET_LEN]),
+        Err(SendError::NotOperational)
+    );
+    let stray = closing_signed(&b, fee, None);
+    assert!(matches!(
+        deliver(&secp, &mut b, Message::ClosingSigned(stray)),
+        Err(ChannelError::Ignore(_))
+    ));
+}
+
+/// "MUST remove any output below its own `dust_limit_satoshis`": B's
+/// balance is dust and is left out.
+#[test]
+fn closing_transaction_omits_dust_outputs() {
+    let secp = Secp256k1::new();
+    let mut agreement = Agreement::default_for(ChannelType::Anchors);
+    agreement.push_msat = 200_000;
+    let (mut a, mut b) = pair(&secp, 31, &agreement);
+    let (ra, rb) = shut_and_negotiate(&secp, &mut a, &mut b).expect("negotiation");
+    assert_eq!(ra.closing_txs, rb.closing_txs);
+    let tx = &ra.closing_txs[0];
+    assert_eq!(tx.output.len(), 1);
+    assert_eq!(tx.output[0].script_pubkey, p2wpkh(1));
+    assert_funding_signatures(&secp, &a, tx);
+}
+
+fn closing_signed(ch: &Channel, fee: u64, range: Option<(u64, u64)>) -> ClosingSigned {
+    ClosingSigned {
+        channel_id: ch.channel_id(),
+        fee_satoshis: Sat(fee),
+        signature: secp256k1::ecdsa::Signature::from_compact(&[1; 64]).expect("valid"),
+        fee_range: range.map(|(min, max)| FeeRange {
+            min_fee_satoshis: Sat(min),
+            max_fee_satoshis: Sat(max),
+        }),
+        unknown_tlvs: Vec::new(),
+    }
+}
+
+/// Both shutdowns exchanged, A's opening `closing_signed` signed and
+/// drained (not delivered): (secp, A, B, A's message).
+fn after_first_proposal() -> (Secp256k1<All>, Channel, Channel, ClosingSigned) {
+    let (secp, mut a, mut b) = setup();
+    a.send_shutdown(p2wpkh(1)).expect("A's shutdown");
+    pump(&secp, &mut a, &mut b).expect("pump");
+    b.send_shutdown(p2wpkh(2)).expect("B's reply");
+    pump(&secp, &mut a, &mut b).expect("pump");
+    assert!(sign_closing(&secp, &mut a).expect("stage"));
+    let Some(Message::ClosingSigned(first)) = drain(&mut a, &mut Reported::default()).pop() else {
+        panic!("A sends closing_signed");
+    };
+    (secp, a, b, first)
+}
+
+/// "if there is no overlap between that and its own `fee_range`: SHOULD
+/// send a warning"; the funder receiving a fee outside the overlap "MUST
+/// fail the channel"; a bad signature fails it too.
+#[test]
+fn closing_signed_outside_the_fee_range() {
+    let (secp, mut a, mut b, first) = after_first_proposal();
+    let range = first.fee_range.expect("we always send fee_range");
+    let (min, max) = (range.min_fee_satoshis.0, range.max_fee_satoshis.0);
+
+    // B (fundee): a range entirely below its own: warning, nothing changes.
+    let low = closing_signed(&b, 1, Some((1, 2)));
+    assert!(matches!(
+        deliver(&secp, &mut b, Message::ClosingSigned(low)),
+        Err(ChannelError::Warn(_))
+    ));
+    assert!(!b.is_failed() && b.closing_state().received_fee().is_none());
+
+    // A (funder): overlapping ranges, fee outside the overlap: fail.
+    let out = closing_signed(&a, max + 1, Some((min, max + 10)));
+    assert!(matches!(
+        deliver(&secp, &mut a, Message::ClosingSigned(out)),
+        Err(ChannelError::Close(_))
+    ));
+    assert!(a.is_failed());
+
+    // B: the funder's real proposal but with a forged signature: fail.
+    let mut forged = first.clone();
+    forged.signature = secp256k1::ecdsa::Signature::from_compact(&[1; 64]).expect("valid");
+    assert!(matches!(
+        deliver(&secp, &mut b, Message::ClosingSigned(forged)),
+        Err(ChannelError::Close(_))
+    ));
+}
+
+/// Closing negotiation needs an empty channel: with an HTLC on the
+/// commitments, `closing_signed` is refused and the funder does not start.
+#[test]
+fn closing_signed_refused_while_htlcs_remain() {
+    let (secp, mut a, mut b) = setup();
+    add(&mut a, 1).expect("affordable");
+    pump(&secp, &mut a, &mut b).expect("committed");
+    a.send_shutdown(p2wpkh(1)).expect("A's shutdown");
+    pump(&secp, &mut a, &mut b).expect("pump");
+    b.send_shutdown(p2wpkh(2)).expect("B's reply");
+    pump(&secp, &mut a, &mut b).expect("pump");
+    assert!(!a.closing_ready());
+    assert!(!sign_closing(&secp, &mut a).expect("nothing to stage"));
+    let msg = closing_signed(&b, 1_000, Some((500, 2_000)));
+    assert!(matches!(
+        deliver(&secp, &mut b, Message::ClosingSigned(msg)),
+        Err(ChannelError::Warn(_))
+    ));
+    assert!(!b.is_closed() && !b.is_failed());
+}
+
+/// The negotiation state survives `encode` / `decode`, mid-way and
+/// finished.
+#[test]
+fn closing_state_round_trips() {
+    let (secp, a, mut b, first) = after_first_proposal();
+    let mut record = Vec::new();
+    a.encode(&mut record);
+    let again = Channel::decode(&record).expect("decode");
+    assert_eq!(again, a);
+    assert!(again.closing_state().sent().is_some());
+    deliver(&secp, &mut b, Message::ClosingSigned(first)).expect("accepted");
+    sign_closing(&secp, &mut b).expect("reply");
+    drain(&mut b, &mut Reported::default());
+    assert!(b.is_closed());
+    let mut record = Vec::new();
+    b.encode(&mut record);
+    let again = Channel::decode(&record).expect("decode");
+    assert_eq!(again, b);
+    assert!(again.is_closed());
 }

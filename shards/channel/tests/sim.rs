@@ -190,6 +190,12 @@ impl Sim {
                     }
                     me.forwardable.insert(htlc_id);
                 }
+                Effect::ClosingTx { .. } => {
+                    return Err(format!(
+                        "{} closes, yet the simulator never negotiates a close",
+                        me.name
+                    ))
+                }
                 Effect::Resolved {
                     htlc_id,
                     resolution,

@@ -896,6 +896,14 @@ impl Shard {
                 Effect::BroadcastFunding { funding_txid } => {
                     log::info!("channel {id}: funding {funding_txid} may be broadcast");
                 }
+                // Not broadcast yet: that needs the chain source (a later
+                // issue). The channel is closed and takes no more input.
+                Effect::ClosingTx { tx } => {
+                    log::info!(
+                        "channel {id} closed: tx {} ready to broadcast",
+                        tx.compute_txid()
+                    );
+                }
             }
         }
     }

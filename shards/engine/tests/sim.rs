@@ -370,6 +370,7 @@ impl Sim {
                     resolution,
                 } => resolved.push((htlc_id, resolution)),
                 Effect::BroadcastFunding { .. } => {}
+                Effect::ClosingTx { .. } => {}
             }
         }
         for htlc_id in forwards {

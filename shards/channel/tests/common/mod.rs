@@ -239,6 +239,17 @@ pub fn sign(secp: &Secp256k1<All>, ch: &mut Channel) -> Result<bool, ChannelErro
     }
 }
 
+/// Stages, signs and applies our next `closing_signed` (if any).
+pub fn sign_closing(secp: &Secp256k1<All>, ch: &mut Channel) -> Result<bool, ChannelError> {
+    match ch.stage_closing_sign()? {
+        Some(staged) => {
+            ch.apply_closing_sign(staged.sign(secp));
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 /// Stages, verifies and applies the peer's `commitment_signed`.
 pub fn receive_commitment(
     secp: &Secp256k1<All>,
@@ -256,6 +267,7 @@ pub struct Reported {
     pub broadcasts: Vec<bitcoin::Txid>,
     pub forwards: Vec<u64>,
     pub resolved: Vec<(u64, lnhub_channel::Resolution)>,
+    pub closing_txs: Vec<bitcoin::Transaction>,
 }
 
 /// Hands one peer message to a channel.
@@ -276,6 +288,11 @@ pub fn deliver(
         Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
         Message::ChannelReady(m) => ch.handle_channel_ready(&m),
         Message::Shutdown(m) => ch.handle_shutdown(&m),
+        Message::ClosingSigned(m) => {
+            let staged = ch.stage_closing_signed(&m)?;
+            let verified = staged.verify(secp);
+            ch.apply_closing_signed(verified)
+        }
         other => panic!("unexpected message {other:?}"),
     }
 }
@@ -291,6 +308,7 @@ pub fn drain(ch: &mut Channel, out: &mut Reported) -> Vec<lnhub_wire::Message> {
             Effect::Persist { seq } => ch.handle_persisted(seq),
             Effect::Forward { htlc_id, .. } => out.forwards.push(htlc_id),
             Effect::BroadcastFunding { funding_txid } => out.broadcasts.push(funding_txid),
+            Effect::ClosingTx { tx } => out.closing_txs.push(tx),
             Effect::Resolved {
                 htlc_id,
                 resolution,
