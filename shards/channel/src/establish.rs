@@ -142,6 +142,31 @@ pub struct Establishing {
 
 /// The reserve we require of the peer: a share of the funding, never
 /// below either dust limit (BOLT 2: reserve >= both dust limits).
+/// The peer's side of the channel from its `open_channel` or `accept_channel`: both carry
+/// these fields under the same names.
+macro_rules! remote_side {
+    ($msg:expr) => {
+        RemoteSide {
+            pubkeys: ChannelPublicKeys {
+                funding_pubkey: $msg.funding_pubkey,
+                revocation_basepoint: $msg.revocation_basepoint,
+                payment_basepoint: $msg.payment_basepoint,
+                delayed_payment_basepoint: $msg.delayed_payment_basepoint,
+                htlc_basepoint: $msg.htlc_basepoint,
+            },
+            first_point: $msg.first_per_commitment_point,
+            to_self_delay: $msg.to_self_delay,
+            dust_limit: $msg.dust_limit_satoshis,
+            limits: SideLimits {
+                max_htlc_value_in_flight_msat: $msg.max_htlc_value_in_flight_msat,
+                channel_reserve_satoshis: $msg.channel_reserve_satoshis,
+                htlc_minimum_msat: $msg.htlc_minimum_msat,
+                max_accepted_htlcs: $msg.max_accepted_htlcs,
+            },
+        }
+    };
+}
+
 fn reserve_for(config: &EstablishConfig, funding: Sat, peer_dust: Sat) -> Sat {
     let share = funding.0 * u64::from(config.channel_reserve_proportional_millionths) / 1_000_000;
     Sat(share.max(peer_dust.0).max(config.dust_limit_satoshis.0))
@@ -291,24 +316,7 @@ impl Establishing {
         } else {
             config.minimum_depth
         };
-        let remote = RemoteSide {
-            pubkeys: ChannelPublicKeys {
-                funding_pubkey: msg.funding_pubkey,
-                revocation_basepoint: msg.revocation_basepoint,
-                payment_basepoint: msg.payment_basepoint,
-                delayed_payment_basepoint: msg.delayed_payment_basepoint,
-                htlc_basepoint: msg.htlc_basepoint,
-            },
-            first_point: msg.first_per_commitment_point,
-            to_self_delay: msg.to_self_delay,
-            dust_limit: msg.dust_limit_satoshis,
-            limits: SideLimits {
-                max_htlc_value_in_flight_msat: msg.max_htlc_value_in_flight_msat,
-                channel_reserve_satoshis: msg.channel_reserve_satoshis,
-                htlc_minimum_msat: msg.htlc_minimum_msat,
-                max_accepted_htlcs: msg.max_accepted_htlcs,
-            },
-        };
+        let remote = remote_side!(msg);
         let mut e = Establishing {
             role: Side::Remote,
             state: EstablishState::AwaitingFundingCreated,
@@ -426,24 +434,7 @@ impl Establishing {
             msg,
         )?;
         self.minimum_depth = msg.minimum_depth;
-        self.remote = Some(RemoteSide {
-            pubkeys: ChannelPublicKeys {
-                funding_pubkey: msg.funding_pubkey,
-                revocation_basepoint: msg.revocation_basepoint,
-                payment_basepoint: msg.payment_basepoint,
-                delayed_payment_basepoint: msg.delayed_payment_basepoint,
-                htlc_basepoint: msg.htlc_basepoint,
-            },
-            first_point: msg.first_per_commitment_point,
-            to_self_delay: msg.to_self_delay,
-            dust_limit: msg.dust_limit_satoshis,
-            limits: SideLimits {
-                max_htlc_value_in_flight_msat: msg.max_htlc_value_in_flight_msat,
-                channel_reserve_satoshis: msg.channel_reserve_satoshis,
-                htlc_minimum_msat: msg.htlc_minimum_msat,
-                max_accepted_htlcs: msg.max_accepted_htlcs,
-            },
-        });
+        self.remote = Some(remote_side!(msg));
         self.state = EstablishState::AwaitingFundingTx;
         self.version += 1;
         Ok(())

@@ -635,29 +635,13 @@ impl Shard {
         }
         let Some(slot) = self.slots.get_mut(&channel_id) else {
             if (32..=255).contains(&msg.msg_type()) {
-                let data = b"unknown channel".to_vec();
-                io.send(
-                    &node_id,
-                    Message::Error(ErrorMessage {
-                        channel_id,
-                        data,
-                        ..Default::default()
-                    }),
-                );
+                send_error(io, &node_id, channel_id, "unknown channel");
             }
             return;
         };
         if slot.peer != node_id {
             // Another peer naming our channel: BOLT 1 treats it as unknown.
-            let data = b"unknown channel".to_vec();
-            io.send(
-                &node_id,
-                Message::Error(ErrorMessage {
-                    channel_id,
-                    data,
-                    ..Default::default()
-                }),
-            );
+            send_error(io, &node_id, channel_id, "unknown channel");
             return;
         }
         self.touched.insert(channel_id);
@@ -720,15 +704,7 @@ impl Shard {
             ChannelError::Close(why) | ChannelError::FallenBehind(why) => {
                 log::warn!("channel {channel_id}: failing: {why}");
                 self.counters.channels_failed_total += 1;
-                let data = why.into_bytes();
-                io.send(
-                    &peer,
-                    Message::Error(ErrorMessage {
-                        channel_id,
-                        data,
-                        ..Default::default()
-                    }),
-                );
+                send_error(io, &peer, channel_id, &why);
             }
             ChannelError::Disconnect => io.disconnect(&peer),
         }
@@ -740,15 +716,7 @@ impl Shard {
             OpenOutcome::Pending => {}
             OpenOutcome::Refused(channel_id, why) => {
                 log::info!("refusing channel {channel_id} from {peer}: {why}");
-                let data = why.into_bytes();
-                io.send(
-                    &peer,
-                    Message::Error(ErrorMessage {
-                        channel_id,
-                        data,
-                        ..Default::default()
-                    }),
-                );
+                send_error(io, &peer, channel_id, &why);
             }
             OpenOutcome::Ready(channel, peer, alias, remote_alias) => {
                 let channel_id = channel.channel_id();
@@ -1432,4 +1400,17 @@ fn repeel(
     )
     .ok()?;
     Some(*hop.shared_secret())
+}
+
+/// Sends a BOLT 1 `error` for `channel_id` to `peer`.
+fn send_error(io: &mut dyn Io, peer: &PublicKey, channel_id: ChannelId, text: &str) {
+    let data = text.as_bytes().to_vec();
+    io.send(
+        peer,
+        Message::Error(ErrorMessage {
+            channel_id,
+            data,
+            ..Default::default()
+        }),
+    );
 }

@@ -98,13 +98,7 @@ pub fn check_commitment_value(
     let funding = params.funding_amount();
     let owner = commitment.owner();
     let channel_type = params.channel_type();
-    let committed = u128::from(spec.to_local_msat)
-        + u128::from(spec.to_remote_msat)
-        + spec
-            .htlcs
-            .iter()
-            .map(|h| u128::from(h.amount_msat))
-            .sum::<u128>();
+    let committed = spec.committed_msat();
     if committed != u128::from(funding.to_sat()) * 1000 {
         return Err(AccountingError::SpecMismatch);
     }

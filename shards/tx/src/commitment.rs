@@ -80,6 +80,20 @@ pub struct CommitmentSpec<'a> {
     pub htlcs: &'a [HtlcSpec],
 }
 
+impl CommitmentSpec<'_> {
+    /// Everything the spec commits: both balances and every HTLC, in msat. Must equal the
+    /// funding amount.
+    pub fn committed_msat(&self) -> u128 {
+        u128::from(self.to_local_msat)
+            + u128::from(self.to_remote_msat)
+            + self
+                .htlcs
+                .iter()
+                .map(|h| u128::from(h.amount_msat))
+                .sum::<u128>()
+    }
+}
+
 /// What a commitment output is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OutputKind {
@@ -296,13 +310,7 @@ pub fn build_commitment(
         ));
     }
     let funding_msat = params.funding_amount().to_sat() * 1000;
-    let committed_msat = u128::from(spec.to_local_msat)
-        + u128::from(spec.to_remote_msat)
-        + spec
-            .htlcs
-            .iter()
-            .map(|h| u128::from(h.amount_msat))
-            .sum::<u128>();
+    let committed_msat = spec.committed_msat();
     if committed_msat != u128::from(funding_msat) {
         return Err(CommitmentError::BalanceMismatch {
             funding_msat,
