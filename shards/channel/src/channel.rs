@@ -32,9 +32,12 @@
 //! - Cooperative close: [`Channel::send_shutdown`] /
 //!   [`Channel::handle_shutdown`] (see [`crate::close`]); after the peer's,
 //!   reply with `send_shutdown` while [`Channel::needs_shutdown_reply`].
-//!   Then the fee negotiation: [`Channel::stage_closing_sign`] /
-//!   [`Channel::apply_closing_sign`] and [`Channel::stage_closing_signed`] /
-//!   [`Channel::apply_closing_signed`] (see [`crate::closing`]) until
+//!   Then the fee negotiation: stage our messages with
+//!   [`Channel::stage_closing_sign`] / [`Channel::apply_closing_sign`] and
+//!   the peer's with [`Channel::stage_closing_message`] /
+//!   [`Channel::apply_closing_verified`] (legacy `closing_signed`, see
+//!   [`crate::closing`]; `closing_complete` / `closing_sig` with
+//!   `option_simple_close`, see [`crate::simple_close`]) until
 //!   [`Effect::ClosingTx`]; afterwards [`Channel::is_closed`].
 //! - Each new block: [`Channel::handle_block_height`] (HTLC deadlines).
 //! - After a crash: [`Channel::decode`] the last durable record, then

@@ -20,10 +20,17 @@
 //!   gates it) and is retransmitted after every `channel_reestablish`
 //!   ([`crate::reestablish`], in send-sequence order).
 //!
+//! - Once a `shutdown` is out and the channel is empty with nothing
+//!   outstanding, no update may be sent or accepted any more
+//!   ([`Channel::updates_frozen`]): we refuse to send an `update_fee` then
+//!   ([`crate::SendError::UpdatesFrozen`]). A peer's `update_fee` is still
+//!   taken: our view can be frozen while the peer's is not (it may not
+//!   have our last `revoke_and_ack` yet), and the update only delays
+//!   [`Channel::closing_ready`] until it is committed.
+//!
 //! The fee negotiation once the HTLCs are gone is [`crate::closing`]
-//! (legacy `closing_signed`). Left to later work: `option_simple_close`
-//! (`closing_complete` / `closing_sig`), and the BOLT 2 ban on further
-//! updates once negotiation starts.
+//! (legacy `closing_signed`) or [`crate::simple_close`]
+//! (`option_simple_close`: `closing_complete` / `closing_sig`).
 
 use bitcoin::{Script, ScriptBuf};
 use lnhub_tx::Side;
@@ -59,6 +66,11 @@ pub struct ShutdownTerms {
     /// advertised `option_upfront_shutdown_script`: its `shutdown` must
     /// carry exactly it. Default `None`.
     pub remote_upfront_shutdown_script: Option<ScriptBuf>,
+    /// Both `init` messages advertised `option_simple_close`: the fee
+    /// negotiation is `closing_complete` / `closing_sig` ([`crate::simple_close`])
+    /// instead of `closing_signed`, and `OP_RETURN` scripts are valid.
+    /// Default `false`.
+    pub option_simple_close: bool,
 }
 
 /// How far the `shutdown` exchange has got.
@@ -89,14 +101,19 @@ impl ShutdownState {
 }
 
 /// Whether `script` is a `scriptpubkey` BOLT 2 allows in `shutdown`:
-/// P2WPKH, P2WSH, and with `anysegwit` a witness program of version 1 to
-/// 16 (one push of 2 to 40 bytes). `legacy` also admits P2PKH and P2SH,
-/// which old nodes send and which we accept from a peer (BOLT 2 rationale:
-/// backwards compatibility) but never send.
-pub fn is_valid_shutdown_script(script: &Script, anysegwit: bool, legacy: bool) -> bool {
+/// P2WPKH, P2WSH, with `anysegwit` a witness program of version 1 to 16
+/// (one push of 2 to 40 bytes), and with `option_simple_close` an
+/// `OP_RETURN` with a single push of 6 to 80 bytes. `legacy` also admits
+/// P2PKH and P2SH, which old nodes send and which we accept from a peer
+/// (BOLT 2 rationale: backwards compatibility) but never send.
+pub fn is_valid_shutdown_script(script: &Script, terms: &ShutdownTerms, legacy: bool) -> bool {
     if legacy && (script.is_p2pkh() || script.is_p2sh()) {
         return true;
     }
+    if terms.option_simple_close && is_op_return_form(script) {
+        return true;
+    }
+    let anysegwit = terms.option_shutdown_anysegwit;
     match script.as_bytes() {
         [0x00, 20, program @ ..] => program.len() == 20,
         [0x00, 32, program @ ..] => program.len() == 32,
@@ -107,6 +124,38 @@ pub fn is_valid_shutdown_script(script: &Script, anysegwit: bool, legacy: bool) 
                 && program.len() == len
         }
         _ => false,
+    }
+}
+
+/// `OP_RETURN` followed by one push of 6 to 80 bytes: a direct push of 6
+/// to 75, or `OP_PUSHDATA1` with 76 to 80 (BOLT 2 `shutdown`, form 4).
+fn is_op_return_form(script: &Script) -> bool {
+    match script.as_bytes() {
+        [0x6a, 0x4c, len, data @ ..] => (76..=80).contains(len) && data.len() == usize::from(*len),
+        [0x6a, len, data @ ..] => (6..=75).contains(len) && data.len() == usize::from(*len),
+        _ => false,
+    }
+}
+
+/// The Bitcoin Core dust threshold of an output paying `script` (BOLT 3
+/// "Dust Limits"): what an output must carry to relay. `OP_RETURN` is never
+/// dust; unknown forms get the largest threshold.
+pub fn dust_threshold(script: &Script) -> u64 {
+    let b = script.as_bytes();
+    if b.first() == Some(&0x6a) {
+        0
+    } else if script.is_p2pkh() {
+        546
+    } else if script.is_p2sh() {
+        540
+    } else if script.is_p2wpkh() {
+        294
+    } else if script.is_p2wsh() {
+        330
+    } else if script.is_witness_program() {
+        354
+    } else {
+        546
     }
 }
 
@@ -124,6 +173,19 @@ impl Channel {
     /// Either side sent `shutdown`: no new HTLCs in either direction.
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.started()
+    }
+
+    /// BOLT 2: once a `shutdown` was sent, no HTLC remains in either
+    /// commitment and no update, signature or revocation is outstanding,
+    /// no side may send any update (in particular `update_fee`): the fee
+    /// negotiation may start at any moment and must see both commitments
+    /// final.
+    pub fn updates_frozen(&self) -> bool {
+        self.shutdown.started()
+            && self.book.htlcs().is_empty()
+            && self.book.fee_updates().is_empty()
+            && !self.awaiting_revoke()
+            && !self.book.has_changes_for_remote()
     }
 
     /// The peer sent `shutdown` and we have not replied: BOLT 2 requires
@@ -153,11 +215,7 @@ impl Channel {
                 return Err(SendError::InvalidShutdownScript);
             }
         }
-        if !is_valid_shutdown_script(
-            &script,
-            self.shutdown_terms.option_shutdown_anysegwit,
-            false,
-        ) {
+        if !is_valid_shutdown_script(&script, &self.shutdown_terms, false) {
             return Err(SendError::InvalidShutdownScript);
         }
         if self.book.has_changes_for_remote() {
@@ -202,17 +260,29 @@ impl Channel {
     pub fn handle_shutdown(&mut self, msg: &Shutdown) -> Result<(), ChannelError> {
         self.check_input(&msg.channel_id)?;
         let script = ScriptBuf::from_bytes(msg.scriptpubkey.clone());
+        let valid = is_valid_shutdown_script(&script, &self.shutdown_terms, true);
         if let Some(previous) = &self.shutdown.remote {
-            // The retransmission BOLT 2 requires after a reconnection.
-            return if *previous == script {
-                Ok(())
-            } else {
-                Err(ChannelError::Warn(
-                    "second shutdown with a different scriptpubkey".into(),
-                ))
-            };
+            // The retransmission BOLT 2 requires after a reconnection. With
+            // `option_simple_close` it carries the peer's latest script,
+            // which a `closing_complete` may have changed.
+            if *previous == script {
+                return Ok(());
+            }
+            if self.shutdown_terms.option_simple_close
+                && valid
+                && self.shutdown_terms.remote_upfront_shutdown_script.is_none()
+            {
+                self.shutdown.remote = Some(script);
+                self.closing.simple.remote_script = None;
+                self.version += 1;
+                self.request_persist();
+                return Ok(());
+            }
+            return Err(ChannelError::Warn(
+                "second shutdown with a different scriptpubkey".into(),
+            ));
         }
-        if !is_valid_shutdown_script(&script, self.shutdown_terms.option_shutdown_anysegwit, true) {
+        if !valid {
             return Err(ChannelError::Warn(
                 "shutdown scriptpubkey is not an allowed form".into(),
             ));
@@ -339,11 +409,63 @@ mod tests {
             ),
         ];
         for (name, script, anysegwit, legacy, valid) in cases {
+            let terms = ShutdownTerms {
+                option_shutdown_anysegwit: *anysegwit,
+                ..ShutdownTerms::default()
+            };
             assert_eq!(
-                is_valid_shutdown_script(script, *anysegwit, *legacy),
+                is_valid_shutdown_script(script, &terms, *legacy),
                 *valid,
                 "{name}"
             );
         }
+    }
+
+    /// BOLT 2 `shutdown` form 4, only with `option_simple_close`:
+    /// `OP_RETURN` and one push of 6 to 75 bytes, or `OP_PUSHDATA1` of 76
+    /// to 80.
+    #[test]
+    fn op_return_forms_need_simple_close() {
+        let op_return = |prefix: &[u8], len: usize| {
+            let mut v = prefix.to_vec();
+            v.extend(std::iter::repeat_n(9, len));
+            s(&v)
+        };
+        let simple = ShutdownTerms {
+            option_simple_close: true,
+            option_shutdown_anysegwit: true,
+            ..ShutdownTerms::default()
+        };
+        let cases: &[(&str, ScriptBuf, bool)] = &[
+            ("push 6", op_return(&[0x6a, 6], 6), true),
+            ("push 75", op_return(&[0x6a, 75], 75), true),
+            ("push 5", op_return(&[0x6a, 5], 5), false),
+            ("push 6 short", op_return(&[0x6a, 6], 5), false),
+            ("pushdata1 76", op_return(&[0x6a, 0x4c, 76], 76), true),
+            ("pushdata1 80", op_return(&[0x6a, 0x4c, 80], 80), true),
+            ("pushdata1 81", op_return(&[0x6a, 0x4c, 81], 81), false),
+            ("pushdata1 75", op_return(&[0x6a, 0x4c, 75], 75), false),
+            (
+                "two pushes",
+                op_return(&[0x6a, 6, 1, 2, 3, 4, 5, 6, 1], 1),
+                false,
+            ),
+            ("bare OP_RETURN", s(&[0x6a]), false),
+        ];
+        for (name, script, valid) in cases {
+            assert_eq!(
+                is_valid_shutdown_script(script, &simple, false),
+                *valid,
+                "{name}"
+            );
+            assert!(
+                !is_valid_shutdown_script(script, &ShutdownTerms::default(), true),
+                "{name} without option_simple_close"
+            );
+        }
+        assert_eq!(dust_threshold(&op_return(&[0x6a, 6], 6)), 0);
+        assert_eq!(dust_threshold(&push(0x00, 20)), 294);
+        assert_eq!(dust_threshold(&push(0x00, 32)), 330);
+        assert_eq!(dust_threshold(&push(0x51, 32)), 354);
     }
 }

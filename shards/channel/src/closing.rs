@@ -1,34 +1,51 @@
 //! Cooperative close, second phase: the legacy fee negotiation (BOLT 2
 //! "Legacy Closing Negotiation: `closing_signed`") and the final mutual
-//! close transaction (BOLT 3 "Legacy Closing Transaction").
+//! close transaction (BOLT 3 "Legacy Closing Transaction"), plus the
+//! staging types both negotiations share (`option_simple_close` is
+//! [`crate::simple_close`]).
 //!
 //! - It starts once both `shutdown`s are exchanged, no HTLC remains on
 //!   either commitment and no update waits to be signed or revoked
 //!   ([`Channel::closing_ready`]).
 //! - Signatures are staged like commitments: [`Channel::stage_closing_sign`]
-//!   returns a [`StagedClosingSign`] (the funder's first proposal, or the
-//!   reply decided by the last `closing_signed`), [`Channel::apply_closing_sign`]
-//!   queues our `closing_signed` behind a persist. The peer's message goes
-//!   through [`Channel::stage_closing_signed`], [`StagedClosingVerify::verify`]
-//!   and [`Channel::apply_closing_signed`].
+//!   returns a [`StagedClosingSign`] (the funder's first proposal, the
+//!   reply decided by the last `closing_signed`, or an `option_simple_close`
+//!   message), [`Channel::apply_closing_sign`] queues what it signs behind a
+//!   persist. The peer's messages go through [`Channel::stage_closing_signed`]
+//!   (or `stage_closing_complete` / `stage_closing_sig`),
+//!   [`StagedClosingVerify::verify`] and [`Channel::apply_closing_verified`].
 //! - Fees: our estimate is the current commitment feerate times the weight
 //!   of the signed closing transaction. We always send a `fee_range`: the
 //!   funder `[fee / 2, min(fee * 2, its balance)]`; the fundee, which does
 //!   not pay, `[fee / 2, the funder's balance]` (so at least the funder's
 //!   maximum). The fundee accepts a proposal inside both ranges (replying
 //!   with the same fee) and otherwise proposes the nearest fee of the
-//!   overlap; the funder replies with any fee in the overlap. Equal fees end
-//!   the negotiation with [`Effect::ClosingTx`], after which the channel
-//!   takes no input ([`Channel::is_closed`]).
-//! - Outputs below the larger of the two `dust_limit_satoshis` are removed
-//!   by both sides, so both sign the same transaction.
+//!   overlap; the funder replies with any fee in the overlap. A peer that
+//!   sends no `fee_range` gets the old rules: its fee must lie strictly
+//!   between its previous one and our last (since the connection began),
+//!   and we agree when it is inside our range, otherwise we counter with
+//!   the midpoint (our estimate, the first time). Equal fees end the
+//!   negotiation with [`Effect::ClosingTx`], after which the channel takes
+//!   no input ([`Channel::is_closed`]).
+//! - Dust (BOLT 3): each signer removes the outputs below its own
+//!   `dust_limit_satoshis`, and MAY drop its own output. We sign the
+//!   transaction with our dust limit; the peer's signature is checked
+//!   against every variant it may have signed (its dust limit, with and
+//!   without its own output, or exactly our transaction when it agrees
+//!   with our fee). When the fees agree, the final transaction
+//!   is the one the peer signed: our reply signs that variant, and if the
+//!   peer repeated our fee on another variant than ours we sign its
+//!   variant once more (without sending anything). A variant with an
+//!   output below its script's relay dust threshold fails the channel
+//!   (BOLT 2).
 //!
-//! Not done: a peer's `closing_signed` without `fee_range` is accepted
-//! when its fee is in our range and otherwise answered with a warning
-//! (BOLT 2 asks for a counter-proposal "strictly between"); only the
-//! two-output variant of the peer's transaction is checked (a peer that
-//! drops its own output is warned); the negotiation timeout is the
-//! caller's.
+//! A finished negotiation survives a lost last message: after
+//! `channel_reestablish` a closed funder sends its final `closing_signed`
+//! again (the fee as the whole `fee_range`), and a closed fundee answers a
+//! restarted negotiation with it.
+//!
+//! The negotiation timeout ("MUST fail the channel" without a reply) is
+//! the caller's: it knows the clock.
 
 use bitcoin::{Amount, ScriptBuf, Transaction};
 use lnhub_tx::batch::{SigCheck, SignJob};
@@ -41,10 +58,12 @@ use secp256k1::ecdsa::Signature;
 use secp256k1::{Secp256k1, Signing, Verification};
 
 use crate::channel::Channel;
+use crate::close::dust_threshold;
 use crate::commit::Stamp;
 use crate::effects::Effect;
 use crate::error::ChannelError;
 use crate::htlc::View;
+use crate::simple_close::{SimpleState, SimpleVerify, SimpleWork};
 
 /// A fee and the range around it we sent or will send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,19 +76,58 @@ pub struct Proposal {
     pub max: u64,
 }
 
-/// How far the `closing_signed` exchange has got. Reset by a
-/// disconnection (BOLT 2: the negotiation restarts on reconnection)
-/// unless it ended.
+/// Which legacy closing transaction a `closing_signed` signature is for
+/// (BOLT 3: each signer uses its own dust limit and may drop its own
+/// output; a peer agreeing with us may sign exactly our transaction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Variant {
+    /// Built with the peer's dust limit.
+    Peer = 0,
+    /// Built with the peer's dust limit, without the peer's output.
+    PeerWithoutOwn = 1,
+    /// The one we sign: our dust limit.
+    Ours = 2,
+}
+
+impl Variant {
+    pub(crate) fn from_u8(v: u8) -> Option<Variant> {
+        match v {
+            0 => Some(Variant::Peer),
+            1 => Some(Variant::PeerWithoutOwn),
+            2 => Some(Variant::Ours),
+            _ => None,
+        }
+    }
+}
+
+/// The peer's last `closing_signed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// `fee_satoshis`.
+    pub(crate) fee: u64,
+    /// Its verified signature.
+    pub(crate) sig: Signature,
+    /// The transaction it signs.
+    pub(crate) variant: Variant,
+}
+
+/// How far the closing negotiation has got. The legacy `closing_signed`
+/// part is reset by a disconnection (BOLT 2: the negotiation restarts on
+/// reconnection) unless it ended; `simple` is the `option_simple_close`
+/// part.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClosingState {
     /// Our last `closing_signed` and our signature in it.
     pub(crate) sent: Option<(Proposal, Signature)>,
-    /// The peer's last `closing_signed`: fee and its (verified) signature.
-    pub(crate) received: Option<(u64, Signature)>,
-    /// The `closing_signed` we owe, to be staged and signed.
+    /// The peer's last `closing_signed`.
+    pub(crate) received: Option<Received>,
+    /// The `closing_signed` we owe (or the final signature), to be staged
+    /// and signed.
     pub(crate) pending: Option<Proposal>,
-    /// The fully signed closing transaction, once agreed.
+    /// The latest fully signed closing transaction.
     pub(crate) tx: Option<Transaction>,
+    /// `closing_complete` / `closing_sig` progress.
+    pub(crate) simple: SimpleState,
 }
 
 impl ClosingState {
@@ -80,116 +138,173 @@ impl ClosingState {
 
     /// The fee of the peer's last `closing_signed`.
     pub fn received_fee(&self) -> Option<u64> {
-        self.received.map(|(f, _)| f)
+        self.received.map(|r| r.fee)
     }
 
-    /// The agreed, fully signed closing transaction.
+    /// The latest agreed, fully signed closing transaction.
     pub fn tx(&self) -> Option<&Transaction> {
         self.tx.as_ref()
     }
+
+    /// The `option_simple_close` progress.
+    pub fn simple(&self) -> &SimpleState {
+        &self.simple
+    }
 }
 
-/// Our `closing_signed` for one fee, ready to be signed.
+/// What a staged closing signature is for.
+#[derive(Clone, Debug)]
+pub(crate) enum SignFor {
+    /// Our `closing_signed` with this proposal (`send`: a new message; not
+    /// when we only sign the peer's variant of a fee we already sent).
+    Legacy { proposal: Proposal, send: bool },
+    /// An `option_simple_close` message.
+    Simple(SimpleWork),
+}
+
+/// Our next closing signature(s), ready to be signed: one transaction and
+/// one job each.
 #[derive(Clone, Debug)]
 pub struct StagedClosingSign {
-    stamp: Stamp,
-    proposal: Proposal,
-    tx: Transaction,
-    job: SignJob,
+    pub(crate) stamp: Stamp,
+    pub(crate) what: SignFor,
+    pub(crate) txs: Vec<Transaction>,
+    pub(crate) jobs: Vec<SignJob>,
 }
 
 impl StagedClosingSign {
-    /// The one signature to make (our funding key over the funding input).
-    pub fn job(&self) -> &SignJob {
-        &self.job
+    /// The signatures to make (our funding key over the funding input of
+    /// each transaction).
+    pub fn jobs(&self) -> &[SignJob] {
+        &self.jobs
     }
 
-    /// The fee being proposed.
-    pub fn proposal(&self) -> Proposal {
-        self.proposal
+    /// The legacy fee being proposed, if this is a `closing_signed`.
+    pub fn proposal(&self) -> Option<Proposal> {
+        match self.what {
+            SignFor::Legacy { proposal, .. } => Some(proposal),
+            SignFor::Simple(_) => None,
+        }
     }
 
-    /// Signs the job (plain RFC 6979).
+    /// Signs the jobs (plain RFC 6979).
     pub fn sign<C: Signing>(self, secp: &Secp256k1<C>) -> SignedClosing {
-        let sig = sighash::sign(secp, &self.job.msg, &self.job.key);
-        SignedClosing { staged: self, sig }
+        let sigs = self
+            .jobs
+            .iter()
+            .map(|j| sighash::sign(secp, &j.msg, &j.key))
+            .collect();
+        SignedClosing { staged: self, sigs }
     }
 
-    /// Attaches a signature the caller made for [`job`](Self::job).
-    pub fn with_signature(self, sig: Signature) -> SignedClosing {
-        SignedClosing { staged: self, sig }
+    /// Attaches the signatures the caller made for [`jobs`](Self::jobs),
+    /// in order.
+    pub fn with_signatures(self, sigs: Vec<Signature>) -> SignedClosing {
+        assert_eq!(sigs.len(), self.jobs.len(), "one signature per job");
+        SignedClosing { staged: self, sigs }
     }
 }
 
-/// A [`StagedClosingSign`] with its signature.
+/// A [`StagedClosingSign`] with its signatures.
 #[derive(Clone, Debug)]
 pub struct SignedClosing {
-    staged: StagedClosingSign,
-    sig: Signature,
+    pub(crate) staged: StagedClosingSign,
+    pub(crate) sigs: Vec<Signature>,
 }
 
-/// What we do once the peer's signature checks out.
+/// What we do once the peer's `closing_signed` signature checks out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Answer {
+pub(crate) enum Answer {
     /// The fee equals our last one: the negotiation is over.
     Done,
     /// Sign and send this proposal.
     Reply(Proposal),
 }
 
-/// The peer's `closing_signed`, with the signature check still to run.
+/// What a staged signature check is for.
+#[derive(Clone, Debug)]
+pub(crate) enum VerifyFor {
+    /// The peer's `closing_signed` with `fee`.
+    Legacy { fee: u64, answer: Answer },
+    /// An `option_simple_close` message.
+    Simple(SimpleVerify),
+}
+
+/// A peer's closing message, with its signature check still to run: the
+/// candidate transactions it may sign, in order of preference.
 #[derive(Clone, Debug)]
 pub struct StagedClosingVerify {
-    stamp: Stamp,
-    fee: u64,
-    tx: Transaction,
-    check: SigCheck,
-    answer: Answer,
+    pub(crate) stamp: Stamp,
+    pub(crate) what: VerifyFor,
+    /// `(transaction, check, variant)`: the legacy variants; one entry
+    /// for `option_simple_close` (its variant is not used).
+    pub(crate) candidates: Vec<(Transaction, SigCheck, Variant)>,
 }
 
 impl StagedClosingVerify {
-    /// The signature check (the peer's funding key over the funding input).
-    pub fn check(&self) -> &SigCheck {
-        &self.check
+    /// The signature checks, one per candidate transaction: the signature
+    /// is valid if any one passes.
+    pub fn checks(&self) -> impl Iterator<Item = &SigCheck> {
+        self.candidates.iter().map(|c| &c.1)
     }
 
-    /// Runs the check; `Err` carries the action for a bad signature.
+    /// Runs the checks; `Err` carries the action for a bad signature.
     pub fn verify<C: Verification>(
         self,
         secp: &Secp256k1<C>,
     ) -> Result<VerifiedClosing, ChannelError> {
-        secp.verify_ecdsa(&self.check.msg, &self.check.sig, &self.check.pubkey)
-            .map_err(|_| ChannelError::close("closing_signed: invalid signature"))?;
-        Ok(VerifiedClosing(self))
+        let valid = self
+            .candidates
+            .iter()
+            .position(|(_, c, _)| secp.verify_ecdsa(&c.msg, &c.sig, &c.pubkey).is_ok());
+        self.checked(valid)
     }
 
-    /// Attaches the result of the caller's own (batched) check.
-    pub fn checked(self, valid: bool) -> Result<VerifiedClosing, ChannelError> {
-        if valid {
-            Ok(VerifiedClosing(self))
-        } else {
-            Err(ChannelError::close("closing_signed: invalid signature"))
+    /// Attaches the result of the caller's own checks: the index of the
+    /// candidate whose check passed, if any.
+    pub fn checked(self, valid: Option<usize>) -> Result<VerifiedClosing, ChannelError> {
+        match valid {
+            Some(i) if i < self.candidates.len() => Ok(VerifiedClosing {
+                staged: self,
+                index: i,
+            }),
+            _ => Err(match self.what {
+                VerifyFor::Legacy { .. } => {
+                    ChannelError::close("closing_signed: invalid signature")
+                }
+                VerifyFor::Simple(_) => ChannelError::Warn("closing signature is invalid".into()),
+            }),
         }
     }
 }
 
-/// A [`StagedClosingVerify`] whose signature is valid.
+/// A [`StagedClosingVerify`] whose signature is valid for one candidate.
 #[derive(Clone, Debug)]
-pub struct VerifiedClosing(StagedClosingVerify);
+pub struct VerifiedClosing {
+    pub(crate) staged: StagedClosingVerify,
+    pub(crate) index: usize,
+}
 
 /// `lo <= v <= hi`.
 fn within(v: u64, lo: u64, hi: u64) -> bool {
     lo <= v && v <= hi
 }
 
+/// A dummy DER signature for weight estimates (71 bytes encoded).
+pub(crate) fn dummy_signature() -> Signature {
+    Signature::from_compact(&[1; 64]).expect("a valid compact signature")
+}
+
 impl Channel {
-    /// The `closing_signed` exchange so far.
+    /// The closing negotiation so far.
     pub fn closing_state(&self) -> &ClosingState {
         &self.closing
     }
 
-    /// The closing transaction is agreed and signed: the channel takes no
-    /// more input.
+    /// A closing transaction is agreed and signed. With legacy
+    /// `closing_signed` the channel then takes no more input; with
+    /// `option_simple_close` it still answers `closing_complete` (a peer
+    /// may replace its transaction).
     pub fn is_closed(&self) -> bool {
         self.closing.tx.is_some()
     }
@@ -206,43 +321,73 @@ impl Channel {
             && !self.book.has_changes_for_remote()
     }
 
+    /// Closing messages flow: not failed, connection reestablished.
+    pub(crate) fn closing_link_up(&self) -> bool {
+        !self.failed && self.link == crate::channel::Link::Up
+    }
+
     /// `side`'s balance on our current commitment (the same on both once
     /// no update is outstanding).
-    fn balance_msat(&self, side: Side) -> u64 {
+    pub(crate) fn balance_msat(&self, side: Side) -> u64 {
         let mut htlcs = Vec::new();
         self.book
             .view(View::LocalCurrent, &mut htlcs)
             .balance_of(side)
     }
 
-    /// Both sides' closing outputs (balances of the current commitment).
-    fn close_outputs(&self) -> (CloseOutput, CloseOutput) {
-        let local = self.shutdown.local.as_ref().map(|(s, _)| s.clone());
-        let remote = self.shutdown.remote.clone();
-        let out = |script: Option<ScriptBuf>, side: Side| CloseOutput {
-            script_pubkey: script.unwrap_or_default(),
-            balance_msat: self.balance_msat(side),
-        };
-        (out(local, Side::Local), out(remote, Side::Remote))
+    /// The funding input's sighash of `tx` and a job to sign it.
+    pub(crate) fn funding_job(&self, tx: &Transaction) -> SignJob {
+        SignJob {
+            msg: sighash::funding_input(tx, &self.params),
+            key: self.secrets.funding_key,
+        }
     }
 
-    /// The closing transaction with `fee` (both sides' outputs, the larger
-    /// dust limit), or why it cannot exist.
-    fn closing_tx(&self, fee: u64) -> Result<Transaction, String> {
-        let (local, remote) = self.close_outputs();
-        let dust = self
-            .params
-            .side(Side::Local)
-            .dust_limit
-            .max(self.params.side(Side::Remote).dust_limit);
+    /// The check of the peer's funding signature `sig` on `tx`.
+    pub(crate) fn funding_check(&self, tx: &Transaction, sig: Signature) -> SigCheck {
+        SigCheck {
+            msg: sighash::funding_input(tx, &self.params),
+            sig,
+            pubkey: self.params.side(Side::Remote).pubkeys.funding_pubkey,
+        }
+    }
+
+    /// A legacy closing transaction with `fee`: both outputs from the
+    /// `shutdown` scripts, outputs below `signer`'s dust limit removed,
+    /// and `signer`'s own output dropped if `drops_own`.
+    fn legacy_tx(&self, fee: u64, signer: Side, drops_own: bool) -> Result<Transaction, String> {
+        let script = |side: Side| match side {
+            Side::Local => self.shutdown.local.as_ref().map(|(s, _)| s.clone()),
+            Side::Remote => self.shutdown.remote.clone(),
+        };
+        let out = |side: Side| CloseOutput {
+            script_pubkey: script(side).unwrap_or_else(ScriptBuf::new),
+            balance_msat: self.balance_msat(side),
+        };
+        let (local, remote) = (out(Side::Local), out(Side::Remote));
+        let keep = |side: Side| !(drops_own && side == signer);
         legacy_closing(
             &self.params,
-            Some(&local),
-            Some(&remote),
+            keep(Side::Local).then_some(&local),
+            keep(Side::Remote).then_some(&remote),
             Amount::from_sat(fee),
-            dust,
+            self.params.side(signer).dust_limit,
         )
         .map_err(|e| format!("closing transaction with fee {fee}: {e}"))
+    }
+
+    /// The transaction we sign when proposing `fee` (our dust limit).
+    fn our_legacy_tx(&self, fee: u64) -> Result<Transaction, String> {
+        self.legacy_tx(fee, Side::Local, false)
+    }
+
+    /// The legacy closing transaction `variant` with `fee`.
+    fn variant_tx(&self, fee: u64, variant: Variant) -> Result<Transaction, String> {
+        match variant {
+            Variant::Peer => self.legacy_tx(fee, Side::Remote, false),
+            Variant::PeerWithoutOwn => self.legacy_tx(fee, Side::Remote, true),
+            Variant::Ours => self.our_legacy_tx(fee),
+        }
     }
 
     /// The funder's balance in whole satoshis: the most any fee can be.
@@ -253,8 +398,8 @@ impl Channel {
     /// Our fee estimate and range: the current feerate times the weight
     /// of the signed transaction (73-byte signatures).
     fn our_proposal(&self) -> Result<Proposal, ChannelError> {
-        let mut tx = self.closing_tx(0).map_err(ChannelError::Warn)?;
-        let dummy = Signature::from_compact(&[1; 64]).expect("a valid compact signature");
+        let mut tx = self.our_legacy_tx(0).map_err(ChannelError::Warn)?;
+        let dummy = dummy_signature();
         tx.input[0].witness = witness::funding(&self.params, &dummy, &dummy);
         // The dummy signatures encode in 71 bytes; DER allows 73.
         let weight = tx.weight().to_wu() + 4;
@@ -273,10 +418,15 @@ impl Channel {
         })
     }
 
-    /// Stages our next `closing_signed`: the funder's opening proposal
-    /// once [`Channel::closing_ready`], or the reply the peer's last
-    /// message called for. `None` when nothing is owed.
+    /// Stages our next closing signature(s): with `option_simple_close`
+    /// our `closing_sig` or `closing_complete` ([`crate::simple_close`]);
+    /// otherwise the funder's opening `closing_signed` once
+    /// [`Channel::closing_ready`], or the reply the peer's last message
+    /// called for. `None` when nothing is owed.
     pub fn stage_closing_sign(&mut self) -> Result<Option<StagedClosingSign>, ChannelError> {
+        if self.shutdown_terms.option_simple_close {
+            return self.stage_simple_sign();
+        }
         if !self.is_operational() || self.is_closed() || !self.closing_ready() {
             return Ok(None);
         }
@@ -287,52 +437,85 @@ impl Channel {
             }
             None => return Ok(None),
         };
-        let tx = self.closing_tx(proposal.fee).map_err(ChannelError::Warn)?;
-        let job = SignJob {
-            msg: sighash::funding_input(&tx, &self.params),
-            key: self.secrets.funding_key,
-        };
+        // Agreeing with the peer's fee: sign the very transaction it signed.
+        let tx = match self.closing.received {
+            Some(r) if r.fee == proposal.fee => self.variant_tx(r.fee, r.variant),
+            _ => self.our_legacy_tx(proposal.fee),
+        }
+        .map_err(ChannelError::Warn)?;
+        let send = self.closing.sent.is_none_or(|(p, _)| p.fee != proposal.fee);
         Ok(Some(StagedClosingSign {
             stamp: self.stamp(),
-            proposal,
-            tx,
-            job,
+            what: SignFor::Legacy { proposal, send },
+            jobs: vec![self.funding_job(&tx)],
+            txs: vec![tx],
         }))
     }
 
-    /// Queues our signed `closing_signed` behind a persist; if it repeats
-    /// the peer's fee, the negotiation ends with [`Effect::ClosingTx`].
+    /// Applies our signed closing message: queues it behind a persist;
+    /// a `closing_signed` repeating the peer's fee (or a `closing_sig`)
+    /// ends with [`Effect::ClosingTx`].
     pub fn apply_closing_sign(&mut self, signed: SignedClosing) {
-        let SignedClosing { staged, sig } = signed;
+        let SignedClosing { staged, sigs } = signed;
         assert_eq!(
             staged.stamp,
             self.stamp(),
             "a stage is applied to its own channel before any other input reaches it"
         );
-        let p = staged.proposal;
+        let SignFor::Legacy { proposal: p, send } = staged.what else {
+            return self.apply_simple_sign(staged, sigs);
+        };
+        let (tx, sig) = (staged.txs[0].clone(), sigs[0]);
         self.closing.pending = None;
         self.closing.sent = Some((p, sig));
         self.version += 1;
         self.request_persist();
-        self.emit(Effect::Send(Message::ClosingSigned(ClosingSigned {
-            channel_id: self.channel_id,
-            fee_satoshis: Sat(p.fee),
-            signature: sig,
-            fee_range: Some(FeeRange {
-                min_fee_satoshis: Sat(p.min),
-                max_fee_satoshis: Sat(p.max),
-            }),
-            unknown_tlvs: Vec::new(),
-        })));
-        if let Some((fee, remote_sig)) = self.closing.received {
-            if fee == p.fee {
-                self.finish_closing(staged.tx, sig, remote_sig);
+        if send {
+            self.emit(Effect::Send(Message::ClosingSigned(ClosingSigned {
+                channel_id: self.channel_id,
+                fee_satoshis: Sat(p.fee),
+                signature: sig,
+                fee_range: Some(FeeRange {
+                    min_fee_satoshis: Sat(p.min),
+                    max_fee_satoshis: Sat(p.max),
+                }),
+                unknown_tlvs: Vec::new(),
+            })));
+        }
+        if let Some(r) = self.closing.received {
+            if r.fee == p.fee {
+                self.finish_closing(tx, sig, r.sig);
             }
         }
     }
 
+    /// Our last `closing_signed` of a finished legacy negotiation, its fee
+    /// as the whole `fee_range`: retransmitted when the peer may have
+    /// missed it.
+    pub(crate) fn final_closing_signed(&self) -> Option<ClosingSigned> {
+        if !self.is_closed() || self.shutdown_terms.option_simple_close {
+            return None;
+        }
+        let (p, signature) = self.closing.sent?;
+        Some(ClosingSigned {
+            channel_id: self.channel_id,
+            fee_satoshis: Sat(p.fee),
+            signature,
+            fee_range: Some(FeeRange {
+                min_fee_satoshis: Sat(p.fee),
+                max_fee_satoshis: Sat(p.fee),
+            }),
+            unknown_tlvs: Vec::new(),
+        })
+    }
+
     /// Both signatures of `tx`: store it and report it.
-    fn finish_closing(&mut self, mut tx: Transaction, local: Signature, remote: Signature) {
+    pub(crate) fn finish_closing(
+        &mut self,
+        mut tx: Transaction,
+        local: Signature,
+        remote: Signature,
+    ) {
         tx.input[0].witness = witness::funding(&self.params, &local, &remote);
         self.closing.tx = Some(tx.clone());
         self.version += 1;
@@ -341,15 +524,28 @@ impl Channel {
     }
 
     /// The peer's `closing_signed` (BOLT 2 receiver requirements): checks
-    /// the fee against the ranges and builds the transaction it signs.
+    /// the fee against the ranges and builds the transactions it may sign.
     pub fn stage_closing_signed(
         &mut self,
         msg: &ClosingSigned,
     ) -> Result<StagedClosingVerify, ChannelError> {
         if self.is_closed() {
+            // The peer restarted a negotiation we finished: our final
+            // message was lost with a connection. Repeat it so the peer can
+            // finish too (as funder we already did on reestablish).
+            if self.closing_link_up() && self.book.funder() == Side::Remote {
+                if let Some(m) = self.final_closing_signed() {
+                    self.emit(Effect::Send(Message::ClosingSigned(m)));
+                }
+            }
             return Err(ChannelError::Ignore("channel is closed".into()));
         }
         self.check_input(&msg.channel_id)?;
+        if self.shutdown_terms.option_simple_close {
+            return Err(ChannelError::Warn(
+                "closing_signed with option_simple_close negotiated".into(),
+            ));
+        }
         if !self.closing_ready() {
             return Err(ChannelError::Warn(
                 "closing_signed before shutdown is complete and the channel is empty".into(),
@@ -367,13 +563,57 @@ impl Channel {
                 "closing_signed fee exceeds the funder's balance",
             )));
         }
+        let answer = self.legacy_answer(msg, fee, funder)?;
+        let primary = self
+            .legacy_tx(fee, Side::Remote, false)
+            .map_err(|e| self.fail(ChannelError::close(e)))?;
+        // BOLT 2: "if one of the outputs in the closing transaction is
+        // below the dust limit for its scriptpubkey: MUST fail the channel".
+        if let Some(o) = primary
+            .output
+            .iter()
+            .find(|o| o.value.to_sat() < dust_threshold(&o.script_pubkey))
+        {
+            return Err(self.fail(ChannelError::close(format!(
+                "closing transaction output of {} sat is below its relay dust threshold",
+                o.value.to_sat()
+            ))));
+        }
+        let mut candidates: Vec<(Transaction, SigCheck, Variant)> = Vec::with_capacity(3);
+        let check = self.funding_check(&primary, msg.signature);
+        candidates.push((primary, check, Variant::Peer));
+        // The other transactions the peer may have signed, when they differ.
+        for variant in [Variant::PeerWithoutOwn, Variant::Ours] {
+            if let Ok(tx) = self.variant_tx(fee, variant) {
+                if candidates.iter().all(|c| c.0 != tx) {
+                    let check = self.funding_check(&tx, msg.signature);
+                    candidates.push((tx, check, variant));
+                }
+            }
+        }
+        Ok(StagedClosingVerify {
+            stamp: self.stamp(),
+            what: VerifyFor::Legacy { fee, answer },
+            candidates,
+        })
+    }
+
+    /// What a valid `closing_signed` with `fee` calls for (BOLT 2 receiver
+    /// rules), or the action if it breaks them.
+    fn legacy_answer(
+        &mut self,
+        msg: &ClosingSigned,
+        fee: u64,
+        funder: bool,
+    ) -> Result<Answer, ChannelError> {
         let ours = match self.closing.sent {
             Some((p, _)) => p,
             None => self.our_proposal()?,
         };
-        let answer = if self.closing.sent.is_some_and(|(p, _)| p.fee == fee) {
-            Answer::Done
-        } else if let Some(range) = &msg.fee_range {
+        if self.closing.sent.is_some_and(|(p, _)| p.fee == fee) {
+            return Ok(Answer::Done);
+        }
+        if let Some(range) = &msg.fee_range {
             let (lo, hi) = (
                 range.min_fee_satoshis.0.max(ours.min),
                 range.max_fee_satoshis.0.min(ours.max),
@@ -390,57 +630,98 @@ impl Channel {
                         "closing_signed fee {fee} outside the agreed fee_range [{lo}, {hi}]"
                     ))));
                 }
-                Answer::Reply(Proposal { fee, ..ours })
-            } else {
-                Answer::Reply(Proposal {
-                    fee: fee.clamp(lo, hi),
-                    ..ours
-                })
+                return Ok(Answer::Reply(Proposal { fee, ..ours }));
             }
-        } else if within(fee, ours.min, ours.max) {
-            Answer::Reply(Proposal { fee, ..ours })
-        } else {
-            return Err(ChannelError::Warn(format!(
-                "closing_signed fee {fee} outside our range [{}, {}]",
-                ours.min, ours.max
-            )));
+            return Ok(Answer::Reply(Proposal {
+                fee: fee.clamp(lo, hi),
+                ..ours
+            }));
+        }
+        // No fee_range: the old rules. The fee must make progress: strictly
+        // between our last fee and the peer's previous one.
+        if let (Some((sent, _)), Some(prev)) = (self.closing.sent, self.closing.received) {
+            let (lo, hi) = (sent.fee.min(prev.fee), sent.fee.max(prev.fee));
+            if !(lo < fee && fee < hi) {
+                return Err(ChannelError::Warn(format!(
+                    "closing_signed fee {fee} not strictly between {lo} and {hi}"
+                )));
+            }
+        }
+        if within(fee, ours.min, ours.max) {
+            return Ok(Answer::Reply(Proposal { fee, ..ours }));
+        }
+        let counter = match self.closing.sent {
+            None => ours.fee,
+            // Strictly between the two, when an integer is.
+            Some((sent, _)) => {
+                let mid = fee.min(sent.fee) + fee.abs_diff(sent.fee) / 2;
+                if mid == fee || mid == sent.fee {
+                    fee
+                } else {
+                    mid
+                }
+            }
         };
-        let tx = self
-            .closing_tx(fee)
-            .map_err(|e| self.fail(ChannelError::close(e)))?;
-        let check = SigCheck {
-            msg: sighash::funding_input(&tx, &self.params),
-            sig: msg.signature,
-            pubkey: self.params.side(Side::Remote).pubkeys.funding_pubkey,
-        };
-        Ok(StagedClosingVerify {
-            stamp: self.stamp(),
-            fee,
-            tx,
-            check,
-            answer,
+        Ok(Answer::Reply(Proposal {
+            fee: counter,
+            ..ours
+        }))
+    }
+
+    /// Stages a peer's closing negotiation message (`closing_signed`,
+    /// `closing_complete` or `closing_sig`); `None` for any other message.
+    pub fn stage_closing_message(
+        &mut self,
+        msg: &Message,
+    ) -> Option<Result<StagedClosingVerify, ChannelError>> {
+        Some(match msg {
+            Message::ClosingSigned(m) => self.stage_closing_signed(m),
+            Message::ClosingComplete(m) => self.stage_closing_complete(m),
+            Message::ClosingSig(m) => self.stage_closing_sig(m),
+            _ => return None,
         })
     }
 
-    /// Applies a checked `closing_signed`: ends the negotiation if the fee
-    /// is ours, otherwise records the reply for
-    /// [`Channel::stage_closing_sign`].
-    pub fn apply_closing_signed(
+    /// Applies a checked closing message: for `closing_signed`, ends the
+    /// negotiation if the fee is ours, otherwise records the reply for
+    /// [`Channel::stage_closing_sign`]; for `option_simple_close` see
+    /// [`crate::simple_close`].
+    pub fn apply_closing_verified(
         &mut self,
         verified: Result<VerifiedClosing, ChannelError>,
     ) -> Result<(), ChannelError> {
-        let v = verified.map_err(|e| self.fail(e))?.0;
+        let v = match verified {
+            Ok(v) => v,
+            Err(e @ ChannelError::Close(_)) => return Err(self.fail(e)),
+            Err(e) => return Err(e),
+        };
         assert_eq!(
-            v.stamp,
+            v.staged.stamp,
             self.stamp(),
             "a stage is applied to its own channel before any other input reaches it"
         );
-        self.closing.received = Some((v.fee, v.check.sig));
+        let VerifiedClosing { staged, index } = v;
+        let (tx, check, variant) = staged.candidates.into_iter().nth(index).expect("checked");
+        let (fee, answer) = match staged.what {
+            VerifyFor::Legacy { fee, answer } => (fee, answer),
+            VerifyFor::Simple(s) => return self.apply_simple_verified(s, tx, check.sig),
+        };
+        self.closing.received = Some(Received {
+            fee,
+            sig: check.sig,
+            variant,
+        });
         self.version += 1;
-        match v.answer {
+        match answer {
             Answer::Done => {
-                let (_, local) = self.closing.sent.expect("Done answers our own fee");
-                self.finish_closing(v.tx, local, v.check.sig);
+                let (p, local) = self.closing.sent.expect("Done answers our own fee");
+                if self.our_legacy_tx(p.fee).as_ref() == Ok(&tx) {
+                    self.finish_closing(tx, local, check.sig);
+                } else {
+                    // The peer signed another variant: sign that one too.
+                    self.closing.pending = Some(p);
+                    self.request_persist();
+                }
             }
             Answer::Reply(p) => {
                 self.closing.pending = Some(p);
@@ -453,8 +734,11 @@ impl Channel {
     /// A disconnection restarts an unfinished negotiation.
     pub(crate) fn reset_closing(&mut self) {
         if !self.is_closed() {
-            self.closing = ClosingState::default();
+            self.closing.sent = None;
+            self.closing.received = None;
+            self.closing.pending = None;
         }
+        self.closing.simple.on_disconnect();
     }
 }
 
@@ -483,7 +767,7 @@ mod tests {
                 Effect::Send(Message::ClosingSigned(m)) => {
                     let staged = to.stage_closing_signed(&m).expect("in range");
                     let verified = staged.verify(secp);
-                    to.apply_closing_signed(verified).expect("valid");
+                    to.apply_closing_verified(verified).expect("valid");
                 }
                 Effect::Send(other) => panic!("unexpected {other:?}"),
                 Effect::Persist { seq } => from.handle_persisted(seq),
@@ -496,7 +780,7 @@ mod tests {
 
     fn sign_next(secp: &Secp256k1<secp256k1::All>, ch: &mut Channel) -> Option<Proposal> {
         let staged = ch.stage_closing_sign().expect("buildable")?;
-        let p = staged.proposal();
+        let p = staged.proposal().expect("closing_signed");
         ch.apply_closing_sign(staged.sign(secp));
         Some(p)
     }

@@ -91,6 +91,9 @@ pub enum SendError {
     InvalidShutdownScript,
     /// Updates wait to be signed into the peer's commitment: sign first.
     PendingUpdates,
+    /// Shutting down with the channel empty and nothing outstanding: no
+    /// update may be sent any more ([`crate::Channel::updates_frozen`]).
+    UpdatesFrozen,
 }
 
 impl fmt::Display for SendError {
@@ -116,6 +119,7 @@ impl fmt::Display for SendError {
                 "shutdown script is not an allowed form or not the upfront script"
             }
             SendError::PendingUpdates => "updates wait to be signed into the peer's commitment",
+            SendError::UpdatesFrozen => "closing negotiation may start: no more updates",
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `lnhub-channel`: one Lightning channel as a sans-IO state machine
 //! (BOLT 2 "Channel Establishment v1", "Normal Operation" and "Message
-//! Retransmission", "Closing Initiation: `shutdown`" and "Legacy Closing
+//! Retransmission", "Closing Initiation: `shutdown`", "Closing
+//! Negotiation: `closing_complete` and `closing_sig`" and "Legacy Closing
 //! Negotiation: `closing_signed`"). Messages and commands go in, [`Effect`]s
 //! come out; time and randomness are inputs; signatures are staged for the
 //! engine's batch, never made or checked inside a transition.
@@ -20,8 +21,10 @@
 //! - [`channel`]: the [`Channel`] type and its call protocol;
 //! - [`reestablish`]: disconnection and `channel_reestablish`;
 //! - [`close`]: `shutdown` and the freeze on new HTLCs that follows it;
-//! - [`closing`]: the `closing_signed` fee negotiation and the signed
-//!   mutual close transaction;
+//! - [`closing`]: the `closing_signed` fee negotiation, the signed
+//!   mutual close transaction and the staging both negotiations share;
+//! - [`simple_close`]: `option_simple_close` (`closing_complete` /
+//!   `closing_sig`);
 //! - [`timeouts`]: HTLC deadlines against the block height (an input);
 //! - [`snapshot`]: the versioned, checksummed record of a [`Channel`]
 //!   ([`Channel::encode`] / [`Channel::decode`]) and the restart
@@ -52,13 +55,14 @@ pub mod htlc;
 pub mod limits;
 pub mod open_checks;
 pub mod reestablish;
+pub mod simple_close;
 pub mod snapshot;
 pub mod timeouts;
 pub mod updates;
 
 pub use channel::{Channel, Link};
 pub use channel_type::NegotiatedType;
-pub use close::{is_valid_shutdown_script, ShutdownState, ShutdownTerms};
+pub use close::{dust_threshold, is_valid_shutdown_script, ShutdownState, ShutdownTerms};
 pub use closing::{
     ClosingState, Proposal, SignedClosing, StagedClosingSign, StagedClosingVerify, VerifiedClosing,
 };
@@ -71,4 +75,5 @@ pub use effects::{Effect, Outbox, Resolution};
 pub use error::{ChannelError, SendError};
 pub use establish::{EstablishState, Establishing, LocalKeys, OpenRequest};
 pub use htlc::{UpdateState, View};
+pub use simple_close::{CloseTerms, SigField, SimpleState};
 pub use snapshot::{DecodeError, STATE_VERSION};

@@ -137,6 +137,13 @@ impl Channel {
             resend.push((*seq, Message::Shutdown(self.shutdown_message(script))));
         }
         resend.sort_by_key(|(seq, _)| *seq);
+        // A legacy close we finished: the funder repeats its final
+        // `closing_signed` in case the peer missed it ([`crate::closing`]).
+        if self.book.funder() == lnhub_tx::Side::Local {
+            if let Some(m) = self.final_closing_signed() {
+                resend.push((u64::MAX, Message::ClosingSigned(m)));
+            }
+        }
         for (_, m) in resend {
             self.emit(Effect::Send(m));
         }

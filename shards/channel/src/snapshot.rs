@@ -12,7 +12,7 @@
 //! fee update), commitment numbers and points, the peer's revealed
 //! secrets, our last `commitment_signed` (retransmitted verbatim), the
 //! peer's signatures on our commitment, the send sequence numbers that
-//! order retransmissions, the `shutdown` terms and exchange, the `closing_signed` negotiation, and
+//! order retransmissions, the `shutdown` terms and exchange, the closing negotiation (`closing_signed` or `option_simple_close`), and
 //! the outbox with its held effects. The two
 //! reused scratch allocations are not state and are not written.
 //!
@@ -78,16 +78,19 @@ use secp256k1::{PublicKey, SecretKey};
 use crate::book::{Book, FeeUpdate};
 use crate::channel::{Channel, Link, EVENTS_CAPACITY};
 use crate::close::{ShutdownState, ShutdownTerms};
-use crate::closing::{ClosingState, Proposal};
+use crate::closing::{ClosingState, Proposal, Received, Variant};
 use crate::config::{ChannelPolicy, ChannelSecrets, SideLimits};
 use crate::effects::{Effect, Outbox, Resolution};
 use crate::htlc::{applies, Htlc, Removal, RemovalKind, UpdateState, View};
+use crate::simple_close::{CloseTerms, PendingSig, SentComplete, SigField, SimpleState};
 
 /// The encoding version written first. Bump it on any change to the
 /// format; [`Channel::decode`] refuses versions it does not know.
 /// Version 2 added the `shutdown` terms and exchange ([`crate::close`]).
 /// Version 3 added the `closing_signed` negotiation ([`crate::closing`]).
-pub const STATE_VERSION: u8 = 3;
+/// Version 4 added the variant of the peer's `closing_signed` and
+/// `option_simple_close` ([`crate::simple_close`]).
+pub const STATE_VERSION: u8 = 4;
 
 /// Length of the trailing checksum (a full SHA256: the record is written
 /// once per commitment round, so its cost is noise next to the fsync).
@@ -901,6 +904,7 @@ fn read_script(r: &mut R<'_>) -> Result<Option<ScriptBuf>, DecodeError> {
 
 fn write_shutdown(w: &mut W<'_>, terms: &ShutdownTerms, state: &ShutdownState) {
     w.bool(terms.option_shutdown_anysegwit);
+    w.bool(terms.option_simple_close);
     write_script(w, &terms.local_upfront_shutdown_script);
     write_script(w, &terms.remote_upfront_shutdown_script);
     w.bool(state.local.is_some());
@@ -932,9 +936,10 @@ fn write_closing(w: &mut W<'_>, c: &ClosingState) {
         w.sig(sig);
     }
     w.bool(c.received.is_some());
-    if let Some((fee, sig)) = &c.received {
-        w.u64(*fee);
-        w.sig(sig);
+    if let Some(r) = &c.received {
+        w.u64(r.fee);
+        w.sig(&r.sig);
+        w.u8(r.variant as u8);
     }
     w.bool(c.pending.is_some());
     if let Some(p) = &c.pending {
@@ -944,27 +949,108 @@ fn write_closing(w: &mut W<'_>, c: &ClosingState) {
     if let Some(tx) = &c.tx {
         w.blob(&bitcoin::consensus::encode::serialize(tx));
     }
+    write_simple(w, &c.simple);
+}
+
+fn write_terms(w: &mut W<'_>, t: &CloseTerms) {
+    w.blob(t.closer_script.as_bytes());
+    w.blob(t.closee_script.as_bytes());
+    w.u64(t.fee);
+    w.u32(t.locktime);
+}
+
+fn read_terms(r: &mut R<'_>) -> Result<CloseTerms, DecodeError> {
+    Ok(CloseTerms {
+        closer_script: ScriptBuf::from_bytes(r.blob("closer script")?.to_vec()),
+        closee_script: ScriptBuf::from_bytes(r.blob("closee script")?.to_vec()),
+        fee: r.u64()?,
+        locktime: r.u32()?,
+    })
+}
+
+fn read_field(r: &mut R<'_>) -> Result<SigField, DecodeError> {
+    SigField::from_type(r.u8()?).ok_or(DecodeError::Invalid("closing signature field"))
+}
+
+fn write_simple(w: &mut W<'_>, s: &SimpleState) {
+    write_script(w, &s.remote_script);
+    w.bool(s.sent.is_some());
+    if let Some(sent) = &s.sent {
+        write_terms(w, &sent.terms);
+        w.u32(sent.sigs.len() as u32);
+        for (f, sig) in &sent.sigs {
+            w.u8(*f as u8);
+            w.sig(sig);
+        }
+    }
+    w.bool(s.proposed);
+    w.bool(s.pending.is_some());
+    if let Some(p) = &s.pending {
+        write_terms(w, &p.terms);
+        w.u8(p.field as u8);
+        w.sig(&p.remote_sig);
+    }
+}
+
+fn read_simple(r: &mut R<'_>) -> Result<SimpleState, DecodeError> {
+    let remote_script = read_script(r)?;
+    let sent = r.option(|r| {
+        let terms = read_terms(r)?;
+        let n = r.u32()?;
+        if n == 0 || n > 3 {
+            return Err(DecodeError::Invalid("closing_complete signature count"));
+        }
+        let mut sigs = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            sigs.push((read_field(r)?, r.sig()?));
+        }
+        Ok(SentComplete { terms, sigs })
+    })?;
+    let proposed = r.bool()?;
+    let pending = r.option(|r| {
+        Ok(PendingSig {
+            terms: read_terms(r)?,
+            field: read_field(r)?,
+            remote_sig: r.sig()?,
+        })
+    })?;
+    Ok(SimpleState {
+        remote_script,
+        sent,
+        proposed,
+        pending,
+    })
 }
 
 fn read_closing(r: &mut R<'_>) -> Result<ClosingState, DecodeError> {
     let sent = r.option(|r| Ok((read_proposal(r)?, r.sig()?)))?;
-    let received = r.option(|r| Ok((r.u64()?, r.sig()?)))?;
+    let received = r.option(|r| {
+        Ok(Received {
+            fee: r.u64()?,
+            sig: r.sig()?,
+            variant: Variant::from_u8(r.u8()?)
+                .ok_or(DecodeError::Invalid("closing_signed variant"))?,
+        })
+    })?;
     let pending = r.option(read_proposal)?;
     let tx = r.option(|r| {
         bitcoin::consensus::encode::deserialize(r.blob("closing tx")?)
             .map_err(|_| DecodeError::Invalid("closing tx"))
     })?;
+    let simple = read_simple(r)?;
     Ok(ClosingState {
         sent,
         received,
         pending,
         tx,
+        simple,
     })
 }
 
 fn read_shutdown(r: &mut R<'_>) -> Result<(ShutdownTerms, ShutdownState), DecodeError> {
     let terms = ShutdownTerms {
         option_shutdown_anysegwit: r.bool()?,
+        option_simple_close: r.bool()?,
         local_upfront_shutdown_script: read_script(r)?,
         remote_upfront_shutdown_script: read_script(r)?,
     };

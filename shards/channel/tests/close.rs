@@ -342,6 +342,7 @@ fn shutdown_state_round_trips() {
             option_shutdown_anysegwit: true,
             local_upfront_shutdown_script: Some(p2wpkh(1)),
             remote_upfront_shutdown_script: Some(p2wpkh(2)),
+            option_simple_close: false,
         }
     });
     a.send_shutdown(p2wpkh(1)).expect("clean");
@@ -582,4 +583,434 @@ fn closing_state_round_trips() {
     let again = Channel::decode(&record).expect("decode");
     assert_eq!(again, b);
     assert!(again.is_closed());
+}
+
+/// BOLT 3: "MUST remove any output below its own `dust_limit_satoshis`".
+/// B's balance lies between the two dust limits, so A (whose limit is
+/// higher) leaves B's output out and B would keep it: B verifies A's
+/// transaction with A's limit and signs exactly it; A recognises B's
+/// signature on its own transaction. Both ways round.
+#[test]
+fn closing_signed_with_different_dust_limits() {
+    for (dust_a, dust_b, outputs) in [(2_000, 354, 1), (354, 2_000, 2)] {
+        let secp = Secp256k1::new();
+        let mut agreement = Agreement::default_for(ChannelType::Anchors);
+        agreement.dust_limit_a = dust_a;
+        agreement.dust_limit_b = dust_b;
+        agreement.push_msat = 1_000_000;
+        let (mut a, mut b) = pair(&secp, 31, &agreement);
+        let (ra, rb) = shut_and_negotiate(&secp, &mut a, &mut b).expect("negotiation");
+        assert_eq!(ra.closing_txs.len(), 1, "A closed ({dust_a}/{dust_b})");
+        assert_eq!(ra.closing_txs, rb.closing_txs, "one transaction");
+        let tx = &ra.closing_txs[0];
+        assert_eq!(tx.output.len(), outputs, "A's dust limit decides");
+        assert_funding_signatures(&secp, &a, tx);
+        assert_funding_signatures(&secp, &b, tx);
+    }
+}
+
+/// `signer`'s `closing_signed` with `fee` and no `fee_range`, signed for
+/// real over the transaction it builds (its own dust limit).
+fn signed_closing_signed(
+    secp: &Secp256k1<All>,
+    signer: &Channel,
+    key: &secp256k1::SecretKey,
+    fee: u64,
+) -> ClosingSigned {
+    use lnhub_tx::closing::{legacy_closing, CloseOutput};
+    let out = |side: Side, script: Option<&bitcoin::Script>| CloseOutput {
+        script_pubkey: script.expect("shutdown exchanged").into(),
+        balance_msat: balance_sat(signer, side) * 1000,
+    };
+    let s = signer.shutdown_state();
+    let tx = legacy_closing(
+        signer.params(),
+        Some(&out(Side::Local, s.local_script())),
+        Some(&out(Side::Remote, s.remote_script())),
+        bitcoin::Amount::from_sat(fee),
+        signer.params().side(Side::Local).dust_limit,
+    )
+    .expect("buildable");
+    let msg = lnhub_tx::sighash::funding_input(&tx, signer.params());
+    let mut m = closing_signed(signer, fee, None);
+    m.signature = secp.sign_ecdsa(&msg, key);
+    m
+}
+
+/// Without `fee_range` (an old peer): "if `fee_satoshis` is not strictly
+/// between its last-sent `fee_satoshis` and its previously-received
+/// `fee_satoshis`... SHOULD send a `warning`"; otherwise the receiver
+/// "MUST propose a value strictly between the received `fee_satoshis` and
+/// its previously-sent `fee_satoshis`", and agrees once it is in range.
+#[test]
+fn closing_signed_without_fee_range_moves_strictly_between() {
+    let (secp, mut a, b, first) = after_first_proposal();
+    let b_key = common::node_keys(&secp, 31, "b").secrets.funding_key;
+    let ours = first.fee_satoshis.0;
+    let max = first
+        .fee_range
+        .expect("we always send fee_range")
+        .max_fee_satoshis
+        .0;
+    // B asks for far more than A's maximum: A counters with the midpoint.
+    let high = max + 1_000;
+    deliver(
+        &secp,
+        &mut a,
+        Message::ClosingSigned(signed_closing_signed(&secp, &b, &b_key, high)),
+    )
+    .expect("valid, outside A's range");
+    assert!(sign_closing(&secp, &mut a).expect("A counters"));
+    let mid = ours + (high - ours) / 2;
+    assert_eq!(a.closing_state().sent().map(|p| p.fee), Some(mid));
+    drain(&mut a, &mut Reported::default());
+    // B's next fee must lie strictly between A's mid and B's high (or
+    // equal A's, which ends the negotiation).
+    for bad in [high, high + 1, mid - 1] {
+        let msg = signed_closing_signed(&secp, &b, &b_key, bad);
+        assert!(
+            matches!(
+                deliver(&secp, &mut a.clone(), Message::ClosingSigned(msg)),
+                Err(ChannelError::Warn(_))
+            ),
+            "fee {bad} is not strictly between {mid} and {high}"
+        );
+    }
+    // Inside A's range: A agrees with the same fee and the close is done.
+    let msg = signed_closing_signed(&secp, &b, &b_key, max);
+    assert!(max > mid && max < high, "A's maximum lies between");
+    deliver(&secp, &mut a, Message::ClosingSigned(msg)).expect("strictly between, in range");
+    assert!(sign_closing(&secp, &mut a).expect("A agrees"));
+    let mut reported = Reported::default();
+    let sent = drain(&mut a, &mut reported);
+    assert!(
+        matches!(&sent[..], [Message::ClosingSigned(m)] if m.fee_satoshis.0 == max),
+        "A repeats B's fee"
+    );
+    assert_eq!(reported.closing_txs.len(), 1);
+    assert_funding_signatures(&secp, &a, &reported.closing_txs[0]);
+}
+
+/// Once a `shutdown` is out and the channel is empty, no update may be
+/// sent: "MUST NOT send any `update` message after that point".
+#[test]
+fn no_update_fee_once_closing_may_start() {
+    let (secp, mut a, mut b) = setup();
+    a.send_shutdown(p2wpkh(1)).expect("A's shutdown");
+    pump(&secp, &mut a, &mut b).expect("pump");
+    assert!(a.updates_frozen() && b.updates_frozen());
+    assert_eq!(a.send_update_fee(3_000), Err(SendError::UpdatesFrozen));
+}
+
+/// A fundee that finished while the funder missed its last
+/// `closing_signed` answers the funder's restarted negotiation with it,
+/// and the funder finishes with the same transaction.
+#[test]
+fn lost_final_closing_signed_is_repeated_on_reconnection() {
+    let (secp, mut a, mut b, first) = after_first_proposal();
+    // B (fundee) agrees with A's fee and is done; its reply is lost.
+    deliver(&secp, &mut b, Message::ClosingSigned(first)).expect("B takes it");
+    assert!(sign_closing(&secp, &mut b).expect("B agrees"));
+    let mut rb = Reported::default();
+    let lost = drain(&mut b, &mut rb);
+    assert!(matches!(&lost[..], [Message::ClosingSigned(_)]));
+    assert_eq!(rb.closing_txs.len(), 1, "B agreed with A's fee: done");
+    // A reconnects and restarts the negotiation; B, closed, answers with
+    // its final message.
+    a.handle_disconnect();
+    b.handle_disconnect();
+    a.handle_reconnect(&secp);
+    b.handle_reconnect(&secp);
+    let (ra, rb2) = shut_and_resume(&secp, &mut a, &mut b);
+    assert_eq!(ra.closing_txs.len(), 1, "A finished after reconnecting");
+    assert!(rb2.closing_txs.is_empty(), "B reported its close once");
+    assert_eq!(ra.closing_txs, rb.closing_txs, "the same transaction");
+}
+
+/// Delivers and signs until quiet, ignoring what a closed side ignores.
+fn shut_and_resume(
+    secp: &Secp256k1<All>,
+    a: &mut Channel,
+    b: &mut Channel,
+) -> (Reported, Reported) {
+    let (mut ra, mut rb) = (Reported::default(), Reported::default());
+    let (mut to_a, mut to_b) = (
+        std::collections::VecDeque::new(),
+        std::collections::VecDeque::new(),
+    );
+    loop {
+        let mut progress = sign_closing(secp, a).expect("A") | sign_closing(secp, b).expect("B");
+        to_b.extend(drain(a, &mut ra));
+        to_a.extend(drain(b, &mut rb));
+        for (ch, inbox) in [(&mut *b, &mut to_b), (&mut *a, &mut to_a)] {
+            if let Some(m) = inbox.pop_front() {
+                match deliver(secp, ch, m) {
+                    Ok(()) | Err(ChannelError::Ignore(_)) => {}
+                    Err(e) => panic!("refused: {e}"),
+                }
+                progress = true;
+            }
+        }
+        if !progress {
+            return (ra, rb);
+        }
+    }
+}
+
+// ---- option_simple_close (BOLT 2 "Closing Negotiation: `closing_complete`
+// and `closing_sig`", BOLT 3 "Closing Transaction") ----
+
+fn simple_terms() -> ShutdownTerms {
+    ShutdownTerms {
+        option_simple_close: true,
+        ..ShutdownTerms::default()
+    }
+}
+
+/// Both sides exchanged `shutdown` with `option_simple_close`: (secp, A, B).
+fn simple_shut(agreement: &Agreement) -> (Secp256k1<All>, Channel, Channel) {
+    let secp = Secp256k1::new();
+    let (mut a, mut b) = pair_with_terms(&secp, 31, agreement, simple_terms(), simple_terms());
+    a.send_shutdown(p2wpkh(1)).expect("A's shutdown");
+    pump(&secp, &mut a, &mut b).expect("pump");
+    b.send_shutdown(p2wpkh(2)).expect("B's reply");
+    pump(&secp, &mut a, &mut b).expect("pump");
+    assert!(a.closing_ready() && b.closing_ready());
+    (secp, a, b)
+}
+
+/// The output paying `script` in `tx`.
+fn paid(tx: &bitcoin::Transaction, script: &ScriptBuf) -> Option<u64> {
+    tx.output
+        .iter()
+        .find(|o| o.script_pubkey == *script)
+        .map(|o| o.value.to_sat())
+}
+
+/// Each side proposes its own transaction paying its own fee and the other
+/// signs it: two transactions, each reported by both sides, each with both
+/// outputs, the closer paying the fee, RBF-signalling, both signatures
+/// valid.
+#[test]
+fn simple_close_each_side_pays_its_own_fee() {
+    let (secp, mut a, mut b) = simple_shut(&Agreement::default_for(ChannelType::Anchors));
+    let (a_sat, b_sat) = (balance_sat(&a, Side::Local), balance_sat(&a, Side::Remote));
+    let (ra, rb) = shut_and_resume(&secp, &mut a, &mut b);
+    assert_eq!(ra.closing_txs.len(), 2, "A: its own and B's");
+    assert_eq!(rb.closing_txs.len(), 2, "B: its own and A's");
+    for tx in &ra.closing_txs {
+        assert!(
+            rb.closing_txs.contains(tx),
+            "both sides hold each transaction"
+        );
+        assert_funding_signatures(&secp, &a, tx);
+        assert_eq!(tx.input[0].sequence.0, 0xFFFF_FFFD);
+        assert_eq!(tx.output.len(), 2);
+        let (to_a, to_b) = (paid(tx, &p2wpkh(1)), paid(tx, &p2wpkh(2)));
+        assert!(
+            to_a == Some(a_sat) && to_b < Some(b_sat) || to_b == Some(b_sat) && to_a < Some(a_sat),
+            "exactly one side (the closer) pays the fee: {to_a:?} {to_b:?}"
+        );
+    }
+    assert!(a.is_closed() && b.is_closed());
+    assert!(a.closing_state().simple().proposed() && b.closing_state().simple().proposed());
+    assert!(
+        !sign_closing(&secp, &mut a).expect("nothing"),
+        "no second proposal"
+    );
+}
+
+/// The lesser side's output is dust: it cannot pay a fee and does not
+/// propose; the other sets only `closer_output_only`, and the closee,
+/// whose own output is dust, uses that signature.
+#[test]
+fn simple_close_drops_a_dust_output() {
+    let mut agreement = Agreement::default_for(ChannelType::Anchors);
+    agreement.push_msat = 200_000;
+    let (secp, mut a, mut b) = simple_shut(&agreement);
+    assert!(sign_closing(&secp, &mut a).expect("A proposes"));
+    let sent = drain(&mut a, &mut Reported::default());
+    let [Message::ClosingComplete(cc)] = &sent[..] else {
+        panic!("A sends closing_complete: {sent:?}");
+    };
+    assert!(cc.closer_output_only.is_some());
+    assert!(cc.closee_output_only.is_none() && cc.closer_and_closee_outputs.is_none());
+    assert!(!sign_closing(&secp, &mut b).expect("B"), "B cannot pay");
+    deliver(&secp, &mut b, Message::ClosingComplete(cc.clone())).expect("valid");
+    let (ra, rb) = shut_and_resume(&secp, &mut a, &mut b);
+    assert_eq!(ra.closing_txs.len(), 1);
+    assert_eq!(ra.closing_txs, rb.closing_txs);
+    assert_eq!(ra.closing_txs[0].output.len(), 1);
+    assert_funding_signatures(&secp, &a, &ra.closing_txs[0]);
+}
+
+/// Both shutdowns exchanged with `option_simple_close`, A's real
+/// `closing_complete` signed and not delivered: (secp, A, B, A's message).
+fn simple_exchange() -> (
+    Secp256k1<All>,
+    Channel,
+    Channel,
+    lnhub_wire::msgs::ClosingComplete,
+) {
+    let (secp, mut a, b) = simple_shut(&Agreement::default_for(ChannelType::Anchors));
+    assert!(sign_closing(&secp, &mut a).expect("A proposes"));
+    let sent = drain(&mut a, &mut Reported::default());
+    let [Message::ClosingComplete(cc)] = &sent[..] else {
+        panic!("A sends closing_complete: {sent:?}");
+    };
+    (secp, a, b, cc.clone())
+}
+
+/// The closee's MUSTs and SHOULDs: a `closing_complete` naming another
+/// script for us, an invalid closer script, a fee over the closer's
+/// balance, a missing signature or an invalid one is refused with a
+/// warning (and a disconnection); nothing changes.
+#[test]
+fn simple_close_bad_closing_complete_is_refused() {
+    let (secp, _a, b, cc) = simple_exchange();
+    let b_sat_of_a = balance_sat(&b, Side::Remote);
+    let cases: Vec<(&str, lnhub_wire::msgs::ClosingComplete)> = vec![
+        ("closee script is not ours", {
+            let mut m = cc.clone();
+            m.closee_scriptpubkey = p2wpkh(7).to_bytes();
+            m
+        }),
+        ("closer script not an allowed form", {
+            let mut m = cc.clone();
+            m.closer_scriptpubkey = program(0x51, 32).to_bytes();
+            m
+        }),
+        ("fee over the closer's balance", {
+            let mut m = cc.clone();
+            m.fee_satoshis = Sat(b_sat_of_a + 1);
+            m
+        }),
+        ("no signature we may use", {
+            let mut m = cc.clone();
+            m.closer_and_closee_outputs = None;
+            m.closee_output_only = None;
+            m
+        }),
+        ("forged signature", {
+            let mut m = cc.clone();
+            m.closer_and_closee_outputs =
+                Some(secp256k1::ecdsa::Signature::from_compact(&[1; 64]).expect("valid"));
+            m
+        }),
+    ];
+    for (name, m) in cases {
+        let mut b = b.clone();
+        let before = b.clone();
+        assert!(
+            matches!(
+                deliver(&secp, &mut b, Message::ClosingComplete(m)),
+                Err(ChannelError::Warn(_))
+            ),
+            "{name}"
+        );
+        assert_eq!(b, before, "{name}: nothing changed");
+    }
+}
+
+/// The receiver of `closing_sig`: fields that do not match our
+/// `closing_complete`, more than one signature, or a signature for a
+/// transaction we did not offer are refused with a warning; the real one
+/// completes our transaction.
+#[test]
+fn simple_close_bad_closing_sig_is_refused() {
+    let (secp, mut a, mut b, cc) = simple_exchange();
+    deliver(&secp, &mut b, Message::ClosingComplete(cc)).expect("valid");
+    assert!(sign_closing(&secp, &mut b).expect("B signs"));
+    let mut rb = Reported::default();
+    let sent = drain(&mut b, &mut rb);
+    assert_eq!(rb.closing_txs.len(), 1, "B holds A's transaction");
+    let Some(Message::ClosingSig(cs)) = sent
+        .into_iter()
+        .find(|m| matches!(m, Message::ClosingSig(_)))
+    else {
+        panic!("B sends closing_sig");
+    };
+    assert!(
+        cs.closer_and_closee_outputs.is_some(),
+        "B used both outputs"
+    );
+    let sig = cs.closer_and_closee_outputs;
+    let cases: Vec<(&str, lnhub_wire::msgs::ClosingSig)> = vec![
+        ("other fee", {
+            let mut m = cs.clone();
+            m.fee_satoshis = Sat(m.fee_satoshis.0 + 1);
+            m
+        }),
+        ("other locktime", {
+            let mut m = cs.clone();
+            m.locktime += 1;
+            m
+        }),
+        ("other closee script", {
+            let mut m = cs.clone();
+            m.closee_scriptpubkey = p2wpkh(7).to_bytes();
+            m
+        }),
+        ("two signatures", {
+            let mut m = cs.clone();
+            m.closer_output_only = sig;
+            m
+        }),
+        ("a field we did not offer", {
+            let mut m = cs.clone();
+            m.closer_and_closee_outputs = None;
+            m.closee_output_only = sig;
+            m
+        }),
+        ("signature of the other transaction", {
+            let mut m = cs.clone();
+            m.closer_and_closee_outputs = None;
+            m.closer_output_only = sig;
+            m
+        }),
+    ];
+    for (name, m) in cases {
+        let mut a = a.clone();
+        assert!(
+            matches!(
+                deliver(&secp, &mut a, Message::ClosingSig(m)),
+                Err(ChannelError::Warn(_))
+            ),
+            "{name}"
+        );
+        assert!(!a.is_closed(), "{name}");
+    }
+    deliver(&secp, &mut a, Message::ClosingSig(cs)).expect("the real one");
+    let mut ra = Reported::default();
+    drain(&mut a, &mut ra);
+    assert_eq!(ra.closing_txs, rb.closing_txs, "the same transaction");
+    assert_funding_signatures(&secp, &a, &ra.closing_txs[0]);
+}
+
+/// The simple-close state survives `encode` / `decode` mid-way (our
+/// `closing_complete` waiting) and after a transaction.
+#[test]
+fn simple_close_state_round_trips() {
+    let (_secp, a, _b, _cc) = simple_exchange();
+    let mut record = Vec::new();
+    a.encode(&mut record);
+    let again = Channel::decode(&record).expect("decode");
+    assert_eq!(again, a);
+    assert!(again.closing_state().simple().sent().is_some());
+    assert!(again.shutdown_terms().option_simple_close);
+}
+
+/// A disconnection drops our unanswered `closing_complete`; after
+/// `channel_reestablish` we propose again and finish.
+#[test]
+fn simple_close_restarts_after_reconnection() {
+    let (secp, mut a, mut b, _lost) = simple_exchange();
+    a.handle_disconnect();
+    b.handle_disconnect();
+    assert!(a.closing_state().simple().sent().is_none());
+    a.handle_reconnect(&secp);
+    b.handle_reconnect(&secp);
+    let (ra, rb) = shut_and_resume(&secp, &mut a, &mut b);
+    assert_eq!(ra.closing_txs.len(), 2);
+    assert_eq!(rb.closing_txs.len(), 2);
 }

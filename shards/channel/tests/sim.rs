@@ -2,7 +2,10 @@
 //! thread, driven by a seeded PRNG through random interleavings of adds,
 //! fulfills, fails, fee updates, signatures, deliveries, persist
 //! completions, `shutdown` (about a quarter of the seeds start a
-//! cooperative close, after which no HTLC is added and the rest settle)
+//! cooperative close, after which no HTLC is added and the rest settle,
+//! then the fee negotiation runs: legacy `closing_signed`, or
+//! `closing_complete` / `closing_sig` on the seeds that negotiate
+//! `option_simple_close`, with random dust limits on both sides)
 //! and disconnections (messages in flight lost, then
 //! `channel_reestablish`); crash-restarts, which replace one side by
 //! `Channel::decode` of the record it last made durable (captured when its
@@ -12,7 +15,11 @@
 //! (and the state at random steps) must decode to an equal channel. After every step: both sides agree on every commitment
 //! (and every signature verifies, or the receiver refuses it), value is
 //! conserved exactly in every view, no HTLC is lost or resolved twice.
-//! At the end the channel is drained and the final balances are checked.
+//! Every closing transaction a side reports carries two valid funding
+//! signatures and pays each side at most its balance.
+//! At the end the channel is drained and the final balances are checked;
+//! a close that started has ended in a closing transaction on both sides
+//! (the same one with `closing_signed`).
 //!
 //! Half the seeds open their channel through the real establishment
 //! exchange (`Establishing` in both roles), half build it directly.
@@ -27,8 +34,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bitcoin::hashes::{sha256, Hash};
-use common::{establish_pair, pair, receive_commitment, sign, Agreement, Rng};
-use lnhub_channel::{verify_batch, Channel, Effect, Resolution, SendError, View};
+use common::{establish_pair, pair_with_terms, receive_commitment, sign, Agreement, Rng};
+use lnhub_channel::{verify_batch, Channel, Effect, Resolution, SendError, ShutdownTerms, View};
 use lnhub_tx::{ChannelType, Side};
 use lnhub_wire::msgs::ONION_PACKET_LEN;
 use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage};
@@ -84,6 +91,8 @@ struct Node {
     epoch: usize,
     /// Restart epoch in which each resolution was reported.
     resolved_epoch: BTreeMap<u64, usize>,
+    /// Closing transactions reported (`Effect::ClosingTx`).
+    closing_txs: Vec<bitcoin::Transaction>,
 }
 
 impl Node {
@@ -98,6 +107,7 @@ impl Node {
             must_fail: BTreeSet::new(),
             forwarded: BTreeMap::new(),
             pending_records: Vec::new(),
+            closing_txs: Vec::new(),
             record: encode(&ch),
             epoch: 0,
             resolved_epoch: BTreeMap::new(),
@@ -190,11 +200,9 @@ impl Sim {
                     }
                     me.forwardable.insert(htlc_id);
                 }
-                Effect::ClosingTx { .. } => {
-                    return Err(format!(
-                        "{} closes, yet the simulator never negotiates a close",
-                        me.name
-                    ))
+                Effect::ClosingTx { tx } => {
+                    check_closing_tx(&me.ch, &tx).map_err(|e| format!("{}: {e}", me.name))?;
+                    me.closing_txs.push(tx);
                 }
                 Effect::Resolved {
                     htlc_id,
@@ -322,7 +330,8 @@ impl Sim {
             | Err(
                 SendError::InsufficientBalance
                 | SendError::DustExposure
-                | SendError::NotOperational,
+                | SendError::NotOperational
+                | SendError::UpdatesFrozen,
             ) => Ok(()),
             Err(e) => Err(format!("update_fee refused: {e}")),
         }
@@ -346,6 +355,29 @@ impl Sim {
         let mut sigs = Vec::new();
         lnhub_tx::batch::sign_batch(&secp, staged.jobs(), &mut sigs);
         n.ch.apply_signed(staged.with_signatures(sigs));
+        Ok(true)
+    }
+
+    /// Signs node `i`'s next closing message, if it owes one, through the
+    /// per-stage helper or an engine-style batch.
+    fn close_sign(&mut self, i: usize) -> Result<bool, String> {
+        let secp = self.secp.clone();
+        let batch = self.rng.chance(1, 2);
+        let n = self.node(i);
+        let Some(staged) =
+            n.ch.stage_closing_sign()
+                .map_err(|e| format!("{} cannot sign its closing message: {e}", n.name))?
+        else {
+            return Ok(false);
+        };
+        let signed = if batch {
+            let mut sigs = Vec::new();
+            lnhub_tx::batch::sign_batch(&secp, staged.jobs(), &mut sigs);
+            staged.with_signatures(sigs)
+        } else {
+            staged.sign(&secp)
+        };
+        n.ch.apply_closing_sign(signed);
         Ok(true)
     }
 
@@ -386,9 +418,25 @@ impl Sim {
             Message::ChannelReestablish(m) => n.ch.handle_channel_reestablish(&secp, &m),
             Message::ChannelReady(m) => n.ch.handle_channel_ready(&m),
             Message::Shutdown(m) => n.ch.handle_shutdown(&m),
+            m @ (Message::ClosingSigned(_)
+            | Message::ClosingComplete(_)
+            | Message::ClosingSig(_)) => {
+                match n.ch.stage_closing_message(&m).expect("a closing message") {
+                    Ok(staged) => {
+                        let verified = staged.verify(&secp);
+                        n.ch.apply_closing_verified(verified)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             other => return Err(format!("{} got unexpected {other:?}", n.name)),
         };
-        r.map_err(|e| format!("{} refused a message: {e}", n.name))?;
+        match r {
+            // A closed channel drops what the peer repeats after a
+            // reconnection (its `shutdown`, a restarted negotiation).
+            Err(lnhub_channel::ChannelError::Ignore(_)) if n.ch.is_closed() => {}
+            r => r.map_err(|e| format!("{} refused a message: {e}", n.name))?,
+        }
         Ok(true)
     }
 
@@ -411,6 +459,16 @@ impl Sim {
                 Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(&secp, &m),
                 Message::ChannelReestablish(m) => ch.handle_channel_reestablish(&secp, &m),
                 Message::Shutdown(m) => ch.handle_shutdown(&m),
+                m @ (Message::ClosingSigned(_)
+                | Message::ClosingComplete(_)
+                | Message::ClosingSig(_)) => match ch.stage_closing_message(&m) {
+                    Some(Ok(staged)) => {
+                        let verified = staged.verify(&secp);
+                        ch.apply_closing_verified(verified)
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => Ok(()),
+                },
                 _ => Ok(()),
             };
             // Whatever happened, the copy still answers queries.
@@ -616,6 +674,9 @@ impl Sim {
             35 => self.reconnect(),
             90 | 91 => self.restart(i)?,
             92 => self.shutdown(i)?,
+            93 | 94 => {
+                self.close_sign(i)?;
+            }
             36 => self.hostile(i)?,
             37..=55 => {
                 self.sign(i)?;
@@ -743,6 +804,7 @@ impl Sim {
                 progress |= self.persist(i);
                 progress |= self.deliver(i)?;
                 progress |= self.sign(i)?;
+                progress |= self.close_sign(i)?;
                 self.after_step()?;
             }
             if !progress {
@@ -768,9 +830,21 @@ impl Sim {
             }
         }
         // A close started by either side ends with both shutdowns
-        // exchanged, each side holding the other's script.
+        // exchanged, each side holding the other's script, and a closing
+        // transaction on both sides.
         let started = self.a.ch.is_shutting_down() || self.b.ch.is_shutting_down();
         if started {
+            for i in 0..2 {
+                let (me, _) = self.nodes(i);
+                if me.closing_txs.is_empty() {
+                    return Err(format!("{} never got a closing transaction", me.name));
+                }
+            }
+            if !self.a.ch.shutdown_terms().option_simple_close
+                && self.a.closing_txs.last() != self.b.closing_txs.last()
+            {
+                return Err("the two sides closed with different transactions".into());
+            }
             for i in 0..2 {
                 let (me, _) = self.nodes(i);
                 let s = me.ch.shutdown_state();
@@ -825,6 +899,65 @@ struct Stats {
     round_trips: usize,
     /// Seeds that ended with both shutdowns exchanged.
     shutdowns: usize,
+    /// Closing transactions reported (both sides counted).
+    closing_txs: usize,
+    /// Seeds that closed with `option_simple_close`.
+    simple_closes: usize,
+}
+
+/// A reported closing transaction spends the funding output with two
+/// valid funding signatures and pays each side at most its balance.
+fn check_closing_tx(ch: &Channel, tx: &bitcoin::Transaction) -> Result<(), String> {
+    let secp = Secp256k1::verification_only();
+    let params = ch.params();
+    if tx.input.len() != 1 || tx.input[0].previous_output != params.funding_outpoint() {
+        return Err("closing transaction does not spend the funding output".into());
+    }
+    let w = &tx.input[0].witness;
+    if w.len() != 4 || w.last() != Some(params.funding_script().as_bytes()) {
+        return Err("closing transaction witness is not a 2-of-2 spend".into());
+    }
+    let msg = lnhub_tx::sighash::funding_input(tx, params);
+    let keys = [
+        params.side(Side::Local).pubkeys.funding_pubkey,
+        params.side(Side::Remote).pubkeys.funding_pubkey,
+    ];
+    let mut ok = 0;
+    for element in [w.nth(1), w.nth(2)] {
+        let der = element.ok_or("missing signature")?;
+        let der = der.split_last().ok_or("empty signature")?.1;
+        let sig = secp256k1::ecdsa::Signature::from_der(der).map_err(|e| e.to_string())?;
+        if keys
+            .iter()
+            .any(|k| secp.verify_ecdsa(&msg, &sig, k).is_ok())
+        {
+            ok += 1;
+        }
+    }
+    if ok != 2 {
+        return Err(format!(
+            "closing transaction has {ok} valid signatures of 2"
+        ));
+    }
+    let mut htlcs = Vec::new();
+    let view = ch.book().view(View::LocalCurrent, &mut htlcs);
+    for (side, script) in [
+        (Side::Local, ch.shutdown_state().local_script()),
+        (Side::Remote, ch.shutdown_state().remote_script()),
+    ] {
+        let paid: u64 = tx
+            .output
+            .iter()
+            .filter(|o| Some(o.script_pubkey.as_script()) == script)
+            .map(|o| o.value.to_sat())
+            .sum();
+        if paid > view.balance_of(side) / 1000 {
+            return Err(format!(
+                "closing transaction pays {side:?} more than it has"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The channel's record.
@@ -877,11 +1010,17 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
     agreement.feerate_per_kw = rng.range(253, 5_000) as u32;
     agreement.limits_a.max_accepted_htlcs = rng.range(3, 40) as u16;
     agreement.limits_b.max_accepted_htlcs = rng.range(3, 40) as u16;
+    agreement.dust_limit_a = rng.range(354, 3_000);
+    agreement.dust_limit_b = rng.range(354, 3_000);
     let (funder, fundee) = if rng.chance(1, 2) {
         let scid_alias = rng.chance(1, 2);
         establish_pair(&secp, seed, &agreement, scid_alias)
     } else {
-        pair(&secp, seed, &agreement)
+        let terms = ShutdownTerms {
+            option_simple_close: rng.chance(1, 2),
+            ..ShutdownTerms::default()
+        };
+        pair_with_terms(&secp, seed, &agreement, terms.clone(), terms)
     };
     let funder_is_a = rng.chance(1, 2);
     let (a, b) = if funder_is_a {
@@ -934,6 +1073,9 @@ fn run(seed: u64, stats: &mut Stats) -> Result<(), String> {
     stats.round_trips += sim.round_trips;
     stats.failed_for_dust += sim.a.must_fail.len() + sim.b.must_fail.len();
     stats.shutdowns += usize::from(sim.a.ch.is_shutting_down());
+    stats.closing_txs += sim.a.closing_txs.len() + sim.b.closing_txs.len();
+    stats.simple_closes +=
+        usize::from(sim.a.ch.shutdown_terms().option_simple_close && !sim.a.closing_txs.is_empty());
     Ok(())
 }
 

@@ -239,7 +239,7 @@ pub fn sign(secp: &Secp256k1<All>, ch: &mut Channel) -> Result<bool, ChannelErro
     }
 }
 
-/// Stages, signs and applies our next `closing_signed` (if any).
+/// Stages, signs and applies our next closing message (if any).
 pub fn sign_closing(secp: &Secp256k1<All>, ch: &mut Channel) -> Result<bool, ChannelError> {
     match ch.stage_closing_sign()? {
         Some(staged) => {
@@ -288,10 +288,10 @@ pub fn deliver(
         Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
         Message::ChannelReady(m) => ch.handle_channel_ready(&m),
         Message::Shutdown(m) => ch.handle_shutdown(&m),
-        Message::ClosingSigned(m) => {
-            let staged = ch.stage_closing_signed(&m)?;
+        m @ (Message::ClosingSigned(_) | Message::ClosingComplete(_) | Message::ClosingSig(_)) => {
+            let staged = ch.stage_closing_message(&m).expect("a closing message")?;
             let verified = staged.verify(secp);
-            ch.apply_closing_signed(verified)
+            ch.apply_closing_verified(verified)
         }
         other => panic!("unexpected message {other:?}"),
     }
