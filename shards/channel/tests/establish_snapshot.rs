@@ -419,8 +419,8 @@ fn random_bytes_never_panic() {
     }
 }
 
-/// The fundee's record is written when its persist is polled, and it
-/// crashes before `funding_signed` leaves: the message is lost with the
+/// The fundee's record is taken as it asks for its write, and it crashes
+/// before `funding_signed` leaves: the message is lost with the
 /// connection, the channel is kept (BOLT 2 after `funding_signed`) and
 /// `channel_ready` goes again once the depth is reported. The funder
 /// restarting from its own record broadcasts the funding (the held
