@@ -149,6 +149,14 @@ impl Outbox {
         seq
     }
 
+    /// The state machine was just decoded from a durable record: every
+    /// persist it requested is done (the record is that write or a later
+    /// one), so nothing stays gated and no request is repeated.
+    pub(crate) fn release_after_restart(&mut self) {
+        self.persist_requests.clear();
+        self.persisted_seq = self.next_persist_seq - 1;
+    }
+
     /// Drops every queued `Send` (the connection they were for is gone);
     /// other effects stay.
     pub fn drop_sends(&mut self) {

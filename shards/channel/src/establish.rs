@@ -22,6 +22,11 @@
 //! is an input (the caller's wallet builds it around
 //! [`Establishing::funding_output`]); confirmations and our
 //! `short_channel_id` alias are inputs too.
+//!
+//! The state is written when commitment 0 is signed both ways (an
+//! [`Effect::Persist`] before `funding_signed` leaves the fundee, before
+//! the funder may broadcast); its record and what a restart does are in
+//! [`crate::establish_snapshot`].
 
 use bitcoin::hashes::Hash;
 use bitcoin::{Amount, OutPoint, Transaction, TxOut};
@@ -105,39 +110,39 @@ pub enum EstablishState {
 
 /// The peer's side, as announced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct RemoteSide {
-    pubkeys: ChannelPublicKeys,
-    first_point: PublicKey,
-    to_self_delay: u16,
-    dust_limit: Sat,
-    limits: SideLimits,
+pub(crate) struct RemoteSide {
+    pub(crate) pubkeys: ChannelPublicKeys,
+    pub(crate) first_point: PublicKey,
+    pub(crate) to_self_delay: u16,
+    pub(crate) dust_limit: Sat,
+    pub(crate) limits: SideLimits,
 }
 
 /// One channel being opened.
 #[derive(Clone, Debug)]
 pub struct Establishing {
-    role: Side,
-    state: EstablishState,
-    config: EstablishConfig,
-    keys: LocalKeys,
-    temporary_channel_id: ChannelId,
-    funding_satoshis: Sat,
-    push_msat: Msat,
-    feerate_per_kw: u32,
-    channel_type: NegotiatedType,
-    local_limits: SideLimits,
-    remote: Option<RemoteSide>,
-    minimum_depth: u32,
-    params: Option<ChannelParams>,
-    channel_id: Option<ChannelId>,
-    holder_signature: Option<Signature>,
-    alias: Option<ShortChannelId>,
+    pub(crate) role: Side,
+    pub(crate) state: EstablishState,
+    pub(crate) config: EstablishConfig,
+    pub(crate) keys: LocalKeys,
+    pub(crate) temporary_channel_id: ChannelId,
+    pub(crate) funding_satoshis: Sat,
+    pub(crate) push_msat: Msat,
+    pub(crate) feerate_per_kw: u32,
+    pub(crate) channel_type: NegotiatedType,
+    pub(crate) local_limits: SideLimits,
+    pub(crate) remote: Option<RemoteSide>,
+    pub(crate) minimum_depth: u32,
+    pub(crate) params: Option<ChannelParams>,
+    pub(crate) channel_id: Option<ChannelId>,
+    pub(crate) holder_signature: Option<Signature>,
+    pub(crate) alias: Option<ShortChannelId>,
     /// Our point of commitment 1, sent in `channel_ready`.
-    second_point: PublicKey,
-    ready_sent: bool,
-    remote_ready: Option<(PublicKey, Option<ShortChannelId>)>,
-    version: u64,
-    outbox: Outbox,
+    pub(crate) second_point: PublicKey,
+    pub(crate) ready_sent: bool,
+    pub(crate) remote_ready: Option<(PublicKey, Option<ShortChannelId>)>,
+    pub(crate) version: u64,
+    pub(crate) outbox: Outbox,
 }
 
 /// The reserve we require of the peer: a share of the funding, never
@@ -461,6 +466,18 @@ impl Establishing {
 
     /// Fixes the funding outpoint: derives the parameters and channel id.
     fn set_funding(&mut self, outpoint: OutPoint) -> Result<(), ChannelError> {
+        let (params, channel_id) = self.derive_funding(outpoint)?;
+        self.channel_id = Some(channel_id);
+        self.params = Some(params);
+        Ok(())
+    }
+
+    /// The parameters and channel id a funding `outpoint` gives this
+    /// channel (the record decoder checks stored ones against it).
+    pub(crate) fn derive_funding(
+        &self,
+        outpoint: OutPoint,
+    ) -> Result<(ChannelParams, ChannelId), ChannelError> {
         let remote = *self.remote();
         let local = SideParams {
             pubkeys: self.keys.pubkeys,
@@ -486,9 +503,7 @@ impl Establishing {
             .map_err(|_| ChannelError::close("funding_output_index above 65535"))?;
         id[30] ^= (index >> 8) as u8;
         id[31] ^= index as u8;
-        self.channel_id = Some(ChannelId(id));
-        self.params = Some(params);
-        Ok(())
+        Ok((params, ChannelId(id)))
     }
 
     /// Commitment 0 owned by `owner`, with balances from the opening.
@@ -711,9 +726,11 @@ impl Establishing {
     }
 
     /// The funding transaction has `depth` confirmations: sends
-    /// `channel_ready` once `minimum_depth` is reached.
+    /// `channel_ready` once `minimum_depth` is reached. A zero-conf
+    /// channel sent it when commitment 0 was signed; after a restart
+    /// ([`Establishing::handle_restart`]) any depth sends it again.
     pub fn handle_funding_depth(&mut self, depth: u32) {
-        if self.state == EstablishState::AwaitingReady && depth >= self.minimum_depth.max(1) {
+        if self.state == EstablishState::AwaitingReady && depth >= self.minimum_depth {
             self.send_ready_now();
         }
     }

@@ -30,7 +30,10 @@
 //!   ([`Channel::encode`] / [`Channel::decode`]) and the restart
 //!   transition ([`Channel::handle_restart`]);
 //! - [`channel_type`], [`open_checks`] and [`establish`]: establishment v1
-//!   in both roles ([`Establishing`]), which ends in a [`Channel`].
+//!   in both roles ([`Establishing`]), which ends in a [`Channel`];
+//! - [`establish_snapshot`]: the record of a channel being opened
+//!   ([`Establishing::encode`] / [`Establishing::decode`], a record kind
+//!   of its own) and its restart ([`Establishing::handle_restart`]).
 //!
 //! Errors from peer input carry the action ([`ChannelError`]); local
 //! commands that would break a rule are refused with a [`SendError`] and
@@ -49,6 +52,7 @@ pub mod config;
 pub mod effects;
 pub mod error;
 pub mod establish;
+pub mod establish_snapshot;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod htlc;
@@ -74,6 +78,7 @@ pub use config::{
 pub use effects::{Effect, Outbox, Resolution};
 pub use error::{ChannelError, SendError};
 pub use establish::{EstablishState, Establishing, LocalKeys, OpenRequest};
+pub use establish_snapshot::ESTABLISH_STATE_VERSION;
 pub use htlc::{UpdateState, View};
 pub use simple_close::{CloseTerms, SigField, SimpleState};
 pub use snapshot::{DecodeError, STATE_VERSION};

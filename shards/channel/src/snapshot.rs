@@ -32,6 +32,13 @@
 //! records that carry a valid checksum); they cannot tell a well-formed
 //! record of another state from the right one.
 //!
+//! The writer, reader, field encodings and checksum framing here are
+//! shared with the record of a channel being opened
+//! ([`crate::establish_snapshot`]), whose first byte
+//! ([`crate::ESTABLISH_STATE_VERSION`], high bit set) keeps the two kinds
+//! of record apart: each decoder refuses the other's with
+//! [`DecodeError::UnknownVersion`].
+//!
 //! # Restart contract
 //!
 //! The caller writes the bytes of [`Channel::encode`] when asked by
@@ -138,51 +145,85 @@ impl core::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Ends a record begun at `out[start]` (its version byte): appends the
+/// SHA256 of everything from `start`.
+pub(crate) fn seal(out: &mut Vec<u8>, start: usize) {
+    let checksum = sha256::Hash::hash(&out[start..]).to_byte_array();
+    out.extend_from_slice(&checksum);
+}
+
+/// Checks a record's version byte (`version`: the kind of record the
+/// caller expects) and checksum, then reads its body with `body`, which
+/// must consume it exactly. Never panics.
+pub(crate) fn unseal<T>(
+    bytes: &[u8],
+    version: u8,
+    body: impl FnOnce(&mut R<'_>) -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let (&first, _) = bytes.split_first().ok_or(DecodeError::ShortRead)?;
+    if first != version {
+        return Err(DecodeError::UnknownVersion(first));
+    }
+    if bytes.len() < 1 + CHECKSUM_LEN {
+        return Err(DecodeError::ShortRead);
+    }
+    let (record, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    if sha256::Hash::hash(record).to_byte_array() != checksum {
+        return Err(DecodeError::BadChecksum);
+    }
+    let mut r = R(&record[1..]);
+    let value = body(&mut r)?;
+    if !r.0.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(value)
+}
+
 /// Appends fixed-width fields to a caller-owned buffer.
-struct W<'a>(&'a mut Vec<u8>);
+pub(crate) struct W<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl W<'_> {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn bool(&mut self, v: bool) {
+    pub(crate) fn bool(&mut self, v: bool) {
         self.u8(u8::from(v));
     }
-    fn bytes(&mut self, v: &[u8]) {
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
     }
-    fn count(&mut self, n: usize) {
+    pub(crate) fn count(&mut self, n: usize) {
         self.u32(u32::try_from(n).expect("record lists are bounded far below 2^32"));
     }
-    fn blob(&mut self, v: &[u8]) {
+    pub(crate) fn blob(&mut self, v: &[u8]) {
         self.count(v.len());
         self.bytes(v);
     }
-    fn point(&mut self, p: &PublicKey) {
+    pub(crate) fn point(&mut self, p: &PublicKey) {
         self.bytes(&p.serialize());
     }
-    fn sig(&mut self, s: &Signature) {
+    pub(crate) fn sig(&mut self, s: &Signature) {
         self.bytes(&s.serialize_compact());
     }
-    fn side(&mut self, s: Side) {
+    pub(crate) fn side(&mut self, s: Side) {
         self.u8(match s {
             Side::Local => 0,
             Side::Remote => 1,
         });
     }
-    fn state(&mut self, s: UpdateState) {
+    pub(crate) fn state(&mut self, s: UpdateState) {
         self.u8(s as u8);
     }
-    fn message(&mut self, m: &Message) {
+    pub(crate) fn message(&mut self, m: &Message) {
         let at = self.0.len();
         self.u32(0);
         m.encode(self.0);
@@ -192,10 +233,10 @@ impl W<'_> {
 }
 
 /// Reads fixed-width fields from a slice; every read is bounds-checked.
-struct R<'a>(&'a [u8]);
+pub(crate) struct R<'a>(pub(crate) &'a [u8]);
 
 impl<'a> R<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError::ShortRead);
         }
@@ -203,58 +244,58 @@ impl<'a> R<'a> {
         self.0 = tail;
         Ok(head)
     }
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn arr<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.arr::<1>()?[0])
     }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.arr()?))
     }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.arr()?))
     }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.arr()?))
     }
-    fn bool(&mut self) -> Result<bool, DecodeError> {
+    pub(crate) fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
             _ => Err(DecodeError::Invalid("boolean")),
         }
     }
-    fn count(&mut self, max: u32, what: &'static str) -> Result<usize, DecodeError> {
+    pub(crate) fn count(&mut self, max: u32, what: &'static str) -> Result<usize, DecodeError> {
         let n = self.u32()?;
         if n > max {
             return Err(DecodeError::Invalid(what));
         }
         Ok(n as usize)
     }
-    fn blob(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn blob(&mut self, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = self.count(MAX_BLOB, what)?;
         self.take(n)
     }
-    fn point(&mut self) -> Result<PublicKey, DecodeError> {
+    pub(crate) fn point(&mut self) -> Result<PublicKey, DecodeError> {
         PublicKey::from_slice(&self.arr::<33>()?).map_err(|_| DecodeError::Invalid("public key"))
     }
-    fn secret(&mut self) -> Result<SecretKey, DecodeError> {
+    pub(crate) fn secret(&mut self) -> Result<SecretKey, DecodeError> {
         SecretKey::from_slice(&self.arr::<32>()?).map_err(|_| DecodeError::Invalid("secret key"))
     }
-    fn sig(&mut self) -> Result<Signature, DecodeError> {
+    pub(crate) fn sig(&mut self) -> Result<Signature, DecodeError> {
         Signature::from_compact(&self.arr::<64>()?).map_err(|_| DecodeError::Invalid("signature"))
     }
-    fn side(&mut self) -> Result<Side, DecodeError> {
+    pub(crate) fn side(&mut self) -> Result<Side, DecodeError> {
         match self.u8()? {
             0 => Ok(Side::Local),
             1 => Ok(Side::Remote),
             _ => Err(DecodeError::Invalid("side")),
         }
     }
-    fn state(&mut self) -> Result<UpdateState, DecodeError> {
+    pub(crate) fn state(&mut self) -> Result<UpdateState, DecodeError> {
         use UpdateState::*;
         [
             Announced,
@@ -267,7 +308,7 @@ impl<'a> R<'a> {
         .copied()
         .ok_or(DecodeError::Invalid("update state"))
     }
-    fn option<T>(
+    pub(crate) fn option<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
     ) -> Result<Option<T>, DecodeError> {
@@ -277,14 +318,13 @@ impl<'a> R<'a> {
             Ok(None)
         }
     }
-    fn message(&mut self) -> Result<Message, DecodeError> {
+    pub(crate) fn message(&mut self) -> Result<Message, DecodeError> {
         let bytes = self.blob("message length")?;
         Message::decode(bytes).map_err(|_| DecodeError::Invalid("message"))
     }
 }
 
-fn write_side_params(w: &mut W<'_>, p: &SideParams) {
-    let k = &p.pubkeys;
+pub(crate) fn write_pubkeys(w: &mut W<'_>, k: &ChannelPublicKeys) {
     for point in [
         &k.funding_pubkey,
         &k.revocation_basepoint,
@@ -294,18 +334,26 @@ fn write_side_params(w: &mut W<'_>, p: &SideParams) {
     ] {
         w.point(point);
     }
-    w.u16(p.to_self_delay);
-    w.u64(p.dust_limit.to_sat());
 }
 
-fn read_side_params(r: &mut R<'_>) -> Result<SideParams, DecodeError> {
-    let pubkeys = ChannelPublicKeys {
+pub(crate) fn read_pubkeys(r: &mut R<'_>) -> Result<ChannelPublicKeys, DecodeError> {
+    Ok(ChannelPublicKeys {
         funding_pubkey: r.point()?,
         revocation_basepoint: r.point()?,
         payment_basepoint: r.point()?,
         delayed_payment_basepoint: r.point()?,
         htlc_basepoint: r.point()?,
-    };
+    })
+}
+
+pub(crate) fn write_side_params(w: &mut W<'_>, p: &SideParams) {
+    write_pubkeys(w, &p.pubkeys);
+    w.u16(p.to_self_delay);
+    w.u64(p.dust_limit.to_sat());
+}
+
+pub(crate) fn read_side_params(r: &mut R<'_>) -> Result<SideParams, DecodeError> {
+    let pubkeys = read_pubkeys(r)?;
     Ok(SideParams {
         pubkeys,
         to_self_delay: r.u16()?,
@@ -313,30 +361,23 @@ fn read_side_params(r: &mut R<'_>) -> Result<SideParams, DecodeError> {
     })
 }
 
-fn write_params(w: &mut W<'_>, p: &ChannelParams) {
+pub(crate) fn write_params(w: &mut W<'_>, p: &ChannelParams) {
     let o = p.funding_outpoint();
     w.bytes(&o.txid.to_byte_array());
     w.u32(o.vout);
     w.u64(p.funding_amount().to_sat());
     w.side(p.funder());
-    w.u8(match p.channel_type() {
-        ChannelType::StaticRemoteKey => 0,
-        ChannelType::Anchors => 1,
-    });
+    write_channel_type(w, p.channel_type());
     write_side_params(w, p.side(Side::Local));
     write_side_params(w, p.side(Side::Remote));
 }
 
-fn read_params(r: &mut R<'_>) -> Result<ChannelParams, DecodeError> {
+pub(crate) fn read_params(r: &mut R<'_>) -> Result<ChannelParams, DecodeError> {
     let txid = bitcoin::Txid::from_byte_array(r.arr()?);
     let vout = r.u32()?;
     let funding_amount = Amount::from_sat(r.u64()?);
     let funder = r.side()?;
-    let channel_type = match r.u8()? {
-        0 => ChannelType::StaticRemoteKey,
-        1 => ChannelType::Anchors,
-        _ => return Err(DecodeError::Invalid("channel type")),
-    };
+    let channel_type = read_channel_type(r)?;
     let local = read_side_params(r)?;
     let remote = read_side_params(r)?;
     ChannelParams::new(
@@ -350,14 +391,57 @@ fn read_params(r: &mut R<'_>) -> Result<ChannelParams, DecodeError> {
     .map_err(|_| DecodeError::Invalid("channel parameters"))
 }
 
-fn write_limits(w: &mut W<'_>, l: &SideLimits) {
+pub(crate) fn write_channel_type(w: &mut W<'_>, t: ChannelType) {
+    w.u8(match t {
+        ChannelType::StaticRemoteKey => 0,
+        ChannelType::Anchors => 1,
+    });
+}
+
+pub(crate) fn read_channel_type(r: &mut R<'_>) -> Result<ChannelType, DecodeError> {
+    match r.u8()? {
+        0 => Ok(ChannelType::StaticRemoteKey),
+        1 => Ok(ChannelType::Anchors),
+        _ => Err(DecodeError::Invalid("channel type")),
+    }
+}
+
+pub(crate) fn write_policy(w: &mut W<'_>, p: &ChannelPolicy) {
+    w.u64(p.max_dust_htlc_exposure_msat.0);
+    w.u32(p.min_feerate_per_kw);
+    w.u32(p.max_feerate_per_kw);
+}
+
+pub(crate) fn read_policy(r: &mut R<'_>) -> Result<ChannelPolicy, DecodeError> {
+    Ok(ChannelPolicy {
+        max_dust_htlc_exposure_msat: Msat(r.u64()?),
+        min_feerate_per_kw: r.u32()?,
+        max_feerate_per_kw: r.u32()?,
+    })
+}
+
+pub(crate) fn write_secrets(w: &mut W<'_>, s: &ChannelSecrets) {
+    w.bytes(&s.funding_key.secret_bytes());
+    w.bytes(&s.htlc_basepoint_secret.secret_bytes());
+    w.bytes(&s.commitment_seed);
+}
+
+pub(crate) fn read_secrets(r: &mut R<'_>) -> Result<ChannelSecrets, DecodeError> {
+    Ok(ChannelSecrets {
+        funding_key: r.secret()?,
+        htlc_basepoint_secret: r.secret()?,
+        commitment_seed: r.arr()?,
+    })
+}
+
+pub(crate) fn write_limits(w: &mut W<'_>, l: &SideLimits) {
     w.u64(l.max_htlc_value_in_flight_msat.0);
     w.u64(l.channel_reserve_satoshis.0);
     w.u64(l.htlc_minimum_msat.0);
     w.u16(l.max_accepted_htlcs);
 }
 
-fn read_limits(r: &mut R<'_>) -> Result<SideLimits, DecodeError> {
+pub(crate) fn read_limits(r: &mut R<'_>) -> Result<SideLimits, DecodeError> {
     Ok(SideLimits {
         max_htlc_value_in_flight_msat: Msat(r.u64()?),
         channel_reserve_satoshis: Sat(r.u64()?),
@@ -690,7 +774,7 @@ fn read_effect(r: &mut R<'_>) -> Result<Effect, DecodeError> {
     })
 }
 
-fn write_outbox(w: &mut W<'_>, o: &Outbox) {
+pub(crate) fn write_outbox(w: &mut W<'_>, o: &Outbox) {
     w.u64(o.next_persist_seq);
     w.u64(o.persisted_seq);
     w.count(o.persist_requests.len());
@@ -704,7 +788,7 @@ fn write_outbox(w: &mut W<'_>, o: &Outbox) {
     }
 }
 
-fn read_outbox(r: &mut R<'_>) -> Result<Outbox, DecodeError> {
+pub(crate) fn read_outbox(r: &mut R<'_>) -> Result<Outbox, DecodeError> {
     let next_persist_seq = r.u64()?;
     let persisted_seq = r.u64()?;
     if next_persist_seq == 0 || persisted_seq >= next_persist_seq || next_persist_seq == u64::MAX {
@@ -747,12 +831,8 @@ impl Channel {
         write_params(&mut w, &self.params);
         write_limits(&mut w, &self.local_limits);
         write_limits(&mut w, &self.remote_limits);
-        w.u64(self.policy.max_dust_htlc_exposure_msat.0);
-        w.u32(self.policy.min_feerate_per_kw);
-        w.u32(self.policy.max_feerate_per_kw);
-        w.bytes(&self.secrets.funding_key.secret_bytes());
-        w.bytes(&self.secrets.htlc_basepoint_secret.secret_bytes());
-        w.bytes(&self.secrets.commitment_seed);
+        write_policy(&mut w, &self.policy);
+        write_secrets(&mut w, &self.secrets);
         write_book(&mut w, &self.book);
         w.bool(self.failed);
         w.u8(match self.link {
@@ -802,40 +882,21 @@ impl Channel {
         write_closing(&mut w, &self.closing);
         w.u64(self.version);
         write_outbox(&mut w, &self.outbox);
-        let checksum = sha256::Hash::hash(&out[start..]).to_byte_array();
-        out.extend_from_slice(&checksum);
+        seal(out, start);
     }
 
     /// Reads a record written by [`Channel::encode`]: the exact channel
     /// that was encoded, or why the bytes are not one. Never panics, on
     /// any input. A restarted node then calls [`Channel::handle_restart`].
     pub fn decode(bytes: &[u8]) -> Result<Channel, DecodeError> {
-        let (&version, _) = bytes.split_first().ok_or(DecodeError::ShortRead)?;
-        if version != STATE_VERSION {
-            return Err(DecodeError::UnknownVersion(version));
-        }
-        if bytes.len() < 1 + CHECKSUM_LEN {
-            return Err(DecodeError::ShortRead);
-        }
-        let (record, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-        if sha256::Hash::hash(record).to_byte_array() != checksum {
-            return Err(DecodeError::BadChecksum);
-        }
-        let mut r = R(&record[1..]);
-        let ch = read_channel(&mut r)?;
-        if !r.0.is_empty() {
-            return Err(DecodeError::TrailingBytes);
-        }
-        Ok(ch)
+        unseal(bytes, STATE_VERSION, read_channel)
     }
 
     /// The node restarted from a record just decoded: see the module docs
     /// for what is released and re-emitted. Call before any other input.
     pub fn handle_restart(&mut self) {
         // The record is durable, so every write it waited for is done.
-        let o = &mut self.outbox;
-        o.persist_requests.clear();
-        o.persisted_seq = o.next_persist_seq - 1;
+        self.outbox.release_after_restart();
         // Messages are regenerated by reestablish; the link is down.
         if self.link == Link::Down {
             self.outbox.drop_sends();
@@ -1070,16 +1131,8 @@ fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
     let params = read_params(r)?;
     let local_limits = read_limits(r)?;
     let remote_limits = read_limits(r)?;
-    let policy = ChannelPolicy {
-        max_dust_htlc_exposure_msat: Msat(r.u64()?),
-        min_feerate_per_kw: r.u32()?,
-        max_feerate_per_kw: r.u32()?,
-    };
-    let secrets = ChannelSecrets {
-        funding_key: r.secret()?,
-        htlc_basepoint_secret: r.secret()?,
-        commitment_seed: r.arr()?,
-    };
+    let policy = read_policy(r)?;
+    let secrets = read_secrets(r)?;
     let book = read_book(r)?;
     if book.funder != params.funder()
         || Some(book.capacity_msat) != params.funding_amount().to_sat().checked_mul(1000)

@@ -8,10 +8,10 @@ mod common;
 use bitcoin::absolute::LockTime;
 use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
-use common::{node_keys, pump};
+use common::{establish_config as config, node_keys, pump};
 use lnhub_channel::{
-    Channel, ChannelError, ChannelPolicy, Effect, EstablishConfig, EstablishState, Establishing,
-    LocalKeys, NegotiatedType, OpenRequest, PeerContext, PeerParamLimits,
+    Channel, ChannelError, Effect, EstablishConfig, EstablishState, Establishing, LocalKeys,
+    NegotiatedType, OpenRequest, PeerContext,
 };
 use lnhub_tx::ChannelType;
 use lnhub_wire::features::Features;
@@ -19,34 +19,6 @@ use lnhub_wire::msgs::{AcceptChannel, ChannelReady, OpenChannel, ONION_PACKET_LE
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, Sat, ShortChannelId};
 use lnhub_wire::Message;
 use secp256k1::{All, Secp256k1};
-
-fn config() -> EstablishConfig {
-    EstablishConfig {
-        chain_hash: ChainHash::REGTEST,
-        dust_limit_satoshis: Sat(546),
-        to_self_delay: 144,
-        max_htlc_value_in_flight_msat: Msat(5_000_000_000),
-        channel_reserve_proportional_millionths: 10_000,
-        htlc_minimum_msat: Msat(1),
-        max_accepted_htlcs: 483,
-        minimum_depth: 3,
-        policy: ChannelPolicy {
-            max_dust_htlc_exposure_msat: Msat(5_000_000),
-            min_feerate_per_kw: 253,
-            max_feerate_per_kw: 100_000,
-        },
-        peer_limits: PeerParamLimits {
-            max_to_self_delay: 2016,
-            min_funding_satoshis: Sat(20_000),
-            max_htlc_minimum_msat: Msat(1_000_000),
-            min_max_htlc_value_in_flight_msat: Msat(1_000_000),
-            max_channel_reserve_proportional_millionths: 200_000,
-            min_max_accepted_htlcs: 5,
-            max_dust_limit_satoshis: Sat(10_000),
-            max_minimum_depth: 144,
-        },
-    }
-}
 
 fn ctx() -> PeerContext {
     PeerContext {

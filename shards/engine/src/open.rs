@@ -7,6 +7,12 @@
 //! Zero-conf channels (`option_zeroconf`, peers the operator trusts) are ready at once.
 //! Others wait for funding confirmations, which need the chain source (a later issue): until
 //! then they stay in establishment.
+//!
+//! The write before `funding_signed` stores the encoded state machine
+//! (`Establishing::encode`, [`crate::store::StoredOpening`]); after a crash
+//! [`crate::Shard::restore_opening`] decodes and restarts it. The BOLT 2 `channel_reestablish`
+//! for a channel still in establishment is not handled yet: a reconnecting peer that sends one
+//! gets an error for the channel.
 
 use std::collections::{HashMap, HashSet};
 

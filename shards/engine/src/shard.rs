@@ -450,6 +450,33 @@ impl Shard {
         Ok(())
     }
 
+    /// Restores a channel in establishment after a restart from its stored record (written
+    /// once commitment 0 was signed both ways, before our `funding_signed` left): decodes it
+    /// (the record is checked) and restarts it (`Establishing::handle_restart`: what the
+    /// write gated is released, the messages the lost connection was to carry are dropped).
+    /// BOLT 2 keeps such a channel, since the funder may have broadcast; a record from before
+    /// `funding_created` (never written by a shard) is forgotten, as a disconnection would.
+    /// The shard has no chain source yet, so depth 0 is all it reports: a zero-conf channel
+    /// queues its `channel_ready` again, which leaves with the peer's next establishment
+    /// message; others stay in establishment as before the restart.
+    pub fn restore_opening(
+        &mut self,
+        stored: &crate::store::StoredOpening,
+    ) -> Result<(), lnhub_channel::DecodeError> {
+        let mut est = lnhub_channel::Establishing::decode(&stored.bytes)?;
+        est.handle_restart();
+        est.handle_funding_depth(0);
+        if let Some(id) = est.channel_id() {
+            let opening = crate::open::Opening {
+                est,
+                peer: stored.peer,
+                alias: stored.alias,
+            };
+            self.opener.opening.insert(id, opening);
+        }
+        Ok(())
+    }
+
     /// Sets the wall-clock time (unix seconds) used for policy grace periods.
     pub fn set_time(&mut self, now: u64) {
         self.now = now;
@@ -909,7 +936,7 @@ impl Shard {
         batch.extend(opening_persists.iter().filter_map(|(id, _)| {
             self.opener.opening.get(id).map(|o| Write::Opening {
                 channel_id: *id,
-                establishing: &o.est,
+                opening: o,
             })
         }));
         batch.extend(

@@ -11,12 +11,12 @@
 
 use std::collections::HashMap;
 
-use lnhub_channel::Establishing;
 use lnhub_forward::PolicyHistory;
 use lnhub_wire::types::ChannelId;
 use lnhub_wire::types::ShortChannelId;
 use secp256k1::PublicKey;
 
+use crate::open::Opening;
 use crate::shard::{ForwardLink, Slot};
 
 /// One record of a turn's batch.
@@ -25,12 +25,14 @@ pub enum Write<'a> {
     /// A channel's whole state, as of the end of the turn's transitions, with what the shard
     /// keeps beside it (peer, scid, policy).
     Channel(&'a Slot),
-    /// A channel in establishment (after `funding_created`: we are about to sign).
+    /// A channel in establishment (after `funding_created`: commitment 0 is signed both ways
+    /// and our `funding_signed` waits for this write), with its peer and our alias.
     Opening {
         /// Its channel id.
         channel_id: ChannelId,
-        /// Its state.
-        establishing: &'a Establishing,
+        /// Its state machine (written as `Establishing::encode`) and what the shard keeps
+        /// beside it.
+        opening: &'a Opening,
     },
     /// A forward in flight: which incoming HTLC an outgoing HTLC pays back to.
     ForwardLink(&'a ForwardLink),
@@ -77,13 +79,27 @@ pub struct StoredChannel {
     pub policy: PolicyHistory,
 }
 
+/// A record of a channel in establishment: the encoded state machine
+/// (`Establishing::encode`) and the shard's data about it. Restored with
+/// [`crate::Shard::restore_opening`].
+#[derive(Debug, Clone)]
+pub struct StoredOpening {
+    /// `Establishing::encode` output.
+    pub bytes: Vec<u8>,
+    /// The peer.
+    pub peer: PublicKey,
+    /// The alias we gave the peer (forwards will name the channel by it).
+    pub alias: ShortChannelId,
+}
+
 /// In-memory [`Store`] for tests and the simulator: the "disk" is this struct.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     /// Last committed state of each channel, encoded as the LMDB store will hold it.
     pub channels: HashMap<ChannelId, StoredChannel>,
-    /// Channels in establishment.
-    pub openings: HashMap<ChannelId, Establishing>,
+    /// Channels in establishment, encoded like channels; a channel's record replaces its
+    /// opening's.
+    pub openings: HashMap<ChannelId, StoredOpening>,
     /// Forwards in flight, keyed by outgoing channel and HTLC id.
     pub links: HashMap<(ChannelId, u64), ForwardLink>,
     /// Number of commits (group-commit batches) so far.
@@ -111,9 +127,16 @@ impl Store for MemoryStore {
                 }
                 Write::Opening {
                     channel_id,
-                    establishing,
+                    opening,
                 } => {
-                    self.openings.insert(*channel_id, (*establishing).clone());
+                    let mut bytes = Vec::new();
+                    opening.est.encode(&mut bytes);
+                    let stored = StoredOpening {
+                        bytes,
+                        peer: opening.peer,
+                        alias: opening.alias,
+                    };
+                    self.openings.insert(*channel_id, stored);
                 }
                 Write::ForwardLink(link) => {
                     self.links

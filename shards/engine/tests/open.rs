@@ -132,15 +132,16 @@ fn turn(
     io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default()
 }
 
-#[test]
-fn trusted_peer_opens_a_zero_conf_channel() {
-    let secp = Secp256k1::new();
-    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x22; 32]).unwrap());
-    let (mut shard, hub_id) = hub(&secp, &[peer], true);
-    let mut store = MemoryStore::default();
-    let mut f = funder(&secp, true);
-
-    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+/// A zero-conf funder opens to the hub up to the hub's reply to `funding_created`: returns
+/// the funder (with `funding_created` sent) and that reply.
+fn open_to_funding_signed(
+    secp: &Secp256k1<All>,
+    shard: &mut Shard,
+    store: &mut MemoryStore,
+    peer: PublicKey,
+) -> (Establishing, Vec<Message>) {
+    let mut f = funder(secp, true);
+    let replies = turn(shard, store, peer, sent(&mut f));
     let [Message::AcceptChannel(accept)] = &replies[..] else {
         panic!("{replies:?}")
     };
@@ -162,14 +163,24 @@ fn trusted_peer_opens_a_zero_conf_channel() {
         }],
         output: vec![f.funding_output().unwrap()],
     };
-    let staged = f.stage_funding(&secp, &tx, 0).unwrap();
-    f.apply_funding_signature(staged.sign(&secp));
+    let staged = f.stage_funding(secp, &tx, 0).unwrap();
+    f.apply_funding_signature(staged.sign(secp));
     let commits_before = store.commits;
-    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+    let replies = turn(shard, store, peer, sent(&mut f));
     assert!(
         store.commits > commits_before,
         "funding_signed only after a durable write"
     );
+    (f, replies)
+}
+
+#[test]
+fn trusted_peer_opens_a_zero_conf_channel() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x22; 32]).unwrap());
+    let (mut shard, hub_id) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let (mut f, replies) = open_to_funding_signed(&secp, &mut shard, &mut store, peer);
     let channel_id = f.channel_id().unwrap();
     assert!(
         store.openings.contains_key(&channel_id),
@@ -225,6 +236,52 @@ fn trusted_peer_opens_a_zero_conf_channel() {
     assert!(f.is_ready());
     let ch = f.into_channel();
     assert!(ch.is_operational());
+}
+
+/// The hub crashes once its opening is durable and its `funding_signed` and `channel_ready`
+/// have left. A new hub restores the opening from the stored record and finishes the opening
+/// when the funder's `channel_ready` arrives, sending its own `channel_ready` again (the
+/// restart dropped it with the connection).
+#[test]
+fn restarted_hub_finishes_a_stored_zero_conf_opening() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x44; 32]).unwrap());
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let (mut f, replies) = open_to_funding_signed(&secp, &mut shard, &mut store, peer);
+    let [Message::FundingSigned(signed), Message::ChannelReady(ready)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    let channel_id = f.channel_id().unwrap();
+    let stored = store.openings[&channel_id].clone();
+    assert_eq!(stored.peer, peer);
+    assert_eq!(Some(stored.alias), ready.short_channel_id);
+    let decoded = Establishing::decode(&stored.bytes).expect("the stored record decodes");
+    assert_eq!(decoded.channel_id(), Some(channel_id));
+    drop(shard);
+
+    let staged = f.stage_funding_signed(&secp, signed).unwrap();
+    f.apply_funding_signed(staged.verify(&secp))
+        .expect("hub's signature is valid");
+    f.handle_channel_ready(ready).unwrap();
+    f.handle_funding_depth(0);
+
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    shard
+        .restore_opening(&stored)
+        .expect("the stored record decodes");
+    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+    let [Message::ChannelReady(again), Message::ChannelUpdate(update)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(again, ready, "the same channel_ready again");
+    assert_eq!(
+        update.short_channel_id,
+        ShortChannelId(0x0100_0000_0001_0001)
+    );
+    assert_eq!(shard.counters().channels_opened_total, 1);
+    assert!(shard.channel(&channel_id).is_some(), "channel in the shard");
+    assert!(f.into_channel().is_operational());
 }
 
 #[test]

@@ -573,7 +573,8 @@ impl Sim {
     }
 
     /// Kills the hub and restarts it from its stores: every shard is rebuilt from the stored
-    /// channel records and forward links; queues and connections are gone.
+    /// channel records, channels in establishment and forward links; queues and connections
+    /// are gone.
     fn crash_hub(&mut self) {
         self.crashes += 1;
         let mut shards = empty_hub(self.hub_secret);
@@ -585,6 +586,11 @@ impl Sim {
             }
             for link in self.stores[s].links.values() {
                 shard.restore_link(link.clone());
+            }
+            for stored in self.stores[s].openings.values() {
+                shard
+                    .restore_opening(stored)
+                    .expect("a stored opening decodes");
             }
         }
         self.shards = shards;

@@ -485,3 +485,34 @@ pub fn establish_pair(
     fb.handle_channel_ready(&ra).expect("valid");
     (fa.into_channel(), fb.into_channel())
 }
+
+/// The establishment configuration the establishment tests share:
+/// regtest, `minimum_depth` 3, and bounds on the peer that the fixtures'
+/// parameters meet.
+pub fn establish_config() -> lnhub_channel::EstablishConfig {
+    lnhub_channel::EstablishConfig {
+        chain_hash: lnhub_wire::types::ChainHash::REGTEST,
+        dust_limit_satoshis: Sat(546),
+        to_self_delay: 144,
+        max_htlc_value_in_flight_msat: Msat(5_000_000_000),
+        channel_reserve_proportional_millionths: 10_000,
+        htlc_minimum_msat: Msat(1),
+        max_accepted_htlcs: 483,
+        minimum_depth: 3,
+        policy: ChannelPolicy {
+            max_dust_htlc_exposure_msat: Msat(5_000_000),
+            min_feerate_per_kw: 253,
+            max_feerate_per_kw: 100_000,
+        },
+        peer_limits: lnhub_channel::PeerParamLimits {
+            max_to_self_delay: 2016,
+            min_funding_satoshis: Sat(20_000),
+            max_htlc_minimum_msat: Msat(1_000_000),
+            min_max_htlc_value_in_flight_msat: Msat(1_000_000),
+            max_channel_reserve_proportional_millionths: 200_000,
+            min_max_accepted_htlcs: 5,
+            max_dust_limit_satoshis: Sat(10_000),
+            max_minimum_depth: 144,
+        },
+    }
+}
