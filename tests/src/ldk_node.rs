@@ -1194,6 +1194,18 @@ impl LdkNode {
         }
     }
 
+    /// The preimage of a claimable payment to one of our invoices (with `auto_claim = false`).
+    pub fn claimable_preimage(&self, payment_hash: PaymentHash) -> Option<PaymentPreimage> {
+        self.events().into_iter().find_map(|e| match e {
+            Event::PaymentClaimable {
+                payment_hash: h,
+                purpose,
+                ..
+            } if h == payment_hash => purpose.preimage(),
+            _ => None,
+        })
+    }
+
     /// Claims a claimable payment (with `auto_claim = false`).
     pub fn claim(&self, preimage: PaymentPreimage) {
         self.channel_manager.claim_funds(preimage);

@@ -134,8 +134,8 @@ fn open_channel(s: &mut Sender) -> Channel {
         alias: Some(ShortChannelId(0x0100_0000_0001_0001)),
     };
     let ctx = PeerContext {
-        large_channels: false,
         trusted_for_zeroconf: true,
+        ..PeerContext::default()
     };
     let keys = LocalKeys {
         secrets: k.secrets,

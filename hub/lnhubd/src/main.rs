@@ -109,6 +109,7 @@ fn init_features() -> Features {
     for optional in [
         features::ANCHORS,
         features::SHUTDOWN_ANYSEGWIT,
+        features::SIMPLE_CLOSE,
         features::CHANNEL_TYPE,
         features::SCID_ALIAS,
         features::ZEROCONF,

@@ -319,6 +319,7 @@ impl Channel {
                         payment_hash: h.payment_hash,
                         cltv_expiry: h.cltv_expiry,
                         over_dust_exposure: h.over_dust_exposure,
+                        added_after_shutdown: h.added_after_shutdown,
                     };
                     self.emit(effect);
                 }

@@ -181,11 +181,28 @@ pub struct PeerParamLimits {
 }
 
 /// What we know about the peer when a channel is proposed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerContext {
     /// Both `init` messages advertised `option_support_large_channel`.
     pub large_channels: bool,
     /// We trust this peer not to double-spend an unconfirmed funding
     /// transaction (required for `option_zeroconf`).
     pub trusted_for_zeroconf: bool,
+    /// Both `init` messages advertised `option_shutdown_anysegwit`.
+    pub shutdown_anysegwit: bool,
+    /// Both `init` messages advertised `option_simple_close`.
+    pub simple_close: bool,
+}
+
+impl PeerContext {
+    /// What the channel's close may use, as negotiated by the `init`s (no
+    /// upfront shutdown scripts: lnhub sends none and does not advertise
+    /// `option_upfront_shutdown_script`).
+    pub fn shutdown_terms(&self) -> crate::close::ShutdownTerms {
+        crate::close::ShutdownTerms {
+            option_shutdown_anysegwit: self.shutdown_anysegwit,
+            option_simple_close: self.simple_close,
+            ..Default::default()
+        }
+    }
 }

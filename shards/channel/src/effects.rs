@@ -70,6 +70,9 @@ pub enum Effect {
         /// `max_dust_htlc_exposure_msat`: fail it, never settle it (BOLT 2
         /// "Bounding exposure to trimmed in-flight HTLCs").
         over_dust_exposure: bool,
+        /// The peer added it after our `shutdown` (racing it): BOLT 2 says
+        /// we SHOULD fail to route it; fail it.
+        added_after_shutdown: bool,
     },
     /// The funder may broadcast its funding transaction: the peer's
     /// signature on our first commitment is valid and durable.
@@ -185,6 +188,7 @@ mod tests {
             payment_hash: PaymentHash([0; 32]),
             cltv_expiry: 1,
             over_dust_exposure: false,
+            added_after_shutdown: false,
         });
         let seq = o.request_persist();
         o.emit(Effect::Forward {
@@ -193,6 +197,7 @@ mod tests {
             payment_hash: PaymentHash([0; 32]),
             cltv_expiry: 1,
             over_dust_exposure: false,
+            added_after_shutdown: false,
         });
         assert_eq!(o.poll(), Some(Effect::Persist { seq }));
         assert!(matches!(o.poll(), Some(Effect::Forward { htlc_id: 0, .. })));

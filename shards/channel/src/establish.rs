@@ -130,6 +130,9 @@ pub struct Establishing {
     pub(crate) push_msat: Msat,
     pub(crate) feerate_per_kw: u32,
     pub(crate) channel_type: NegotiatedType,
+    /// What the close may use, fixed by the `init`s (see
+    /// [`PeerContext::shutdown_terms`]).
+    pub(crate) shutdown_terms: ShutdownTerms,
     pub(crate) local_limits: SideLimits,
     pub(crate) remote: Option<RemoteSide>,
     pub(crate) minimum_depth: u32,
@@ -239,6 +242,7 @@ impl Establishing {
             push_msat: req.push_msat,
             feerate_per_kw: req.feerate_per_kw,
             channel_type: req.channel_type,
+            shutdown_terms: ctx.shutdown_terms(),
             local_limits,
             remote: None,
             minimum_depth: 0,
@@ -331,6 +335,7 @@ impl Establishing {
             push_msat: msg.push_msat,
             feerate_per_kw: msg.feerate_per_kw,
             channel_type,
+            shutdown_terms: ctx.shutdown_terms(),
             local_limits,
             remote: Some(remote),
             minimum_depth,
@@ -785,10 +790,7 @@ impl Establishing {
             holder_signature: self.holder_signature,
             local_alias: self.alias,
             outbox: Some(self.outbox),
-            // lnhub advertises neither option_shutdown_anysegwit nor
-            // option_upfront_shutdown_script, and sends an empty upfront
-            // script: nothing about closing is agreed.
-            shutdown_terms: ShutdownTerms::default(),
+            shutdown_terms: self.shutdown_terms,
         })
     }
 }

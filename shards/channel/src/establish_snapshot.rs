@@ -9,7 +9,8 @@
 //!
 //! Every field of the state machine: role and [`EstablishState`], our
 //! configuration, keys and secrets, the temporary id, the proposal
-//! (funding, push, feerate, channel type, our limits), the peer's side,
+//! (funding, push, feerate, channel type, the shutdown terms the `init`s
+//! fixed, our limits), the peer's side,
 //! `minimum_depth`, the funding parameters and channel id once known, the
 //! peer's signature on our commitment 0, our alias and commitment-1 point,
 //! the `channel_ready` exchange, the stage version, and the outbox with
@@ -70,8 +71,9 @@ use crate::establish::{
 };
 use crate::snapshot::{
     read_channel_type, read_limits, read_outbox, read_params, read_policy, read_pubkeys,
-    read_secrets, read_side_params, seal, unseal, write_channel_type, write_limits, write_outbox,
-    write_params, write_policy, write_pubkeys, write_secrets, write_side_params, DecodeError, R, W,
+    read_secrets, read_shutdown_terms, read_side_params, seal, unseal, write_channel_type,
+    write_limits, write_outbox, write_params, write_policy, write_pubkeys, write_secrets,
+    write_shutdown_terms, write_side_params, DecodeError, R, W,
 };
 
 /// The first byte of an opening's record: its format version and its
@@ -183,6 +185,7 @@ impl Establishing {
         write_channel_type(&mut w, self.channel_type.commitment);
         w.bool(self.channel_type.scid_alias);
         w.bool(self.channel_type.zeroconf);
+        write_shutdown_terms(&mut w, &self.shutdown_terms);
         write_limits(&mut w, &self.local_limits);
         w.bool(self.remote.is_some());
         if let Some(remote) = &self.remote {
@@ -268,6 +271,7 @@ fn read_establishing(r: &mut R<'_>) -> Result<Establishing, DecodeError> {
         push_msat,
         feerate_per_kw,
         channel_type,
+        shutdown_terms: read_shutdown_terms(r)?,
         local_limits: read_limits(r)?,
         remote: r.option(read_remote)?,
         minimum_depth: r.u32()?,

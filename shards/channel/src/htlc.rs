@@ -166,6 +166,9 @@ pub struct Htlc {
     /// `max_dust_htlc_exposure_msat`: BOLT 2 says fail it once committed
     /// and never reveal its preimage.
     pub over_dust_exposure: bool,
+    /// An HTLC the peer offered after we sent `shutdown` (it had not seen
+    /// ours yet): BOLT 2 says we SHOULD fail to route it.
+    pub added_after_shutdown: bool,
 }
 
 impl Htlc {

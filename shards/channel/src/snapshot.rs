@@ -500,6 +500,7 @@ fn write_htlc(w: &mut W<'_>, h: &Htlc) {
     w.bytes(&h.onion_routing_packet);
     w.bool(h.resolution_reported);
     w.bool(h.over_dust_exposure);
+    w.bool(h.added_after_shutdown);
 }
 
 fn read_htlc(r: &mut R<'_>) -> Result<Htlc, DecodeError> {
@@ -521,6 +522,7 @@ fn read_htlc(r: &mut R<'_>) -> Result<Htlc, DecodeError> {
         onion_routing_packet: r.arr::<ONION_PACKET_LEN>()?,
         resolution_reported: r.bool()?,
         over_dust_exposure: r.bool()?,
+        added_after_shutdown: r.bool()?,
     })
 }
 
@@ -692,6 +694,7 @@ fn write_effect(w: &mut W<'_>, e: &Effect) {
             payment_hash,
             cltv_expiry,
             over_dust_exposure,
+            added_after_shutdown,
         } => {
             w.u8(2);
             w.u64(*htlc_id);
@@ -699,6 +702,7 @@ fn write_effect(w: &mut W<'_>, e: &Effect) {
             w.bytes(&payment_hash.0);
             w.u32(*cltv_expiry);
             w.bool(*over_dust_exposure);
+            w.bool(*added_after_shutdown);
         }
         Effect::BroadcastFunding { funding_txid } => {
             w.u8(3);
@@ -746,6 +750,7 @@ fn read_effect(r: &mut R<'_>) -> Result<Effect, DecodeError> {
             payment_hash: PaymentHash(r.arr()?),
             cltv_expiry: r.u32()?,
             over_dust_exposure: r.bool()?,
+            added_after_shutdown: r.bool()?,
         },
         3 => Effect::BroadcastFunding {
             funding_txid: bitcoin::Txid::from_byte_array(r.arr()?),
@@ -928,6 +933,7 @@ impl Channel {
                         payment_hash: h.payment_hash,
                         cltv_expiry: h.cltv_expiry,
                         over_dust_exposure: h.over_dust_exposure,
+                        added_after_shutdown: h.added_after_shutdown,
                     });
                 }
                 (Side::Local, Some(rm))
@@ -963,11 +969,24 @@ fn read_script(r: &mut R<'_>) -> Result<Option<ScriptBuf>, DecodeError> {
     r.option(|r| Ok(ScriptBuf::from_bytes(r.blob("script")?.to_vec())))
 }
 
-fn write_shutdown(w: &mut W<'_>, terms: &ShutdownTerms, state: &ShutdownState) {
+pub(crate) fn write_shutdown_terms(w: &mut W<'_>, terms: &ShutdownTerms) {
     w.bool(terms.option_shutdown_anysegwit);
     w.bool(terms.option_simple_close);
     write_script(w, &terms.local_upfront_shutdown_script);
     write_script(w, &terms.remote_upfront_shutdown_script);
+}
+
+pub(crate) fn read_shutdown_terms(r: &mut R<'_>) -> Result<ShutdownTerms, DecodeError> {
+    Ok(ShutdownTerms {
+        option_shutdown_anysegwit: r.bool()?,
+        option_simple_close: r.bool()?,
+        local_upfront_shutdown_script: read_script(r)?,
+        remote_upfront_shutdown_script: read_script(r)?,
+    })
+}
+
+fn write_shutdown(w: &mut W<'_>, terms: &ShutdownTerms, state: &ShutdownState) {
+    write_shutdown_terms(w, terms);
     w.bool(state.local.is_some());
     if let Some((script, seq)) = &state.local {
         w.blob(script.as_bytes());
@@ -1109,12 +1128,7 @@ fn read_closing(r: &mut R<'_>) -> Result<ClosingState, DecodeError> {
 }
 
 fn read_shutdown(r: &mut R<'_>) -> Result<(ShutdownTerms, ShutdownState), DecodeError> {
-    let terms = ShutdownTerms {
-        option_shutdown_anysegwit: r.bool()?,
-        option_simple_close: r.bool()?,
-        local_upfront_shutdown_script: read_script(r)?,
-        remote_upfront_shutdown_script: read_script(r)?,
-    };
+    let terms = read_shutdown_terms(r)?;
     let local = r.option(|r| {
         let script = ScriptBuf::from_bytes(r.blob("shutdown script")?.to_vec());
         Ok((script, r.u64()?))

@@ -72,6 +72,7 @@ impl Channel {
             removal: None,
             onion_routing_packet: *onion_routing_packet,
             over_dust_exposure: false,
+            added_after_shutdown: false,
             resolution_reported: false,
         });
         self.emit(Effect::Send(Message::UpdateAddHtlc(UpdateAddHtlc {
@@ -148,7 +149,7 @@ impl Channel {
             // BOLT 2: "MUST NOT send an `update_add_htlc` after a
             // `shutdown`". An add racing our own shutdown is accepted (the
             // peer had not seen it yet); BOLT 2 says we SHOULD fail it,
-            // which is the caller's routing decision (`is_shutting_down`).
+            // which the caller does (`Effect::Forward::added_after_shutdown`).
             return Err(self.fail(ChannelError::close("update_add_htlc after shutdown")));
         }
         let over_dust_exposure = self.check_remote_add(msg).map_err(|e| self.fail(e))?;
@@ -163,6 +164,7 @@ impl Channel {
             removal: None,
             onion_routing_packet: msg.onion_routing_packet,
             over_dust_exposure,
+            added_after_shutdown: self.shutdown.local.is_some(),
             resolution_reported: false,
         });
         Ok(())

@@ -24,6 +24,7 @@ fn ctx() -> PeerContext {
     PeerContext {
         large_channels: false,
         trusted_for_zeroconf: true,
+        ..PeerContext::default()
     }
 }
 

@@ -93,6 +93,7 @@ fn open_with(secp: &Secp256k1<All>, t: NegotiatedType, hook: Hook<'_>) -> (Chann
     let ctx = PeerContext {
         large_channels: false,
         trusted_for_zeroconf: t.zeroconf,
+        ..PeerContext::default()
     };
     let mut broadcasts = 0;
     let req = OpenRequest {

@@ -92,6 +92,30 @@ impl KeySource {
     }
 }
 
+/// Our `shutdown` script for `channel_id`: P2WPKH to a key derived from the node secret and the
+/// channel id alone (`HMAC-SHA256(node_secret, "lnhub shutdown/" || channel_id)`), so the
+/// closing output's key can be derived again from the node secret at any time (the on-chain
+/// wallet, a later issue, sweeps it). Deterministic: a retransmitted `shutdown` repeats it.
+pub fn shutdown_script<C: Signing>(
+    secp: &Secp256k1<C>,
+    node_secret: &SecretKey,
+    channel_id: &ChannelId,
+) -> bitcoin::ScriptBuf {
+    let mut engine = HmacEngine::<sha256::Hash>::new(&node_secret.secret_bytes());
+    engine.input(b"lnhub shutdown/");
+    engine.input(&channel_id.0);
+    let mut bytes = Hmac::<sha256::Hash>::from_engine(engine).to_byte_array();
+    let key = loop {
+        // A hash is a valid key but with probability ~2^-128; hash again if not.
+        if let Ok(k) = SecretKey::from_slice(&bytes) {
+            break k;
+        }
+        bytes = sha256::Hash::hash(&bytes).to_byte_array();
+    };
+    let public = bitcoin::CompressedPublicKey(PublicKey::from_secret_key(secp, &key));
+    bitcoin::ScriptBuf::new_p2wpkh(&public.wpubkey_hash())
+}
+
 /// Offset of the signed part of an encoded `channel_update`: 2 bytes of type and the 64-byte
 /// signature come first (BOLT 7: "the signature covers the rest of the message").
 const CHANNEL_UPDATE_SIGNED_OFFSET: usize = 2 + 64;
@@ -114,6 +138,18 @@ pub fn sign_channel_update<C: Signing>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shutdown script is a P2WPKH BOLT 2 accepts, the same for a channel every time and
+    /// different between channels.
+    #[test]
+    fn shutdown_scripts_are_stable_per_channel() {
+        let secp = Secp256k1::new();
+        let secret = SecretKey::from_slice(&[3; 32]).unwrap();
+        let a = shutdown_script(&secp, &secret, &ChannelId([1; 32]));
+        assert!(a.is_p2wpkh());
+        assert_eq!(a, shutdown_script(&secp, &secret, &ChannelId([1; 32])));
+        assert_ne!(a, shutdown_script(&secp, &secret, &ChannelId([2; 32])));
+    }
 
     #[test]
     fn every_channel_gets_fresh_keys_even_for_a_reused_temporary_id() {

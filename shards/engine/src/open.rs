@@ -22,6 +22,7 @@ use lnhub_channel::{
     PeerParamLimits,
 };
 use lnhub_forward::Policy;
+use lnhub_wire::features::{self, Features};
 use lnhub_wire::msgs::{ChannelUpdate, FundingCreated, Message, OpenChannel};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
@@ -94,6 +95,8 @@ pub struct Opener {
     keys: Option<KeySource>,
     /// Keyed by temporary id until `funding_created`, then by channel id.
     pub(crate) opening: HashMap<ChannelId, Opening>,
+    /// The features each connected peer's `init` negotiated with ours.
+    features: HashMap<PublicKey, Features>,
 }
 
 /// What handling an establishment message led to.
@@ -123,7 +126,13 @@ impl Opener {
             config,
             keys,
             opening: HashMap::new(),
+            features: HashMap::new(),
         }
+    }
+
+    /// `peer` connected with these negotiated features.
+    pub fn set_features(&mut self, peer: PublicKey, features: Features) {
+        self.features.insert(peer, features);
     }
 
     /// Whether `channel_id` is in establishment.
@@ -187,9 +196,13 @@ impl Opener {
             );
         }
         let local = keys.channel_keys(secp, &peer, &m.temporary_channel_id);
+        let negotiated = self.features.get(&peer);
+        let both = |f| negotiated.is_some_and(|n: &Features| n.supports(f));
         let ctx = PeerContext {
-            large_channels: false,
+            large_channels: both(features::SUPPORT_LARGE_CHANNEL),
             trusted_for_zeroconf: config.trusted_peers.contains(&peer),
+            shutdown_anysegwit: both(features::SHUTDOWN_ANYSEGWIT),
+            simple_close: both(features::SIMPLE_CLOSE),
         };
         let alias = alias_for(&local.pubkeys.funding_pubkey);
         match Establishing::accept(secp, config.establish, local, ctx, m, Some(alias)) {
@@ -250,6 +263,7 @@ impl Opener {
     /// A peer disconnected: BOLT 2 forgets channels not yet past `funding_signed`; the others
     /// stay (their funding may confirm).
     pub fn handle_disconnect(&mut self, peer: &PublicKey) {
+        self.features.remove(peer);
         self.opening
             .retain(|_, o| &o.peer != peer || o.est.channel_id().is_some());
     }

@@ -37,6 +37,7 @@ use lnhub_onion::error_packet::{
 use lnhub_onion::failure::{Failure, FailureMessage};
 use lnhub_onion::{peel_batch, HopAction, OnionFailure, OnionPacket, PeelInput, PeelSlot};
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
+use lnhub_wire::features::Features;
 use lnhub_wire::msgs::{ErrorMessage, Message, Warning};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
 use rayon::prelude::*;
@@ -159,6 +160,9 @@ pub enum Input {
     PeerConnected {
         /// The peer.
         node_id: PublicKey,
+        /// The features both `init`s negotiated (`lnhub_wire::features::negotiate`): they
+        /// fix what new channels with this peer may use.
+        features: Features,
         /// Which connection (the connection room's number for it): everything the shard
         /// sends after this belongs to it, see [`Io::connected`].
         connection: u64,
@@ -191,6 +195,12 @@ pub enum Input {
     },
     /// A new block height.
     BlockHeight(u32),
+    /// The operator asks to close this channel cooperatively: send `shutdown` (once the
+    /// channel's pending updates are signed), let the HTLCs drain, negotiate the fee.
+    CloseChannel {
+        /// The channel.
+        channel_id: ChannelId,
+    },
 }
 
 /// Where a shard's output goes.
@@ -252,6 +262,8 @@ pub struct Counters {
     pub channels_opened_total: u64,
     /// Onions refused as replays (or with the replay set full).
     pub replays_refused_total: u64,
+    /// Channels whose cooperative close produced a signed closing transaction.
+    pub channels_closed_total: u64,
 }
 
 /// A channel and what the shard knows around it.
@@ -303,6 +315,9 @@ pub struct Shard {
     /// The incoming HTLCs of `links`: a forward is added once, even when a restart re-reports
     /// its incoming HTLC.
     origins: HashSet<Origin>,
+    /// Channels the operator asked to close whose `shutdown` is not out yet (it waits for
+    /// pending updates to be signed).
+    close_requested: HashSet<ChannelId>,
     height: u32,
     now: u64,
     counters: Counters,
@@ -342,6 +357,7 @@ impl Shard {
             links: HashMap::new(),
             restored_resolutions: Vec::new(),
             origins: HashSet::new(),
+            close_requested: HashSet::new(),
             height,
             now,
             counters: Counters::default(),
@@ -512,7 +528,8 @@ impl Shard {
                 self.apply_input(input, io);
             }
             self.verify_staged(io);
-            self.sign_all(io);
+            self.sign_all();
+            self.close_all(io);
             self.collect_effects(io);
             self.commit(store, io)?;
             self.peel_and_decide(io);
@@ -570,7 +587,9 @@ impl Shard {
                 peer_staged(node_id)
             }
             Input::Add(h) => self.staged_ids.contains(&h.out_channel_id),
-            Input::Resolve { channel_id, .. } => self.staged_ids.contains(channel_id),
+            Input::Resolve { channel_id, .. } | Input::CloseChannel { channel_id } => {
+                self.staged_ids.contains(channel_id)
+            }
             Input::LinkDone { .. } => false,
             Input::BlockHeight(_) => true,
         }
@@ -597,8 +616,10 @@ impl Shard {
             Input::PeerConnected {
                 node_id,
                 connection,
+                features,
             } => {
                 io.connected(&node_id, connection);
+                self.opener.set_features(node_id, features);
                 for slot in self.slots.values_mut().filter(|s| s.peer == node_id) {
                     if slot.connected {
                         slot.channel.handle_disconnect();
@@ -629,6 +650,14 @@ impl Shard {
                 if let Some(link) = self.links.remove(&(channel_id, htlc_id)) {
                     self.origins.remove(&link.origin);
                     self.done_links.push((channel_id, htlc_id));
+                }
+            }
+            Input::CloseChannel { channel_id } => {
+                if self.slots.contains_key(&channel_id) {
+                    self.close_requested.insert(channel_id);
+                    self.touched.insert(channel_id);
+                } else {
+                    log::warn!("close requested for unknown channel {channel_id}");
                 }
             }
             Input::BlockHeight(height) => {
@@ -691,6 +720,19 @@ impl Shard {
                 }
                 Err(e) => Err(e),
             },
+            Message::Shutdown(m) => ch.handle_shutdown(&m),
+            // Closing negotiation is rare: its one or two signature checks run inline.
+            m @ (Message::ClosingSigned(_)
+            | Message::ClosingComplete(_)
+            | Message::ClosingSig(_)) => {
+                match ch.stage_closing_message(&m).expect("a closing message") {
+                    Ok(staged) => {
+                        let verified = staged.verify(secp);
+                        ch.apply_closing_verified(verified)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             Message::Error(_) | Message::Warning(_) => Ok(()),
             other => {
                 log::debug!(
@@ -810,7 +852,7 @@ impl Shard {
         }
     }
 
-    fn sign_all(&mut self, io: &mut dyn Io) {
+    fn sign_all(&mut self) {
         let mut stages = Vec::new();
         for id in &self.touched {
             let Some(slot) = self.slots.get_mut(id) else {
@@ -839,7 +881,50 @@ impl Shard {
                 self.counters.commitments_signed_total += 1;
             }
         }
-        let _ = io;
+    }
+
+    /// The cooperative close of every touched channel, after its updates are signed: our
+    /// `shutdown` when the operator asked for it or the peer's calls for a reply, then our
+    /// closing signatures (rare, so signed inline).
+    fn close_all(&mut self, io: &mut dyn Io) {
+        let ids: Vec<ChannelId> = self.touched.iter().copied().collect();
+        for id in &ids {
+            let Some(slot) = self.slots.get_mut(id) else {
+                continue;
+            };
+            let ch = &mut slot.channel;
+            if !slot.connected || ch.is_failed() {
+                continue;
+            }
+            let requested = self.close_requested.contains(id);
+            if (requested || ch.needs_shutdown_reply())
+                && ch.shutdown_state().local_script().is_none()
+            {
+                let script = crate::keys::shutdown_script(&self.secp, &self.config.node_secret, id);
+                match ch.send_shutdown(script) {
+                    Ok(()) => {
+                        log::info!("channel {id}: shutdown sent");
+                        self.close_requested.remove(id);
+                    }
+                    // Sign first; the next turn that touches the channel tries again.
+                    Err(SendError::PendingUpdates) => {}
+                    Err(e) => {
+                        log::warn!("channel {id}: cannot send shutdown: {e}");
+                        self.close_requested.remove(id);
+                    }
+                }
+            } else if requested {
+                self.close_requested.remove(id);
+            }
+            match ch.stage_closing_sign() {
+                Ok(Some(staged)) => ch.apply_closing_sign(staged.sign(&self.secp)),
+                Ok(None) => {}
+                Err(e) => {
+                    let peer = slot.peer;
+                    self.channel_error(*id, peer, e, io);
+                }
+            }
+        }
     }
 
     /// Drains the effects of every touched channel.
@@ -868,12 +953,22 @@ impl Shard {
                     payment_hash,
                     cltv_expiry,
                     over_dust_exposure,
+                    added_after_shutdown,
                 } => {
                     if over_dust_exposure {
                         let failure = FailureMessage::TemporaryChannelFailure {
                             channel_update: Vec::new(),
                         };
                         self.fail_incoming_here(id, htlc_id, None, failure);
+                    } else if added_after_shutdown {
+                        // BOLT 2: "SHOULD fail to route any HTLC added after it has sent
+                        // `shutdown`". The channel is closing for good.
+                        self.fail_incoming_here(
+                            id,
+                            htlc_id,
+                            None,
+                            FailureMessage::PermanentChannelFailure,
+                        );
                     } else {
                         self.to_peel.push(ToPeel {
                             channel_id: id,
@@ -891,12 +986,13 @@ impl Shard {
                 Effect::BroadcastFunding { funding_txid } => {
                     log::info!("channel {id}: funding {funding_txid} may be broadcast");
                 }
-                // Not broadcast yet: that needs the chain source (a later
-                // issue). The channel is closed and takes no more input.
+                // Not broadcast yet: that needs the chain source (a later issue).
                 Effect::ClosingTx { tx } => {
+                    self.counters.channels_closed_total += 1;
                     log::info!(
-                        "channel {id} closed: tx {} ready to broadcast",
-                        tx.compute_txid()
+                        "channel {id} closed cooperatively: tx {} ready to broadcast ({} outputs)",
+                        tx.compute_txid(),
+                        tx.output.len()
                     );
                 }
             }

@@ -90,6 +90,7 @@ fn funder(secp: &Secp256k1<All>, zeroconf: bool) -> Establishing {
     let ctx = PeerContext {
         large_channels: false,
         trusted_for_zeroconf: true,
+        ..PeerContext::default()
     };
     Establishing::open(
         secp,

@@ -568,6 +568,7 @@ impl Sim {
         self.shard_inputs[self.shard_of[i]].push_back(Input::PeerConnected {
             node_id,
             connection: 1,
+            features: lnhub_wire::features::Features::empty(),
         });
         self.peer_flush(i);
     }

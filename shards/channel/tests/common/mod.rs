@@ -392,6 +392,7 @@ pub fn establish_pair(
     let ctx = PeerContext {
         large_channels: false,
         trusted_for_zeroconf: false,
+        ..PeerContext::default()
     };
     let keys = |name: &str| {
         let k = node_keys(secp, seed, name);
