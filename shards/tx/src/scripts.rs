@@ -26,9 +26,19 @@ fn key(b: Builder, pk: &PublicKey) -> Builder {
     b.push_key(&bitcoin::PublicKey::new(*pk))
 }
 
-/// The P2WSH `scriptPubKey` of a witness script.
+/// Length of the longest HTLC witness script: the received one under
+/// anchors with a 5-byte `cltv_expiry` push (BOLT 3's 139 bytes is the
+/// legacy one with a 3-byte expiry). Scripts are built in a buffer of this
+/// capacity so each is one allocation, not one per doubling.
+pub const HTLC_SCRIPT_MAX_LEN: usize = 144;
+
+/// The P2WSH `scriptPubKey` of a witness script (`OP_0 <32-byte hash>`),
+/// in one exact allocation.
 pub fn p2wsh(witness_script: &ScriptBuf) -> ScriptBuf {
-    ScriptBuf::new_p2wsh(&witness_script.wscript_hash())
+    let mut bytes = Vec::with_capacity(34);
+    bytes.extend_from_slice(&[OP_PUSHBYTES_0.to_u8(), OP_PUSHBYTES_32.to_u8()]);
+    bytes.extend_from_slice(witness_script.wscript_hash().as_byte_array());
+    ScriptBuf::from_bytes(bytes)
 }
 
 /// `2 <pubkey1> <pubkey2> 2 OP_CHECKMULTISIG`, keys in lexicographic order
@@ -56,7 +66,7 @@ pub fn to_local_script(
     to_self_delay: u16,
     delayed_pubkey: &PublicKey,
 ) -> ScriptBuf {
-    let b = Builder::new().push_opcode(OP_IF);
+    let b = Builder::from(Vec::with_capacity(TO_LOCAL_SCRIPT_MAX_LEN)).push_opcode(OP_IF);
     let b = key(b, revocation_pubkey)
         .push_opcode(OP_ELSE)
         .push_int(i64::from(to_self_delay))
@@ -161,7 +171,7 @@ pub fn anchor_script(funding_pubkey: &PublicKey) -> ScriptBuf {
 /// the prefix shared by both HTLC scripts.
 fn htlc_prefix(revocation_pubkey: &PublicKey, remote_htlc_pubkey: &PublicKey) -> Builder {
     let revocation_hash = hash160::Hash::hash(&revocation_pubkey.serialize()).to_byte_array();
-    let b = Builder::new()
+    let b = Builder::from(Vec::with_capacity(HTLC_SCRIPT_MAX_LEN))
         .push_opcode(OP_DUP)
         .push_opcode(OP_HASH160)
         .push_slice(revocation_hash)
@@ -273,5 +283,23 @@ mod tests {
             assert_eq!(&buf[..len], built.as_bytes(), "delay {delay}");
             assert_eq!(to_local_wscript_hash(&a, delay, &b), built.wscript_hash());
         }
+    }
+
+    #[test]
+    fn p2wsh_matches_the_library_and_htlc_scripts_fit() {
+        let secp = Secp256k1::signing_only();
+        let a = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[1; 32]).unwrap());
+        let script = to_local_script(&a, 144, &a);
+        assert_eq!(p2wsh(&script), ScriptBuf::new_p2wsh(&script.wscript_hash()));
+        let keys = HtlcScriptKeys {
+            revocation_pubkey: &a,
+            local_htlc_pubkey: &a,
+            remote_htlc_pubkey: &a,
+        };
+        let hash = sha256::Hash::hash(b"x");
+        let longest = received_htlc_script(keys, &hash, u32::MAX, true);
+        assert_eq!(longest.len(), HTLC_SCRIPT_MAX_LEN);
+        assert_eq!(received_htlc_script(keys, &hash, 500_000, false).len(), 139);
+        assert!(offered_htlc_script(keys, &hash, true).len() <= HTLC_SCRIPT_MAX_LEN);
     }
 }
