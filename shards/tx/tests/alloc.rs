@@ -5,25 +5,24 @@
 //! script and the `scriptPubKey` each HTLC output owns), so a regression
 //! shows. A dedicated binary: the counting allocator must not be shared
 //! with other tests, and the counter is per thread so the test harness's
-//! own threads do not disturb it.
+//! own threads do not disturb it. It is also the smoke twin of the `stage`
+//! bench (same fixture, both sighash paths compared).
 
 // A `GlobalAlloc` impl is `unsafe` by definition; it only forwards to the
 // system allocator.
 #![allow(unsafe_code)]
 
 mod common;
+mod stage_fixture;
 mod vectors;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use bitcoin::hashes::{sha256, Hash};
 use common::*;
-use lnhub_tx::{
-    build_commitment, htlc_tx, ChannelParams, ChannelType, CommitmentKeys, CommitmentSpec,
-    CommitmentTx, HtlcDirection, HtlcSighasher, HtlcSpec, Side,
-};
+use lnhub_tx::{ChannelType, HtlcSighasher, Side};
 use secp256k1::Secp256k1;
+use stage_fixture::*;
 
 /// Forwards to [`System`], counting allocations and reallocations made by
 /// the current thread.
@@ -76,41 +75,11 @@ fn allocations<T>(f: impl FnOnce() -> T) -> (u64, T) {
     (ALLOCS.with(Cell::get) - before, out)
 }
 
-/// `n` untrimmed HTLCs, alternating offered and received.
-fn spec_htlcs(n: usize) -> Vec<HtlcSpec> {
-    (0..n)
-        .map(|i| HtlcSpec {
-            id: i as u64,
-            direction: if i % 2 == 0 {
-                HtlcDirection::Offered
-            } else {
-                HtlcDirection::Received
-            },
-            amount_msat: 10_000_000 + 10_000 * i as u64,
-            cltv_expiry: 500_000 + i as u32,
-            payment_hash: sha256::Hash::hash(&(i as u64).to_le_bytes()),
-        })
-        .collect()
-}
-
-fn build(params: &ChannelParams, keys: &CommitmentKeys, htlcs: &[HtlcSpec]) -> CommitmentTx {
-    let htlc_msat: u64 = htlcs.iter().map(|h| h.amount_msat).sum();
-    let funding_msat = params.funding_amount().to_sat() * 1000;
-    let spec = CommitmentSpec {
-        commitment_number: 42,
-        feerate_per_kw: 2_500,
-        to_local_msat: (funding_msat - htlc_msat) / 2,
-        to_remote_msat: funding_msat - htlc_msat - (funding_msat - htlc_msat) / 2,
-        htlcs,
-    };
-    build_commitment(params, Side::Local, keys, &spec).expect("buildable")
-}
-
 /// Allocations of: building the commitment, the sighasher path (all HTLC
 /// sighashes, remote and local), and the `htlc_tx` path.
 fn counts(channel_type: ChannelType, n: usize) -> (u64, u64, u64) {
     let secp = Secp256k1::new();
-    let params = params_with(&secp, channel_type, 546, 546, Side::Local, 10_000_000);
+    let params = params_with(&secp, channel_type, 546, 546, Side::Local, FUNDING_SAT);
     let keys = local_keys(&secp, &params);
     let htlcs = spec_htlcs(n);
     let (build_allocs, commitment) = allocations(|| build(&params, &keys, &htlcs));
@@ -122,11 +91,13 @@ fn counts(channel_type: ChannelType, n: usize) -> (u64, u64, u64) {
             std::hint::black_box(hasher.local_sighash(i).expect("untrimmed"));
         }
     });
-    let (htlc_tx_allocs, ()) = allocations(|| {
-        for i in commitment.htlc_indices_in_output_order() {
-            std::hint::black_box(htlc_tx(&commitment, i).expect("untrimmed").remote_sighash());
-        }
-    });
+    // The bench's two paths, compared, each into a Vec sized beforehand.
+    let mut old = Vec::with_capacity(n);
+    let (htlc_tx_allocs, ()) = allocations(|| sighashes_htlc_tx(&commitment, &mut old));
+    let mut new = Vec::with_capacity(n);
+    let (path_allocs, ()) = allocations(|| sighashes_sighasher(&commitment, &mut new));
+    assert_eq!(old, new);
+    assert_eq!(path_allocs, 0);
     (build_allocs, sighasher_allocs, htlc_tx_allocs)
 }
 
@@ -134,7 +105,7 @@ fn counts(channel_type: ChannelType, n: usize) -> (u64, u64, u64) {
 fn htlc_sighashes_allocate_nothing() {
     for channel_type in [ChannelType::StaticRemoteKey, ChannelType::Anchors] {
         let (build0, sighasher0, htlc_tx0) = counts(channel_type, 0);
-        let (build30, sighasher30, htlc_tx30) = counts(channel_type, 30);
+        let (build30, sighasher30, htlc_tx30) = counts(channel_type, HTLCS);
         eprintln!(
             "{channel_type:?}: build_commitment {build0} allocations with 0 HTLCs, {build30} with \
              30; HtlcSighasher {sighasher30} for 30 HTLCs; htlc_tx {htlc_tx30} for 30 HTLCs"
@@ -145,13 +116,13 @@ fn htlc_sighashes_allocate_nothing() {
             "{channel_type:?}: the sighasher must not allocate"
         );
         assert_eq!(htlc_tx0, 0);
-        assert!(htlc_tx30 >= 30, "the old path allocates per HTLC");
+        assert!(htlc_tx30 >= HTLCS as u64, "the old path allocates per HTLC");
         // build_commitment: a fixed number of Vecs per commitment (two of
         // them empty, so unallocated, without HTLCs), plus what each HTLC
         // output owns: its witness script and its scriptPubKey, one exact
         // allocation each.
         assert!(
-            build30 - build0 <= 2 * 30 + 2,
+            build30 - build0 <= 2 * HTLCS as u64 + 2,
             "{channel_type:?}: build_commitment allocates {build0} + {} for 30 HTLCs",
             build30 - build0
         );
