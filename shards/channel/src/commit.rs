@@ -5,9 +5,10 @@
 //! verify, apply").
 //!
 //! - Sending: [`Channel::stage_sign`] builds the peer's next commitment and
-//!   its HTLC transactions and returns a [`StagedSign`]: the sighashes and
-//!   keys to sign. The engine signs many of them together
-//!   (`lnhub_tx::batch::sign_batch`) or calls [`StagedSign::sign`];
+//!   returns a [`StagedSign`]: the sighashes (the HTLC ones from
+//!   [`HtlcSighasher`], which neither builds the HTLC transactions nor
+//!   allocates per HTLC) and keys to sign. The engine signs many of them
+//!   together (`lnhub_tx::batch::sign_batch`) or calls [`StagedSign::sign`];
 //!   [`Channel::apply_signed`] then advances the books and queues the
 //!   `commitment_signed` behind a persist.
 //! - Receiving: [`Channel::stage_commitment_signed`] builds our next
@@ -26,8 +27,8 @@ use lnhub_tx::batch::{self, SigCheck, SignJob};
 use lnhub_tx::keys::{derive_privkey, per_commitment_point};
 use lnhub_tx::shachain::{generate_from_seed, MAX_INDEX};
 use lnhub_tx::{
-    accounting, build_commitment, htlc_tx, CommitmentError, CommitmentKeys, CommitmentSpec,
-    CommitmentTx, Side,
+    accounting, build_commitment, CommitmentError, CommitmentKeys, CommitmentSpec, CommitmentTx,
+    HtlcSighasher, Side,
 };
 use lnhub_wire::msgs::{CommitmentSigned, RevokeAndAck};
 use lnhub_wire::Message;
@@ -275,10 +276,12 @@ impl Channel {
             msg: commitment.sighash(&self.params),
             key: self.secrets.funding_key,
         });
+        let sighasher = HtlcSighasher::new(&commitment);
         for i in commitment.htlc_indices_in_output_order() {
-            let tx = htlc_tx(&commitment, i).expect("an HTLC in output order has an output");
             jobs.push(SignJob {
-                msg: tx.remote_sighash(),
+                msg: sighasher
+                    .remote_sighash(i)
+                    .expect("an HTLC in output order has an output"),
                 key: htlc_key,
             });
         }
@@ -362,13 +365,15 @@ impl Channel {
             pubkey: remote_funding,
         });
         let remote_htlc_key = commitment.keys().remote_htlc_pubkey;
+        let sighasher = HtlcSighasher::new(&commitment);
         for (i, sig) in commitment
             .htlc_indices_in_output_order()
             .zip(&msg.htlc_signature)
         {
-            let tx = htlc_tx(&commitment, i).expect("an HTLC in output order has an output");
             checks.push(SigCheck {
-                msg: tx.remote_sighash(),
+                msg: sighasher
+                    .remote_sighash(i)
+                    .expect("an HTLC in output order has an output"),
                 sig: *sig,
                 pubkey: remote_htlc_key,
             });

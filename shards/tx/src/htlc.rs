@@ -96,10 +96,7 @@ impl HtlcTx {
     /// Sighash type of the non-owner's (`remotehtlcsig`) signature:
     /// `SIGHASH_SINGLE|SIGHASH_ANYONECANPAY` with anchors, else `SIGHASH_ALL`.
     pub fn remote_sighash_type(&self) -> EcdsaSighashType {
-        match self.channel_type {
-            ChannelType::Anchors => EcdsaSighashType::SinglePlusAnyoneCanPay,
-            ChannelType::StaticRemoteKey => EcdsaSighashType::All,
-        }
+        remote_sighash_type(self.channel_type)
     }
 
     /// The message the non-owner signs (sent in `htlc_signatures`).
@@ -157,9 +154,52 @@ impl HtlcTx {
     }
 }
 
-/// Builds the HTLC transaction spending HTLC `htlc_index` (index into the
-/// commitment's spec) of `commitment`.
-pub fn htlc_tx(commitment: &CommitmentTx, htlc_index: usize) -> Result<HtlcTx, HtlcTxError> {
+/// Everything about the second-stage transaction of one HTLC output that
+/// does not need the transaction itself: shared by [`htlc_tx`] and the
+/// allocation-free [`crate::htlc_sighash`] so both build the same thing.
+pub(crate) struct SecondStage<'a> {
+    /// Timeout or success.
+    pub(crate) kind: HtlcTxKind,
+    /// Index of the commitment output it spends.
+    pub(crate) output_index: u32,
+    /// Witness script of that output (borrowed from the commitment).
+    pub(crate) htlc_script: &'a ScriptBuf,
+    /// Value of that output.
+    pub(crate) htlc_value: Amount,
+    /// Value of the single output: `htlc_value` minus the second-stage fee.
+    pub(crate) value: Amount,
+    /// `cltv_expiry` (timeout) or 0 (success).
+    pub(crate) lock_time: LockTime,
+}
+
+/// The input's nSequence: 1 under anchors (CPFP carve-out), else 0.
+pub(crate) fn sequence(channel_type: ChannelType) -> Sequence {
+    match channel_type {
+        ChannelType::Anchors => Sequence(1),
+        ChannelType::StaticRemoteKey => Sequence(0),
+    }
+}
+
+/// Sighash type of the non-owner's signature on an HTLC transaction of a
+/// `channel_type` channel.
+pub(crate) fn remote_sighash_type(channel_type: ChannelType) -> EcdsaSighashType {
+    match channel_type {
+        ChannelType::Anchors => EcdsaSighashType::SinglePlusAnyoneCanPay,
+        ChannelType::StaticRemoteKey => EcdsaSighashType::All,
+    }
+}
+
+/// Looks up HTLC `htlc_index` of `commitment` and works out its
+/// second-stage transaction's fields, without allocating.
+///
+/// # Panics
+/// If the commitment is inconsistent (an HTLC output without its witness
+/// script, or an untrimmed HTLC below its second-stage fee): a bug in
+/// [`crate::build_commitment`].
+pub(crate) fn second_stage(
+    commitment: &CommitmentTx,
+    htlc_index: usize,
+) -> Result<SecondStage<'_>, HtlcTxError> {
     let entry = commitment
         .htlcs()
         .get(htlc_index)
@@ -180,48 +220,62 @@ pub fn htlc_tx(commitment: &CommitmentTx, htlc_index: usize) -> Result<HtlcTx, H
             LockTime::ZERO,
         ),
     };
-    let out = &commitment.tx().output[output_index as usize];
+    let htlc_value = commitment.tx().output[output_index as usize].value;
     let htlc_script = commitment.outputs()[output_index as usize]
         .witness_script
-        .clone()
+        .as_ref()
         .unwrap_or_else(|| panic!("HTLC output {output_index} must carry its witness script"));
-    let value = out
-        .value
+    let value = htlc_value
         .checked_sub(fee)
         .unwrap_or_else(|| panic!("untrimmed HTLC {htlc_index} must cover its second-stage fee"));
+    Ok(SecondStage {
+        kind,
+        output_index,
+        htlc_script,
+        htlc_value,
+        value,
+        lock_time,
+    })
+}
+
+/// Builds the HTLC transaction spending HTLC `htlc_index` (index into the
+/// commitment's spec) of `commitment`.
+///
+/// This allocates a whole [`Transaction`]; to sign or verify many HTLC
+/// transactions of one commitment, [`crate::htlc_sighash::HtlcSighasher`]
+/// gives the same sighashes without allocating.
+pub fn htlc_tx(commitment: &CommitmentTx, htlc_index: usize) -> Result<HtlcTx, HtlcTxError> {
+    let stage = second_stage(commitment, htlc_index)?;
+    let channel_type = commitment.channel_type();
     let keys = commitment.keys();
     let out_script = scripts::to_local_script(
         &keys.revocation_pubkey,
         commitment.csv_delay(),
         &keys.local_delayed_pubkey,
     );
-    let sequence = match channel_type {
-        ChannelType::Anchors => Sequence(1),
-        ChannelType::StaticRemoteKey => Sequence(0),
-    };
     let tx = Transaction {
         version: Version::TWO,
-        lock_time,
+        lock_time: stage.lock_time,
         input: vec![TxIn {
             previous_output: OutPoint {
                 txid: commitment.txid(),
-                vout: output_index,
+                vout: stage.output_index,
             },
             script_sig: ScriptBuf::new(),
-            sequence,
+            sequence: sequence(channel_type),
             witness: Witness::new(),
         }],
         output: vec![TxOut {
-            value,
+            value: stage.value,
             script_pubkey: scripts::p2wsh(&out_script),
         }],
     };
     Ok(HtlcTx {
-        kind,
+        kind: stage.kind,
         htlc_index,
         channel_type,
         tx,
-        htlc_script,
-        htlc_value: out.value,
+        htlc_script: stage.htlc_script.clone(),
+        htlc_value: stage.htlc_value,
     })
 }

@@ -23,8 +23,10 @@
 //!    returns a [`CommitmentTx`]: the unsigned transaction, the kind of each
 //!    output and, for each HTLC, its output index or `None` if trimmed.
 //! 4. [`CommitmentTx::sighash`] for the funding signature;
-//!    [`htlc_tx`] and [`HtlcTx::sighash`] for each untrimmed HTLC, in output
-//!    order (the order of `commitment_signed.htlc_signatures`).
+//!    [`HtlcSighasher`] for each untrimmed HTLC's sighash, in output order
+//!    (the order of `commitment_signed.htlc_signatures`), without
+//!    allocating; [`htlc_tx`] when the whole HTLC transaction is needed
+//!    (broadcast).
 //! 5. [`batch::verify_batch`] / [`batch::sign_batch`] check or produce many
 //!    signatures at once; [`accounting::check_commitment_value`] asserts that
 //!    no satoshi was created or lost.
@@ -41,6 +43,7 @@ pub mod closing;
 pub mod commitment;
 pub mod fees;
 pub mod htlc;
+pub mod htlc_sighash;
 pub mod keys;
 pub mod params;
 pub mod scripts;
@@ -53,6 +56,7 @@ pub use commitment::{
     HtlcSpec, OutputKind,
 };
 pub use htlc::{htlc_tx, HtlcTx, HtlcTxError, HtlcTxKind};
+pub use htlc_sighash::HtlcSighasher;
 pub use keys::{ChannelPublicKeys, CommitmentKeys, KeyError};
 pub use params::{ChannelParams, ChannelType, ParamsError, Side, SideParams};
 pub use shachain::{generate_from_seed, SecretStore, ShachainError};

@@ -10,7 +10,7 @@
 use bitcoin::hashes::{hash160, ripemd160, sha256, Hash};
 use bitcoin::opcodes::all::*;
 use bitcoin::script::Builder;
-use bitcoin::{ScriptBuf, WPubkeyHash};
+use bitcoin::{ScriptBuf, WPubkeyHash, WScriptHash};
 use secp256k1::PublicKey;
 
 /// Anchor outputs' CSV: after 16 blocks anyone may sweep an anchor, so
@@ -26,9 +26,19 @@ fn key(b: Builder, pk: &PublicKey) -> Builder {
     b.push_key(&bitcoin::PublicKey::new(*pk))
 }
 
-/// The P2WSH `scriptPubKey` of a witness script.
+/// Length of the longest HTLC witness script: the received one under
+/// anchors with a 5-byte `cltv_expiry` push (BOLT 3's 139 bytes is the
+/// legacy one with a 3-byte expiry). Scripts are built in a buffer of this
+/// capacity so each is one allocation, not one per doubling.
+pub const HTLC_SCRIPT_MAX_LEN: usize = 144;
+
+/// The P2WSH `scriptPubKey` of a witness script (`OP_0 <32-byte hash>`),
+/// in one exact allocation.
 pub fn p2wsh(witness_script: &ScriptBuf) -> ScriptBuf {
-    ScriptBuf::new_p2wsh(&witness_script.wscript_hash())
+    let mut bytes = Vec::with_capacity(34);
+    bytes.extend_from_slice(&[OP_PUSHBYTES_0.to_u8(), OP_PUSHBYTES_32.to_u8()]);
+    bytes.extend_from_slice(witness_script.wscript_hash().as_byte_array());
+    ScriptBuf::from_bytes(bytes)
 }
 
 /// `2 <pubkey1> <pubkey2> 2 OP_CHECKMULTISIG`, keys in lexicographic order
@@ -56,7 +66,7 @@ pub fn to_local_script(
     to_self_delay: u16,
     delayed_pubkey: &PublicKey,
 ) -> ScriptBuf {
-    let b = Builder::new().push_opcode(OP_IF);
+    let b = Builder::from(Vec::with_capacity(TO_LOCAL_SCRIPT_MAX_LEN)).push_opcode(OP_IF);
     let b = key(b, revocation_pubkey)
         .push_opcode(OP_ELSE)
         .push_int(i64::from(to_self_delay))
@@ -66,6 +76,64 @@ pub fn to_local_script(
         .push_opcode(OP_ENDIF)
         .push_opcode(OP_CHECKSIG)
         .into_script()
+}
+
+/// Length of the longest [`to_local_script`]: `OP_IF`, a 33-byte key push,
+/// `OP_ELSE`, a delay push of at most 4 bytes (`to_self_delay` is a `u16`,
+/// at most 3 bytes as a script number), `OP_CSV OP_DROP`, a 33-byte key
+/// push, `OP_ENDIF OP_CHECKSIG`.
+pub const TO_LOCAL_SCRIPT_MAX_LEN: usize = 1 + 34 + 1 + 4 + 2 + 34 + 2;
+
+/// [`to_local_script`] written into a stack buffer instead of a
+/// [`ScriptBuf`]: the bytes are `buf[..len]` of the returned `(buf, len)`.
+/// Byte-identical to [`to_local_script`] (tested for every delay), for
+/// callers that must not allocate.
+pub fn to_local_script_array(
+    revocation_pubkey: &PublicKey,
+    to_self_delay: u16,
+    delayed_pubkey: &PublicKey,
+) -> ([u8; TO_LOCAL_SCRIPT_MAX_LEN], usize) {
+    let mut buf = [0u8; TO_LOCAL_SCRIPT_MAX_LEN];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    put(&[OP_IF.to_u8(), 33]);
+    put(&revocation_pubkey.serialize());
+    put(&[OP_ELSE.to_u8()]);
+    // `Builder::push_int`: OP_0, OP_1..OP_16, else a minimal script number.
+    match to_self_delay {
+        0 => put(&[OP_PUSHBYTES_0.to_u8()]),
+        1..=16 => put(&[OP_PUSHNUM_1.to_u8() + (to_self_delay as u8 - 1)]),
+        _ => {
+            let le = u32::from(to_self_delay).to_le_bytes();
+            let mut n = if to_self_delay > 0xff { 2 } else { 1 };
+            let mut num = [le[0], le[1], 0];
+            // A set top bit would make it negative: add a zero sign byte.
+            if num[n - 1] & 0x80 != 0 {
+                num[n] = 0;
+                n += 1;
+            }
+            put(&[n as u8]);
+            put(&num[..n]);
+        }
+    }
+    put(&[OP_CSV.to_u8(), OP_DROP.to_u8(), 33]);
+    put(&delayed_pubkey.serialize());
+    put(&[OP_ENDIF.to_u8(), OP_CHECKSIG.to_u8()]);
+    (buf, len)
+}
+
+/// The P2WSH program (SHA-256) of [`to_local_script`], without
+/// allocating.
+pub fn to_local_wscript_hash(
+    revocation_pubkey: &PublicKey,
+    to_self_delay: u16,
+    delayed_pubkey: &PublicKey,
+) -> WScriptHash {
+    let (buf, len) = to_local_script_array(revocation_pubkey, to_self_delay, delayed_pubkey);
+    WScriptHash::hash(&buf[..len])
 }
 
 /// Legacy `to_remote`: P2WPKH to `remotepubkey`. This is a `scriptPubKey`,
@@ -103,7 +171,7 @@ pub fn anchor_script(funding_pubkey: &PublicKey) -> ScriptBuf {
 /// the prefix shared by both HTLC scripts.
 fn htlc_prefix(revocation_pubkey: &PublicKey, remote_htlc_pubkey: &PublicKey) -> Builder {
     let revocation_hash = hash160::Hash::hash(&revocation_pubkey.serialize()).to_byte_array();
-    let b = Builder::new()
+    let b = Builder::from(Vec::with_capacity(HTLC_SCRIPT_MAX_LEN))
         .push_opcode(OP_DUP)
         .push_opcode(OP_HASH160)
         .push_slice(revocation_hash)
@@ -197,4 +265,41 @@ pub fn received_htlc_script(
         .push_opcode(OP_CHECKSIG)
         .push_opcode(OP_ENDIF);
     htlc_suffix(b, anchors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secp256k1::{Secp256k1, SecretKey};
+
+    #[test]
+    fn to_local_array_matches_builder_for_every_delay() {
+        let secp = Secp256k1::signing_only();
+        let a = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[1; 32]).unwrap());
+        let b = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[2; 32]).unwrap());
+        for delay in 0..=u16::MAX {
+            let built = to_local_script(&a, delay, &b);
+            let (buf, len) = to_local_script_array(&a, delay, &b);
+            assert_eq!(&buf[..len], built.as_bytes(), "delay {delay}");
+            assert_eq!(to_local_wscript_hash(&a, delay, &b), built.wscript_hash());
+        }
+    }
+
+    #[test]
+    fn p2wsh_matches_the_library_and_htlc_scripts_fit() {
+        let secp = Secp256k1::signing_only();
+        let a = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[1; 32]).unwrap());
+        let script = to_local_script(&a, 144, &a);
+        assert_eq!(p2wsh(&script), ScriptBuf::new_p2wsh(&script.wscript_hash()));
+        let keys = HtlcScriptKeys {
+            revocation_pubkey: &a,
+            local_htlc_pubkey: &a,
+            remote_htlc_pubkey: &a,
+        };
+        let hash = sha256::Hash::hash(b"x");
+        let longest = received_htlc_script(keys, &hash, u32::MAX, true);
+        assert_eq!(longest.len(), HTLC_SCRIPT_MAX_LEN);
+        assert_eq!(received_htlc_script(keys, &hash, 500_000, false).len(), 139);
+        assert!(offered_htlc_script(keys, &hash, true).len() <= HTLC_SCRIPT_MAX_LEN);
+    }
 }

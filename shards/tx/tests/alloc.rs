@@ -1,0 +1,130 @@
+//! Heap allocations of the HTLC-sighash path, counted by a global
+//! allocator: [`HtlcSighasher`] allocates nothing, per HTLC or at all,
+//! while [`htlc_tx`] allocates for every HTLC. Also pins how many
+//! allocations [`build_commitment`] makes per HTLC output (the witness
+//! script and the `scriptPubKey` each HTLC output owns), so a regression
+//! shows. A dedicated binary: the counting allocator must not be shared
+//! with other tests, and the counter is per thread so the test harness's
+//! own threads do not disturb it. It is also the smoke twin of the `stage`
+//! bench (same fixture, both sighash paths compared).
+
+// A `GlobalAlloc` impl is `unsafe` by definition; it only forwards to the
+// system allocator.
+#![allow(unsafe_code)]
+
+mod common;
+mod stage_fixture;
+mod vectors;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::*;
+use lnhub_tx::{ChannelType, HtlcSighasher, Side};
+use secp256k1::Secp256k1;
+use stage_fixture::*;
+
+/// Forwards to [`System`], counting allocations and reallocations made by
+/// the current thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump() {
+    // `try_with`: the slot may be gone while the thread is exiting.
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments,
+// so `System`'s guarantees hold; the counter is a const-initialised
+// thread-local `Cell`, whose access does not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: forwarded unchanged; the caller upholds `alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        bump();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        bump();
+        // SAFETY: `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, i.e. from `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations (and reallocations) `f` makes on this thread.
+fn allocations<T>(f: impl FnOnce() -> T) -> (u64, T) {
+    let before = ALLOCS.with(Cell::get);
+    let out = f();
+    (ALLOCS.with(Cell::get) - before, out)
+}
+
+/// Allocations of: building the commitment, the sighasher path (all HTLC
+/// sighashes, remote and local), and the `htlc_tx` path.
+fn counts(channel_type: ChannelType, n: usize) -> (u64, u64, u64) {
+    let secp = Secp256k1::new();
+    let params = params_with(&secp, channel_type, 546, 546, Side::Local, FUNDING_SAT);
+    let keys = local_keys(&secp, &params);
+    let htlcs = spec_htlcs(n);
+    let (build_allocs, commitment) = allocations(|| build(&params, &keys, &htlcs));
+    assert_eq!(commitment.htlc_indices_in_output_order().count(), n);
+    let (sighasher_allocs, ()) = allocations(|| {
+        let hasher = HtlcSighasher::new(&commitment);
+        for i in commitment.htlc_indices_in_output_order() {
+            std::hint::black_box(hasher.remote_sighash(i).expect("untrimmed"));
+            std::hint::black_box(hasher.local_sighash(i).expect("untrimmed"));
+        }
+    });
+    // The bench's two paths, compared, each into a Vec sized beforehand.
+    let mut old = Vec::with_capacity(n);
+    let (htlc_tx_allocs, ()) = allocations(|| sighashes_htlc_tx(&commitment, &mut old));
+    let mut new = Vec::with_capacity(n);
+    let (path_allocs, ()) = allocations(|| sighashes_sighasher(&commitment, &mut new));
+    assert_eq!(old, new);
+    assert_eq!(path_allocs, 0);
+    (build_allocs, sighasher_allocs, htlc_tx_allocs)
+}
+
+#[test]
+fn htlc_sighashes_allocate_nothing() {
+    for channel_type in [ChannelType::StaticRemoteKey, ChannelType::Anchors] {
+        let (build0, sighasher0, htlc_tx0) = counts(channel_type, 0);
+        let (build30, sighasher30, htlc_tx30) = counts(channel_type, HTLCS);
+        eprintln!(
+            "{channel_type:?}: build_commitment {build0} allocations with 0 HTLCs, {build30} with \
+             30; HtlcSighasher {sighasher30} for 30 HTLCs; htlc_tx {htlc_tx30} for 30 HTLCs"
+        );
+        assert_eq!(sighasher0, 0);
+        assert_eq!(
+            sighasher30, 0,
+            "{channel_type:?}: the sighasher must not allocate"
+        );
+        assert_eq!(htlc_tx0, 0);
+        assert!(htlc_tx30 >= HTLCS as u64, "the old path allocates per HTLC");
+        // build_commitment: a fixed number of Vecs per commitment (two of
+        // them empty, so unallocated, without HTLCs), plus what each HTLC
+        // output owns: its witness script and its scriptPubKey, one exact
+        // allocation each.
+        assert!(
+            build30 - build0 <= 2 * HTLCS as u64 + 2,
+            "{channel_type:?}: build_commitment allocates {build0} + {} for 30 HTLCs",
+            build30 - build0
+        );
+    }
+}
