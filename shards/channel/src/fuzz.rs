@@ -2,11 +2,16 @@
 //! the `channel_pair` cargo-fuzz target in `tests/fuzz`. Each input byte
 //! picks a step (adds with amounts from the input, fulfills, fails, fee
 //! updates, signatures, deliveries in order, persist completions,
-//! `shutdown` (answered by the peer as soon as it may), disconnections, crash-restarts from the last durable record, and
+//! `shutdown` (answered by the peer as soon as it may) and the closing
+//! negotiation that follows (legacy `closing_signed`, or `option_simple_close`
+//! when the first byte's top bit is set), disconnections, crash-restarts
+//! from the last durable record, and
 //! arbitrary decoded messages handed to a copy of a channel); after the
 //! input, the pair is drained. It panics on any disagreement: an honest
 //! message refused, commitments that differ, an HTLC lost or resolved
-//! twice, a wrong final balance, or a panic inside the channel.
+//! twice, a wrong final balance, a close that started and did not end in
+//! a closing transaction on both sides (the same one with
+//! `closing_signed`), or a panic inside the channel.
 //!
 //! Test-only code: keys are fixed, not secret; nothing here is used by the
 //! state machine itself.
@@ -181,6 +186,8 @@ struct Node {
     /// Inbound HTLCs awaiting our decision: id -> must fail.
     forwardable: BTreeMap<u64, bool>,
     epoch: usize,
+    /// Closing transactions reported.
+    closing_txs: Vec<bitcoin::Transaction>,
 }
 
 fn record_of(ch: &Channel) -> Vec<u8> {
@@ -200,6 +207,7 @@ impl Node {
             resolved: BTreeMap::new(),
             forwardable: BTreeMap::new(),
             epoch: 0,
+            closing_txs: Vec::new(),
         }
     }
 }
@@ -259,7 +267,14 @@ impl Pair {
                     }
                 }
                 Effect::BroadcastFunding { .. } => panic!("funding broadcast in normal operation"),
-                Effect::ClosingTx { .. } => {}
+                Effect::ClosingTx { tx } => {
+                    assert_eq!(
+                        tx.input[0].previous_output,
+                        self.n[i].ch.params().funding_outpoint(),
+                        "a closing transaction spends the funding output"
+                    );
+                    self.n[i].closing_txs.push(tx);
+                }
             }
         }
     }
@@ -318,8 +333,28 @@ impl Pair {
         let Some(m) = self.n[i].inbox.pop_front() else {
             return false;
         };
-        handle(secp, &mut self.n[i].ch, m).expect("an honest message is accepted");
+        let ch = &mut self.n[i].ch;
+        match handle(secp, ch, m) {
+            // A closed channel drops what the peer repeats after a reconnection.
+            Err(crate::ChannelError::Ignore(_)) if ch.is_closed() => {}
+            r => r.expect("an honest message is accepted"),
+        }
         true
+    }
+
+    /// Signs and queues node `i`'s next closing message, if it owes one.
+    fn close_sign(&mut self, i: usize) -> bool {
+        let ch = &mut self.n[i].ch;
+        match ch
+            .stage_closing_sign()
+            .expect("an honest close can be signed")
+        {
+            Some(staged) => {
+                ch.apply_closing_sign(staged.sign(secp()));
+                true
+            }
+            None => false,
+        }
     }
 
     fn persist(&mut self, i: usize) -> bool {
@@ -407,7 +442,14 @@ fn handle(secp: &Secp256k1<All>, ch: &mut Channel, m: Message) -> Result<(), cra
         Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
         Message::ChannelReady(m) => ch.handle_channel_ready(&m),
         Message::Shutdown(m) => ch.handle_shutdown(&m),
-        _ => Ok(()),
+        m => match ch.stage_closing_message(&m) {
+            Some(Ok(staged)) => {
+                let verified = staged.verify(secp);
+                ch.apply_closing_verified(verified)
+            }
+            Some(Err(e)) => Err(e),
+            None => Ok(()),
+        },
     }
 }
 
@@ -430,7 +472,10 @@ pub fn fuzz_pair(data: &[u8]) {
         ChannelType::StaticRemoteKey
     };
     let feerate = 253 + u32::from(first >> 1) * 20;
-    let (a, b) = fixed_pair(channel_type, feerate);
+    let (mut a, mut b) = fixed_pair(channel_type, feerate);
+    let simple_close = first & 0x80 != 0;
+    a.shutdown_terms.option_simple_close = simple_close;
+    b.shutdown_terms.option_simple_close = simple_close;
     let mut p = Pair {
         n: [Node::new(a), Node::new(b)],
         next_preimage: 0,
@@ -470,6 +515,9 @@ pub fn fuzz_pair(data: &[u8]) {
             57 => {
                 let _ = p.n[i].ch.send_shutdown(shutdown_script(i));
             }
+            58 => {
+                let _ = p.close_sign(i);
+            }
             52..=54 => p.restart(i),
             55..=56 => {
                 // Arbitrary bytes as a peer message, to a copy.
@@ -506,11 +554,11 @@ pub fn fuzz_pair(data: &[u8]) {
         p.drain_effects(1);
         p.check();
     }
-    drain(&mut p);
+    drain(&mut p, simple_close);
 }
 
 /// Settles everything and checks the final balances.
-fn drain(p: &mut Pair) {
+fn drain(p: &mut Pair, simple_close: bool) {
     for _ in 0..DRAIN_ROUNDS {
         let mut progress = false;
         for i in 0..2 {
@@ -524,6 +572,7 @@ fn drain(p: &mut Pair) {
             progress |= p.persist(i);
             progress |= p.deliver(i);
             progress |= p.sign(i);
+            progress |= p.close_sign(i);
             p.drain_effects(0);
             p.drain_effects(1);
             p.check();
@@ -538,6 +587,17 @@ fn drain(p: &mut Pair) {
                     let s = n.ch.shutdown_state();
                     assert_eq!(s.local_script(), Some(shutdown_script(j).as_script()));
                     assert_eq!(s.remote_script(), Some(shutdown_script(1 - j).as_script()));
+                    assert!(
+                        !n.closing_txs.is_empty(),
+                        "a started close ends in a transaction"
+                    );
+                }
+                if !simple_close {
+                    assert_eq!(
+                        p.n[0].closing_txs.last(),
+                        p.n[1].closing_txs.last(),
+                        "closing_signed ends in one transaction"
+                    );
                 }
             }
             let paid = |n: &Node| -> u64 {
@@ -568,6 +628,10 @@ mod tests {
             // An HTLC, then shutdown from each side, settled by the drain.
             &[
                 0, 0, 0, 0, 100, 0, 32, 40, 72, 73, 41, 72, 73, 40, 41, 114, 73, 72, 41, 40, 115,
+            ][..],
+            // The same with option_simple_close.
+            &[
+                0x80, 0, 0, 0, 100, 0, 32, 40, 72, 73, 41, 72, 73, 40, 41, 114, 73, 72, 41, 40, 115,
             ][..],
             &[
                 1, 1, 0, 0, 1, 1, 33, 41, 73, 40, 72, 41, 73, 40, 72, 20, 0, 32, 41, 40,

@@ -1014,3 +1014,33 @@ fn simple_close_restarts_after_reconnection() {
     assert_eq!(ra.closing_txs.len(), 2);
     assert_eq!(rb.closing_txs.len(), 2);
 }
+
+/// BOLT 2: "SHOULD fail to route any HTLC added after it has sent
+/// `shutdown`". A's add crosses B's `shutdown`: B accepts it (A had not
+/// seen the `shutdown`) and reports it with `added_after_shutdown`, so the
+/// engine fails it; an HTLC added before is forwarded as usual.
+#[test]
+fn an_add_racing_our_shutdown_is_flagged_for_failing() {
+    let (secp, mut a, mut b) = setup();
+    let before = add(&mut a, 1).expect("affordable");
+    pump(&secp, &mut a, &mut b).expect("committed");
+    b.send_shutdown(p2wpkh(2)).expect("B's shutdown");
+    let from_b = drain(&mut b, &mut Reported::default());
+    let racing = add(&mut a, 2).expect("A has not seen B's shutdown");
+    for m in drain(&mut a, &mut Reported::default()) {
+        deliver(&secp, &mut b, m).expect("the racing add is accepted");
+    }
+    for m in from_b {
+        deliver(&secp, &mut a, m).expect("B's shutdown");
+    }
+    let (_, rb) = pump(&secp, &mut a, &mut b).expect("the racing add is committed");
+    assert!(rb.forwards.contains(&racing), "reported once committed");
+    let flag = |id| {
+        b.book()
+            .htlc(Side::Remote, id)
+            .map(|h| h.added_after_shutdown)
+    };
+    assert_eq!(flag(racing), Some(true));
+    assert_eq!(flag(before), Some(false));
+    assert!(matches!(add(&mut a, 3), Err(SendError::ShuttingDown)));
+}

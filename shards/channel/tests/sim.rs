@@ -38,13 +38,13 @@ use common::{establish_pair, pair_with_terms, receive_commitment, sign, Agreemen
 use lnhub_channel::{verify_batch, Channel, Effect, Resolution, SendError, ShutdownTerms, View};
 use lnhub_tx::{ChannelType, Side};
 use lnhub_wire::msgs::ONION_PACKET_LEN;
-use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage};
+use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage, Sat};
 use lnhub_wire::Message;
 use secp256k1::{All, Secp256k1};
 
-/// Seeds of a default run: enough interleavings to cover every state
-/// pair many times while staying within CI's minute.
-const DEFAULT_SEEDS: u64 = 300;
+/// Seeds of a default run (what CI runs): a few thousand interleavings,
+/// about two minutes on two cores. Longer runs: `SIM_SEEDS`.
+const DEFAULT_SEEDS: u64 = 3_000;
 
 /// Random steps per seed before the drain.
 const STEPS: usize = 250;
@@ -507,7 +507,7 @@ impl Sim {
         let sig = self
             .secp
             .sign_ecdsa(&secp256k1::Message::from_digest(r.bytes32()), &key);
-        match r.range(0, 9) {
+        match r.range(0, 12) {
             0 => Message::UpdateAddHtlc(UpdateAddHtlc {
                 channel_id,
                 id,
@@ -574,6 +574,48 @@ impl Sim {
                 },
                 unknown_tlvs: Vec::new(),
             }),
+            8 => Message::ClosingSigned(ClosingSigned {
+                channel_id,
+                fee_satoshis: Sat(amount / 1000),
+                signature: sig,
+                fee_range: r.chance(1, 2).then(|| FeeRange {
+                    min_fee_satoshis: Sat(r.range(0, 5_000)),
+                    max_fee_satoshis: Sat(r.range(0, 50_000)),
+                }),
+                unknown_tlvs: Vec::new(),
+            }),
+            9 | 10 => {
+                let (closer, closee) = (Self::script(1 - i).to_bytes(), Self::script(i).to_bytes());
+                let fee = Sat(amount / 1000);
+                let locktime = r.range(0, 3) as u32;
+                let pick = |r: &mut Rng| r.chance(1, 2).then_some(sig);
+                let (one, two, three) = (pick(r), pick(r), pick(r));
+                if r.chance(1, 2) {
+                    Message::ClosingComplete(ClosingComplete {
+                        channel_id,
+                        closer_scriptpubkey: closer,
+                        closee_scriptpubkey: closee,
+                        fee_satoshis: fee,
+                        locktime,
+                        closer_output_only: one,
+                        closee_output_only: two,
+                        closer_and_closee_outputs: three,
+                        unknown_tlvs: Vec::new(),
+                    })
+                } else {
+                    Message::ClosingSig(ClosingSig {
+                        channel_id,
+                        closer_scriptpubkey: closee,
+                        closee_scriptpubkey: closer,
+                        fee_satoshis: fee,
+                        locktime,
+                        closer_output_only: one,
+                        closee_output_only: two,
+                        closer_and_closee_outputs: three,
+                        unknown_tlvs: Vec::new(),
+                    })
+                }
+            }
             _ => Message::ChannelReestablish(ChannelReestablish {
                 channel_id,
                 next_commitment_number: r.next_u64() % 8,
@@ -960,6 +1002,25 @@ fn check_closing_tx(ch: &Channel, tx: &bitcoin::Transaction) -> Result<(), Strin
     Ok(())
 }
 
+impl Stats {
+    /// Adds another run's counters (maxima for `max_in_flight`).
+    fn add(&mut self, o: &Stats) {
+        self.htlcs += o.htlcs;
+        self.fulfilled += o.fulfilled;
+        self.failed += o.failed;
+        self.commitments_compared += o.commitments_compared;
+        self.max_in_flight = self.max_in_flight.max(o.max_in_flight);
+        self.failed_for_dust += o.failed_for_dust;
+        self.disconnects += o.disconnects;
+        self.hostile_messages += o.hostile_messages;
+        self.restarts += o.restarts;
+        self.round_trips += o.round_trips;
+        self.shutdowns += o.shutdowns;
+        self.closing_txs += o.closing_txs;
+        self.simple_closes += o.simple_closes;
+    }
+}
+
 /// The channel's record.
 fn encode(ch: &Channel) -> Vec<u8> {
     let mut out = Vec::new();
@@ -1094,16 +1155,47 @@ fn seeds() -> Vec<u64> {
     (start..start + n).collect()
 }
 
-#[test]
-fn two_channels_agree_under_random_interleavings() {
+/// Runs `seeds`, returning the failing ones.
+fn run_all(seeds: &[u64], stats: &mut Stats) -> Vec<u64> {
     let mut failures = Vec::new();
-    let mut stats = Stats::default();
-    for seed in seeds() {
-        if let Err(e) = run(seed, &mut stats) {
+    for &seed in seeds {
+        if let Err(e) = run(seed, stats) {
             eprintln!("sim seed {seed} failed: {e} (rerun with SIM_SEED={seed})");
             failures.push(seed);
         }
     }
-    eprintln!("sim coverage: {stats:?}");
+    failures
+}
+
+/// Every seed runs alone and deterministically; the seeds are spread over
+/// the machine's cores.
+#[test]
+fn two_channels_agree_under_random_interleavings() {
+    let seeds = seeds();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = seeds.len().div_ceil(threads).max(1);
+    let results: Vec<(Vec<u64>, Stats)> = std::thread::scope(|s| {
+        let handles: Vec<_> = seeds
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut stats = Stats::default();
+                    let failures = run_all(part, &mut stats);
+                    (failures, stats)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a sim thread panicked"))
+            .collect()
+    });
+    let mut failures = Vec::new();
+    let mut stats = Stats::default();
+    for (f, st) in results {
+        failures.extend(f);
+        stats.add(&st);
+    }
+    eprintln!("sim coverage over {} seeds: {stats:?}", seeds.len());
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
 }

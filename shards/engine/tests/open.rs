@@ -2,7 +2,9 @@
 //! machine) opens a zero-conf channel to the hub; the hub accepts, signs, persists before
 //! `funding_signed`, goes ready at once for a trusted peer, starts the channel and sends its
 //! private `channel_update`. An untrusted peer asking for zero-conf is refused with an error,
-//! and a hub without an open config refuses every channel.
+//! and a hub without an open config refuses every channel. Then the operator closes the channel
+//! (`Input::CloseChannel`): the hub sends `shutdown` to its P2WPKH, the peer answers, and the
+//! legacy `closing_signed` negotiation ends with the same transaction on both sides.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -305,4 +307,128 @@ fn untrusted_zero_conf_and_closed_hubs_are_refused() {
         );
         assert_eq!(store.commits, 0);
     }
+}
+
+/// Opens a zero-conf channel from a trusted peer through the shard: returns the peer's side
+/// (a `Channel` in normal operation) and the channel id.
+fn opened(
+    secp: &Secp256k1<All>,
+    shard: &mut Shard,
+    store: &mut MemoryStore,
+    peer: PublicKey,
+) -> (lnhub_channel::Channel, ChannelId) {
+    let (mut f, replies) = open_to_funding_signed(secp, shard, store, peer);
+    let [Message::FundingSigned(signed), Message::ChannelReady(ready)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    let staged = f.stage_funding_signed(secp, signed).unwrap();
+    f.apply_funding_signed(staged.verify(secp)).unwrap();
+    f.handle_channel_ready(ready).unwrap();
+    f.handle_funding_depth(0);
+    turn(shard, store, peer, sent(&mut f));
+    let id = f.channel_id().unwrap();
+    (f.into_channel(), id)
+}
+
+/// What the peer's channel queued: its messages and the closing transactions it reported
+/// (persists completed at once).
+fn peer_out(ch: &mut lnhub_channel::Channel) -> (Vec<Message>, Vec<Transaction>) {
+    let (mut msgs, mut txs) = (Vec::new(), Vec::new());
+    while let Some(e) = ch.poll_effect() {
+        match e {
+            Effect::Send(m) => msgs.push(m),
+            Effect::Persist { seq } => ch.handle_persisted(seq),
+            Effect::ClosingTx { tx } => txs.push(tx),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    (msgs, txs)
+}
+
+#[test]
+fn operator_closes_a_channel_cooperatively() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x66; 32]).unwrap());
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let (mut ch, channel_id) = opened(&secp, &mut shard, &mut store, peer);
+
+    let mut io = Collect {
+        to_peers: HashMap::new(),
+    };
+    shard
+        .turn([Input::CloseChannel { channel_id }], &mut store, &mut io)
+        .unwrap();
+    let out: Vec<Message> = io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default();
+    let [Message::Shutdown(shutdown)] = &out[..] else {
+        panic!("the hub sends shutdown: {out:?}")
+    };
+    let hub_script = ScriptBuf::from_bytes(shutdown.scriptpubkey.clone());
+    assert!(hub_script.is_p2wpkh(), "the hub closes to a P2WPKH");
+
+    // The peer (funder) answers with its own shutdown and opens the fee negotiation.
+    ch.handle_shutdown(shutdown).expect("a valid shutdown");
+    assert!(ch.needs_shutdown_reply());
+    let mut peer_script = vec![0x00, 20];
+    peer_script.extend([0x77; 20]);
+    ch.send_shutdown(ScriptBuf::from_bytes(peer_script))
+        .expect("nothing pending");
+    let staged = ch
+        .stage_closing_sign()
+        .unwrap()
+        .expect("the funder proposes");
+    ch.apply_closing_sign(staged.sign(&secp));
+    let (msgs, _) = peer_out(&mut ch);
+    assert!(matches!(
+        &msgs[..],
+        [Message::Shutdown(_), Message::ClosingSigned(_)]
+    ));
+
+    // The hub (fundee) takes the funder's fee, signs the same transaction and is done.
+    let replies = turn(&mut shard, &mut store, peer, msgs);
+    let [Message::ClosingSigned(reply)] = &replies[..] else {
+        panic!("the hub agrees: {replies:?}")
+    };
+    assert_eq!(shard.counters().channels_closed_total, 1);
+    let hub_side = shard
+        .channel(&channel_id)
+        .expect("kept")
+        .channel
+        .closing_state()
+        .tx();
+    let hub_tx = hub_side
+        .expect("the hub holds the signed closing transaction")
+        .clone();
+    let staged = ch
+        .stage_closing_message(&Message::ClosingSigned(reply.clone()))
+        .expect("a closing message")
+        .expect("the hub's fee is ours");
+    ch.apply_closing_verified(staged.verify(&secp))
+        .expect("valid signature");
+    let (_, txs) = peer_out(&mut ch);
+    assert_eq!(txs, vec![hub_tx.clone()], "one transaction on both sides");
+    let hub_sat = {
+        let mut htlcs = Vec::new();
+        let slot = shard.channel(&channel_id).expect("kept");
+        let view = slot
+            .channel
+            .book()
+            .view(lnhub_channel::View::LocalCurrent, &mut htlcs);
+        view.balance_of(lnhub_tx::Side::Local) / 1000
+    };
+    let paid: Vec<u64> = hub_tx
+        .output
+        .iter()
+        .filter(|o| o.script_pubkey == hub_script)
+        .map(|o| o.value.to_sat())
+        .collect();
+    assert_eq!(
+        paid,
+        vec![hub_sat],
+        "the hub (fundee) gets its whole balance"
+    );
+    assert!(
+        store.channels.contains_key(&channel_id),
+        "the closed channel's record is kept"
+    );
 }
