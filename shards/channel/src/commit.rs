@@ -104,6 +104,10 @@ pub struct StagedVerify {
     pub(crate) checks: Vec<SigCheck>,
     pub(crate) signature: Signature,
     pub(crate) htlc_signatures: Vec<Signature>,
+    /// Our point of the commitment after the one being signed, for the
+    /// `revoke_and_ack` that answers it (computed here so applying does no
+    /// curve arithmetic).
+    pub(crate) next_point: PublicKey,
 }
 
 impl StagedVerify {
@@ -384,6 +388,7 @@ impl Channel {
             checks,
             signature: msg.signature,
             htlc_signatures: msg.htlc_signature,
+            next_point: self.local_point(secp, n + 1),
         })
     }
 
@@ -392,9 +397,8 @@ impl Channel {
     /// `revoke_and_ack` is queued behind a persist (with any HTLCs this
     /// made irrevocable). A failed verification fails the channel and
     /// returns its error.
-    pub fn apply_commitment_signed<C: Signing>(
+    pub fn apply_commitment_signed(
         &mut self,
-        secp: &Secp256k1<C>,
         verified: Result<Verified, ChannelError>,
     ) -> Result<(), ChannelError> {
         let v = verified.map_err(|e| self.fail(e))?;
@@ -417,7 +421,12 @@ impl Channel {
         self.version += 1;
         self.request_persist();
         self.last_revoke_seq = self.take_send_seq();
-        let raa = self.revoke_and_ack_for(secp, revoked);
+        let raa = RevokeAndAck {
+            channel_id: self.channel_id,
+            per_commitment_secret: local_secret(&self.secrets.commitment_seed, revoked),
+            next_per_commitment_point: staged.next_point,
+            unknown_tlvs: Vec::new(),
+        };
         self.emit(Effect::Send(Message::RevokeAndAck(raa)));
         self.emit_book_events();
         Ok(())

@@ -577,6 +577,7 @@ impl Establishing {
             commitment,
             signature,
             htlc_signatures: Vec::new(),
+            next_point: self.second_point,
         })
     }
 

@@ -436,7 +436,7 @@ fn handle(secp: &Secp256k1<All>, ch: &mut Channel, m: Message) -> Result<(), cra
         Message::CommitmentSigned(m) => {
             let staged = ch.stage_commitment_signed(secp, m)?;
             let verified = staged.verify(secp);
-            ch.apply_commitment_signed(secp, verified)
+            ch.apply_commitment_signed(verified)
         }
         Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(secp, &m),
         Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),

@@ -597,9 +597,9 @@ fn verify_batch_maps_failures_to_their_channel() {
     ];
     assert_eq!(staged[0].checks().len(), 2, "commitment + one HTLC");
     let mut results = lnhub_channel::verify_batch(&secp, staged).into_iter();
-    b1.apply_commitment_signed(&secp, results.next().unwrap())
+    b1.apply_commitment_signed(results.next().unwrap())
         .expect("the good one applies");
-    let r = b2.apply_commitment_signed(&secp, results.next().unwrap());
+    let r = b2.apply_commitment_signed(results.next().unwrap());
     assert_closed(&mut b2, r, "invalid htlc_signature 0");
     assert!(!b1.is_failed());
 }

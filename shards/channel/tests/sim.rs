@@ -409,7 +409,7 @@ impl Sim {
             Message::CommitmentSigned(m) if batch => match n.ch.stage_commitment_signed(&secp, m) {
                 Ok(staged) => {
                     let verified = verify_batch(&secp, vec![staged]).pop().expect("one result");
-                    n.ch.apply_commitment_signed(&secp, verified)
+                    n.ch.apply_commitment_signed(verified)
                 }
                 Err(e) => Err(e),
             },

@@ -3,12 +3,14 @@
 //! A turn takes every input that arrived (peer messages, hand-offs from other shards, chain
 //! height) and runs them to quiescence in rounds:
 //!
-//! 1. **apply**: each input goes to its channel; a `commitment_signed` is only *staged*
-//!    (its signature checks are collected), and later inputs for that channel wait for the
-//!    round's verification (a stage must be applied before anything else reaches it);
-//! 2. **verify**: every staged check of the round runs in one rayon batch, then is applied;
-//! 3. **sign**: every channel with updates the peer has not signed for stages its
-//!    `commitment_signed`, and all are signed in one rayon batch (updates that arrived while a
+//! 1. **apply**: each input goes to its channel; a `commitment_signed` is only *set aside*,
+//!    and later inputs for that channel wait for the round's verification (a stage must be
+//!    applied before anything else reaches it);
+//! 2. **verify**: the round's `commitment_signed`s are staged in parallel on rayon (key
+//!    derivations, transaction building, sighashes: each touches only its own channel), every
+//!    staged check runs in one rayon batch, then each is applied;
+//! 3. **sign**: every channel with updates the peer has not signed for stages and signs its
+//!    `commitment_signed`, all in parallel on rayon (updates that arrived while a
 //!    `commitment_signed` was outstanding are coalesced into the next one by the channel);
 //! 4. **persist**: the writes of every channel that asked for one, and of forward links, go to
 //!    [`Store::commit`] in one batch (one fsync); only then are the held `revoke_and_ack`,
@@ -38,7 +40,7 @@ use lnhub_onion::failure::{Failure, FailureMessage};
 use lnhub_onion::{peel_batch, HopAction, OnionFailure, OnionPacket, PeelInput, PeelSlot};
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_wire::features::Features;
-use lnhub_wire::msgs::{ErrorMessage, Message, Warning};
+use lnhub_wire::msgs::{CommitmentSigned, ErrorMessage, Message, Warning};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
 use rayon::prelude::*;
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
@@ -326,7 +328,8 @@ pub struct Shard {
     deferred: Vec<Input>,
     /// Peers with an input in `deferred` this round.
     deferred_peers: HashSet<PublicKey>,
-    staged: Vec<(ChannelId, StagedVerify)>,
+    /// `commitment_signed`s of this round, staged (in parallel) at the verify step.
+    to_stage: Vec<(ChannelId, CommitmentSigned)>,
     staged_ids: HashSet<ChannelId>,
     touched: HashSet<ChannelId>,
     persists: Vec<(ChannelId, u64)>,
@@ -364,7 +367,7 @@ impl Shard {
             pending: VecDeque::new(),
             deferred: Vec::new(),
             deferred_peers: HashSet::new(),
-            staged: Vec::new(),
+            to_stage: Vec::new(),
             staged_ids: HashSet::new(),
             touched: HashSet::new(),
             persists: Vec::new(),
@@ -712,14 +715,14 @@ impl Shard {
             Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(secp, &m),
             Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
             Message::ChannelReady(m) => ch.handle_channel_ready(&m),
-            Message::CommitmentSigned(m) => match ch.stage_commitment_signed(secp, m) {
-                Ok(staged) => {
-                    self.staged.push((channel_id, staged));
-                    self.staged_ids.insert(channel_id);
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            },
+            // Staged with the round's others, in parallel, at the verify step (its key
+            // derivations and transaction building are the expensive part after signatures);
+            // the channel's later inputs wait for it (`blocked`).
+            Message::CommitmentSigned(m) => {
+                self.to_stage.push((channel_id, m));
+                self.staged_ids.insert(channel_id);
+                Ok(())
+            }
             Message::Shutdown(m) => ch.handle_shutdown(&m),
             // Closing negotiation is rare: its one or two signature checks run inline.
             m @ (Message::ClosingSigned(_)
@@ -832,11 +835,36 @@ impl Shard {
         }
     }
 
+    /// Stages the round's `commitment_signed`s in parallel (one per channel: each stage
+    /// touches only its own channel), verifies every signature in one batch, applies.
     fn verify_staged(&mut self, io: &mut dyn Io) {
-        if self.staged.is_empty() {
+        if self.to_stage.is_empty() {
             return;
         }
-        let (ids, stages): (Vec<ChannelId>, Vec<StagedVerify>) = self.staged.drain(..).unzip();
+        let mut msgs: HashMap<ChannelId, CommitmentSigned> = self.to_stage.drain(..).collect();
+        let secp = &self.secp;
+        let staged: Vec<(ChannelId, Result<StagedVerify, ChannelError>)> = self
+            .slots
+            .iter_mut()
+            .filter_map(|(id, slot)| msgs.remove(id).map(|m| (*id, &mut slot.channel, m)))
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(id, ch, m)| (id, ch.stage_commitment_signed(secp, m)))
+            .collect();
+        let mut ids = Vec::with_capacity(staged.len());
+        let mut stages = Vec::with_capacity(staged.len());
+        for (id, result) in staged {
+            match result {
+                Ok(stage) => {
+                    ids.push(id);
+                    stages.push(stage);
+                }
+                Err(e) => {
+                    let peer = self.slots[&id].peer;
+                    self.channel_error(id, peer, e, io);
+                }
+            }
+        }
         self.counters.signatures_verified_total +=
             stages.iter().map(|s| s.checks().len() as u64).sum::<u64>();
         let results = verify_batch(&self.secp, stages);
@@ -845,40 +873,42 @@ impl Shard {
             let Some(slot) = self.slots.get_mut(&channel_id) else {
                 continue;
             };
-            if let Err(e) = slot.channel.apply_commitment_signed(&self.secp, verified) {
+            if let Err(e) = slot.channel.apply_commitment_signed(verified) {
                 let peer = slot.peer;
                 self.channel_error(channel_id, peer, e, io);
             }
         }
     }
 
+    /// Every touched channel with updates the peer has not signed for stages and signs its
+    /// `commitment_signed`, all in parallel (each stage touches only its own channel); the
+    /// signed stages are then applied in turn.
     fn sign_all(&mut self) {
-        let mut stages = Vec::new();
-        for id in &self.touched {
-            let Some(slot) = self.slots.get_mut(id) else {
-                continue;
-            };
-            if !slot.connected || !slot.channel.can_sign() {
-                continue;
-            }
-            match slot.channel.stage_sign(&self.secp) {
-                Ok(Some(stage)) => stages.push((*id, stage)),
-                Ok(None) => {}
-                Err(e) => log::warn!("channel {id}: cannot sign: {e}"),
-            }
-        }
-        if stages.is_empty() {
+        let touched = &self.touched;
+        let secp = &self.secp;
+        let work: Vec<(ChannelId, &mut Channel)> = self
+            .slots
+            .iter_mut()
+            .filter(|(id, slot)| touched.contains(*id) && slot.connected && slot.channel.can_sign())
+            .map(|(id, slot)| (*id, &mut slot.channel))
+            .collect();
+        if work.is_empty() {
             return;
         }
-        let secp = &self.secp;
-        let signed: Vec<_> = stages
+        let signed: Vec<_> = work
             .into_par_iter()
-            .map(|(id, stage)| (id, stage.sign(secp)))
+            .map(|(id, ch)| (id, ch.stage_sign(secp).map(|s| s.map(|s| s.sign(secp)))))
             .collect();
-        for (id, signed) in signed {
-            if let Some(slot) = self.slots.get_mut(&id) {
-                slot.channel.apply_signed(signed);
-                self.counters.commitments_signed_total += 1;
+        for (id, result) in signed {
+            match result {
+                Ok(Some(signed)) => {
+                    if let Some(slot) = self.slots.get_mut(&id) {
+                        slot.channel.apply_signed(signed);
+                        self.counters.commitments_signed_total += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => log::warn!("channel {id}: cannot sign: {e}"),
             }
         }
     }

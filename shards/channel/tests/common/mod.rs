@@ -258,7 +258,7 @@ pub fn receive_commitment(
 ) -> Result<(), ChannelError> {
     let staged = ch.stage_commitment_signed(secp, msg)?;
     let verified = staged.verify(secp);
-    ch.apply_commitment_signed(secp, verified)
+    ch.apply_commitment_signed(verified)
 }
 
 /// What a channel reported while pumping.
