@@ -3,12 +3,14 @@
 //! A turn takes every input that arrived (peer messages, hand-offs from other shards, chain
 //! height) and runs them to quiescence in rounds:
 //!
-//! 1. **apply**: each input goes to its channel; a `commitment_signed` is only *set aside*,
-//!    and later inputs for that channel wait for the round's verification (a stage must be
-//!    applied before anything else reaches it);
-//! 2. **verify**: the round's `commitment_signed`s are staged in parallel on rayon (key
-//!    derivations, transaction building, sighashes: each touches only its own channel), every
-//!    staged check runs in one rayon batch, then each is applied;
+//! 1. **apply**: each input goes to its channel; a `commitment_signed` or `revoke_and_ack`
+//!    (the messages whose handling needs curve arithmetic) is only *set aside*, and later
+//!    inputs for that channel wait for the round's verification (a stage must be applied
+//!    before anything else reaches it);
+//! 2. **verify**: the set-aside messages are handled in parallel on rayon, each touching only
+//!    its own channel: `revoke_and_ack`s applied (the secret checked against the point),
+//!    `commitment_signed`s staged (key derivations, transaction building, sighashes); every
+//!    staged signature check then runs in one rayon batch, and each stage is applied;
 //! 3. **sign**: every channel with updates the peer has not signed for stages and signs its
 //!    `commitment_signed`, all in parallel on rayon (updates that arrived while a
 //!    `commitment_signed` was outstanding are coalesced into the next one by the channel);
@@ -40,7 +42,7 @@ use lnhub_onion::failure::{Failure, FailureMessage};
 use lnhub_onion::{peel_batch, HopAction, OnionFailure, OnionPacket, PeelInput, PeelSlot};
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_wire::features::Features;
-use lnhub_wire::msgs::{CommitmentSigned, ErrorMessage, Message, Warning};
+use lnhub_wire::msgs::{CommitmentSigned, ErrorMessage, Message, RevokeAndAck, Warning};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
 use rayon::prelude::*;
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
@@ -288,6 +290,13 @@ pub struct Slot {
     parked: Vec<(u64, Upstream, Option<LinkKey>)>,
 }
 
+/// A message whose handling needs curve arithmetic, set aside for the round's parallel step.
+#[derive(Debug)]
+enum Aside {
+    Commit(CommitmentSigned),
+    Revoke(RevokeAndAck),
+}
+
 /// An HTLC that became irrevocably committed this round and waits to be peeled.
 #[derive(Debug, Clone, Copy)]
 struct ToPeel {
@@ -328,8 +337,9 @@ pub struct Shard {
     deferred: Vec<Input>,
     /// Peers with an input in `deferred` this round.
     deferred_peers: HashSet<PublicKey>,
-    /// `commitment_signed`s of this round, staged (in parallel) at the verify step.
-    to_stage: Vec<(ChannelId, CommitmentSigned)>,
+    /// `commitment_signed`s and `revoke_and_ack`s of this round, handled (in parallel) at the
+    /// verify step: at most one per channel, its later inputs wait.
+    to_stage: Vec<(ChannelId, Aside)>,
     staged_ids: HashSet<ChannelId>,
     touched: HashSet<ChannelId>,
     persists: Vec<(ChannelId, u64)>,
@@ -712,14 +722,20 @@ impl Shard {
             Message::UpdateFailHtlc(m) => ch.handle_update_fail_htlc(m),
             Message::UpdateFailMalformedHtlc(m) => ch.handle_update_fail_malformed_htlc(&m),
             Message::UpdateFee(m) => ch.handle_update_fee(&m),
-            Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(secp, &m),
+            // Like `commitment_signed`: its secret check is curve arithmetic, done with the
+            // round's others in parallel.
+            Message::RevokeAndAck(m) => {
+                self.to_stage.push((channel_id, Aside::Revoke(m)));
+                self.staged_ids.insert(channel_id);
+                Ok(())
+            }
             Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
             Message::ChannelReady(m) => ch.handle_channel_ready(&m),
             // Staged with the round's others, in parallel, at the verify step (its key
             // derivations and transaction building are the expensive part after signatures);
             // the channel's later inputs wait for it (`blocked`).
             Message::CommitmentSigned(m) => {
-                self.to_stage.push((channel_id, m));
+                self.to_stage.push((channel_id, Aside::Commit(m)));
                 self.staged_ids.insert(channel_id);
                 Ok(())
             }
@@ -835,30 +851,38 @@ impl Shard {
         }
     }
 
-    /// Stages the round's `commitment_signed`s in parallel (one per channel: each stage
-    /// touches only its own channel), verifies every signature in one batch, applies.
+    /// Handles the round's set-aside messages in parallel (one per channel: each touches only
+    /// its own channel): `revoke_and_ack`s are applied, `commitment_signed`s staged; then every
+    /// staged signature is verified in one batch and applied.
     fn verify_staged(&mut self, io: &mut dyn Io) {
         if self.to_stage.is_empty() {
             return;
         }
-        let mut msgs: HashMap<ChannelId, CommitmentSigned> = self.to_stage.drain(..).collect();
+        let mut msgs: HashMap<ChannelId, Aside> = self.to_stage.drain(..).collect();
         let secp = &self.secp;
-        let staged: Vec<(ChannelId, Result<StagedVerify, ChannelError>)> = self
+        let handled: Vec<(ChannelId, Result<Option<StagedVerify>, ChannelError>)> = self
             .slots
             .iter_mut()
             .filter_map(|(id, slot)| msgs.remove(id).map(|m| (*id, &mut slot.channel, m)))
             .collect::<Vec<_>>()
             .into_par_iter()
-            .map(|(id, ch, m)| (id, ch.stage_commitment_signed(secp, m)))
+            .map(|(id, ch, m)| {
+                let result = match m {
+                    Aside::Commit(m) => ch.stage_commitment_signed(secp, m).map(Some),
+                    Aside::Revoke(m) => ch.handle_revoke_and_ack(secp, &m).map(|()| None),
+                };
+                (id, result)
+            })
             .collect();
-        let mut ids = Vec::with_capacity(staged.len());
-        let mut stages = Vec::with_capacity(staged.len());
-        for (id, result) in staged {
+        let mut ids = Vec::with_capacity(handled.len());
+        let mut stages = Vec::with_capacity(handled.len());
+        for (id, result) in handled {
             match result {
-                Ok(stage) => {
+                Ok(Some(stage)) => {
                     ids.push(id);
                     stages.push(stage);
                 }
+                Ok(None) => {}
                 Err(e) => {
                     let peer = self.slots[&id].peer;
                     self.channel_error(id, peer, e, io);
