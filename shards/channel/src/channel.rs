@@ -45,10 +45,16 @@
 //!   above. Effects are delivered at least once across a restart: see
 //!   [`crate::snapshot`] for what is re-emitted and what the caller must
 //!   make durable itself.
-//! - The `stage_*` calls do the per-commitment key derivations and build
-//!   the transactions (the expensive part apart from signatures); they
-//!   touch one channel only, so the engine may run them for many channels
-//!   in parallel.
+//! - Where the curve arithmetic is: signing and signature checks are
+//!   staged (never done by a transition); the `stage_*` calls do the
+//!   per-commitment key derivations, build the transactions and compute
+//!   the sighashes (no allocation per HTLC for those: `lnhub_tx::HtlcSighasher`),
+//!   and compute our next per-commitment point for the `revoke_and_ack`;
+//!   [`Channel::handle_revoke_and_ack`] checks the secret against the
+//!   point (one multiplication). Each touches one channel only, so the
+//!   engine runs them for many channels in parallel; applying a stage and
+//!   every other transition do no curve arithmetic, apart from the rare
+//!   reconnection and establishment paths.
 
 use lnhub_tx::{ChannelParams, HtlcSpec, SecretStore, Side};
 use lnhub_wire::msgs::ONION_PACKET_LEN;
