@@ -44,8 +44,9 @@
 //! again (the fee as the whole `fee_range`), and a closed fundee answers a
 //! restarted negotiation with it.
 //!
-//! The negotiation timeout ("MUST fail the channel" without a reply) is
-//! the caller's: it knows the clock.
+//! The negotiation timeout ("MUST fail the channel" without a reply): the
+//! caller, which knows the clock, watches [`Channel::awaiting_closing_reply`]
+//! and calls [`Channel::handle_closing_timeout`].
 
 use bitcoin::{Amount, ScriptBuf, Transaction};
 use lnhub_tx::batch::{SigCheck, SignJob};
@@ -666,6 +667,41 @@ impl Channel {
             fee: counter,
             ..ours
         }))
+    }
+
+    /// Whether our last closing message waits for the peer's answer: a
+    /// `closing_signed` whose fee the peer has not repeated (and no reply
+    /// of ours is owed), or a `closing_complete` without its `closing_sig`.
+    /// The caller starts its clock when this turns true.
+    pub fn awaiting_closing_reply(&self) -> bool {
+        if !self.closing_link_up() {
+            return false;
+        }
+        if self.shutdown_terms.option_simple_close {
+            return self.closing.simple.sent.is_some();
+        }
+        !self.is_closed() && self.closing.sent.is_some() && self.closing.pending.is_none()
+    }
+
+    /// The caller's clock says the peer left our closing message
+    /// unanswered too long ([`Channel::awaiting_closing_reply`] since). BOLT
+    /// 2: for `closing_signed` "MUST fail the channel" (returned as
+    /// [`ChannelError::Close`], the channel is failed); for
+    /// `closing_complete` "SHOULD close the connection"
+    /// ([`ChannelError::Warn`]: the exchange restarts on reconnection).
+    /// `Ok` if nothing is awaited.
+    pub fn handle_closing_timeout(&mut self) -> Result<(), ChannelError> {
+        if !self.awaiting_closing_reply() {
+            return Ok(());
+        }
+        if self.shutdown_terms.option_simple_close {
+            return Err(ChannelError::Warn(
+                "no closing_sig for our closing_complete in time".into(),
+            ));
+        }
+        Err(self.fail(ChannelError::close(
+            "no answer to our closing_signed in time",
+        )))
     }
 
     /// Stages a peer's closing negotiation message (`closing_signed`,

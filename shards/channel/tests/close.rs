@@ -1044,3 +1044,31 @@ fn an_add_racing_our_shutdown_is_flagged_for_failing() {
     assert_eq!(flag(before), Some(false));
     assert!(matches!(add(&mut a, 3), Err(SendError::ShuttingDown)));
 }
+
+/// "if it doesn't receive a `closing_signed` response after a reasonable
+/// amount of time: MUST fail the channel"; for `closing_complete`, "SHOULD
+/// close the connection if it doesn't receive `closing_sig`". The clock is
+/// the caller's: the channel says what it waits for and what a timeout
+/// means.
+#[test]
+fn unanswered_closing_messages_time_out() {
+    let (_secp, mut a, b, _first) = after_first_proposal();
+    assert!(a.awaiting_closing_reply() && !b.awaiting_closing_reply());
+    assert!(matches!(
+        a.handle_closing_timeout(),
+        Err(ChannelError::Close(_))
+    ));
+    assert!(a.is_failed());
+
+    let (_secp, mut a, mut b, _cc) = simple_exchange();
+    assert!(a.awaiting_closing_reply());
+    assert_eq!(b.handle_closing_timeout(), Ok(()), "B waits for nothing");
+    assert!(matches!(
+        a.handle_closing_timeout(),
+        Err(ChannelError::Warn(_))
+    ));
+    assert!(
+        !a.is_failed(),
+        "a warning and a reconnection, not a force close"
+    );
+}

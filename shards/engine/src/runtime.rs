@@ -19,7 +19,7 @@
 //! without durable state could lose funds.
 
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendError};
 use lnhub_wire::msgs::Message;
@@ -71,6 +71,10 @@ pub struct EngineConfig {
 /// Default [`EngineConfig::queue_depth`]: a few turns' worth of messages; deeper queues only
 /// add latency under overload.
 pub const DEFAULT_QUEUE_DEPTH: usize = 4096;
+
+/// A shard with no input for this long runs an empty turn: time-based work (the closing
+/// negotiation timeout) happens even on an idle shard.
+pub const TICK: Duration = Duration::from_secs(30);
 /// Default [`EngineConfig::max_batch`]: large enough that a busy turn amortises its fsync and
 /// batches over hundreds of HTLCs, small enough to keep a turn within a few milliseconds.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
@@ -175,12 +179,17 @@ impl Engine {
                     }
                     let mut batch = Vec::with_capacity(max_batch);
                     loop {
+                        // Nothing for a `TICK`: an empty turn, so clocks are looked at.
                         let first = select! {
-                            recv(peer_rx) -> m => m,
-                            recv(cross_rx) -> m => m,
+                            recv(peer_rx) -> m => Some(m),
+                            recv(cross_rx) -> m => Some(m),
+                            default(TICK) => None,
                         };
-                        let Ok(first) = first else { return };
-                        batch.push(first);
+                        match first {
+                            Some(Ok(first)) => batch.push(first),
+                            Some(Err(_)) => return,
+                            None => {}
+                        }
                         while batch.len() < max_batch {
                             match cross_rx.try_recv().or_else(|_| peer_rx.try_recv()) {
                                 Ok(input) => batch.push(input),

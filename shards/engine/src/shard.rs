@@ -55,6 +55,12 @@ use crate::store::{Store, StoreError, Write};
 /// what is left simply waits for the next turn.
 pub const MAX_ROUNDS_PER_TURN: usize = 8;
 
+/// How long (seconds) our closing message may wait for the peer's answer before the channel
+/// is failed (`closing_signed`: BOLT 2 MUST) or the connection closed (`closing_complete`).
+/// The runtime runs an empty turn every [`crate::runtime::TICK`] so the clock is looked at
+/// even when nothing arrives.
+pub const CLOSING_REPLY_TIMEOUT_SECS: u64 = 600;
+
 /// A forward link's key with the shard that holds it: (shard, outgoing channel, HTLC id).
 pub type LinkKey = (usize, ChannelId, u64);
 
@@ -329,6 +335,8 @@ pub struct Shard {
     /// Channels the operator asked to close whose `shutdown` is not out yet (it waits for
     /// pending updates to be signed).
     close_requested: HashSet<ChannelId>,
+    /// Channels whose closing message waits for the peer's answer, since when (unix seconds).
+    closing_wait: HashMap<ChannelId, u64>,
     height: u32,
     now: u64,
     counters: Counters,
@@ -371,6 +379,7 @@ impl Shard {
             restored_resolutions: Vec::new(),
             origins: HashSet::new(),
             close_requested: HashSet::new(),
+            closing_wait: HashMap::new(),
             height,
             now,
             counters: Counters::default(),
@@ -535,6 +544,7 @@ impl Shard {
             }
         }
         self.retry_parked(io);
+        self.check_closing_timeouts(io);
         for _ in 0..MAX_ROUNDS_PER_TURN {
             while let Some(input) = self.pending.pop_front() {
                 self.counters.inputs += 1;
@@ -937,6 +947,36 @@ impl Shard {
         }
     }
 
+    /// Fails (or disconnects) the channels whose closing message went unanswered for
+    /// [`CLOSING_REPLY_TIMEOUT_SECS`]; forgets the waits that ended.
+    fn check_closing_timeouts(&mut self, io: &mut dyn Io) {
+        if self.closing_wait.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let mut expired = Vec::new();
+        let slots = &self.slots;
+        self.closing_wait.retain(|id, since| match slots.get(id) {
+            Some(slot) if slot.channel.awaiting_closing_reply() => {
+                if now >= since.saturating_add(CLOSING_REPLY_TIMEOUT_SECS) {
+                    expired.push(*id);
+                    false
+                } else {
+                    true
+                }
+            }
+            _ => false,
+        });
+        for id in expired {
+            let slot = self.slots.get_mut(&id).expect("checked above");
+            if let Err(e) = slot.channel.handle_closing_timeout() {
+                let peer = slot.peer;
+                self.touched.insert(id);
+                self.channel_error(id, peer, e, io);
+            }
+        }
+    }
+
     /// The cooperative close of every touched channel, after its updates are signed: our
     /// `shutdown` when the operator asked for it or the peer's calls for a reply, then our
     /// closing signatures (rare, so signed inline).
@@ -971,7 +1011,12 @@ impl Shard {
                 self.close_requested.remove(id);
             }
             match ch.stage_closing_sign() {
-                Ok(Some(staged)) => ch.apply_closing_sign(staged.sign(&self.secp)),
+                Ok(Some(staged)) => {
+                    ch.apply_closing_sign(staged.sign(&self.secp));
+                    if ch.awaiting_closing_reply() {
+                        self.closing_wait.insert(*id, self.now);
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let peer = slot.peer;

@@ -4,7 +4,10 @@
 //! private `channel_update`. An untrusted peer asking for zero-conf is refused with an error,
 //! and a hub without an open config refuses every channel. Then the operator closes the channel
 //! (`Input::CloseChannel`): the hub sends `shutdown` to its P2WPKH, the peer answers, and the
-//! legacy `closing_signed` negotiation ends with the same transaction on both sides.
+//! legacy `closing_signed` negotiation ends with the same transaction on both sides. With
+//! `option_simple_close` negotiated by the connection's features, the hub proposes its own
+//! closing transaction, and a peer that never answers is warned and disconnected after the
+//! timeout.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -25,8 +28,10 @@ use lnhub_wire::msgs::Message;
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
+#[derive(Default)]
 struct Collect {
     to_peers: HashMap<PublicKey, VecDeque<Message>>,
+    disconnected: Vec<PublicKey>,
 }
 
 impl Io for Collect {
@@ -35,7 +40,7 @@ impl Io for Collect {
         self.to_peers.entry(*node_id).or_default().push_back(msg);
     }
     fn disconnect(&mut self, node_id: &PublicKey) {
-        panic!("hub disconnected {node_id}");
+        self.disconnected.push(*node_id);
     }
     fn to_shard(&mut self, _: usize, _: Input) {
         panic!("one shard only");
@@ -75,6 +80,11 @@ fn hub(secp: &Secp256k1<All>, trusted: &[PublicKey], open: bool) -> (Shard, Publ
 }
 
 fn funder(secp: &Secp256k1<All>, zeroconf: bool) -> Establishing {
+    funder_with(secp, zeroconf, false)
+}
+
+/// [`funder`], with `option_simple_close` negotiated when `simple_close`.
+fn funder_with(secp: &Secp256k1<All>, zeroconf: bool, simple_close: bool) -> Establishing {
     let k = testing::node_keys(secp, 99, "funder");
     let req = OpenRequest {
         temporary_channel_id: ChannelId([0x77; 32]),
@@ -90,8 +100,9 @@ fn funder(secp: &Secp256k1<All>, zeroconf: bool) -> Establishing {
         alias: Some(ShortChannelId(0x0100_0000_0001_0001)),
     };
     let ctx = PeerContext {
-        large_channels: false,
         trusted_for_zeroconf: true,
+        shutdown_anysegwit: simple_close,
+        simple_close,
         ..PeerContext::default()
     };
     Establishing::open(
@@ -125,13 +136,12 @@ fn turn(
     peer: PublicKey,
     msgs: Vec<Message>,
 ) -> Vec<Message> {
-    let mut io = Collect {
-        to_peers: HashMap::new(),
-    };
+    let mut io = Collect::default();
     let inputs = msgs
         .into_iter()
         .map(|msg| Input::Peer { node_id: peer, msg });
     shard.turn(inputs, store, &mut io).unwrap();
+    assert!(io.disconnected.is_empty(), "the hub disconnected a peer");
     io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default()
 }
 
@@ -143,7 +153,19 @@ fn open_to_funding_signed(
     store: &mut MemoryStore,
     peer: PublicKey,
 ) -> (Establishing, Vec<Message>) {
-    let mut f = funder(secp, true);
+    open_to_funding_signed_with(secp, shard, store, peer, false)
+}
+
+/// [`open_to_funding_signed`], with `option_simple_close` on the funder's side when
+/// `simple_close` (the hub's side comes from the features of the peer's connection).
+fn open_to_funding_signed_with(
+    secp: &Secp256k1<All>,
+    shard: &mut Shard,
+    store: &mut MemoryStore,
+    peer: PublicKey,
+    simple_close: bool,
+) -> (Establishing, Vec<Message>) {
+    let mut f = funder_with(secp, true, simple_close);
     let replies = turn(shard, store, peer, sent(&mut f));
     let [Message::AcceptChannel(accept)] = &replies[..] else {
         panic!("{replies:?}")
@@ -316,8 +338,9 @@ fn opened(
     shard: &mut Shard,
     store: &mut MemoryStore,
     peer: PublicKey,
+    simple_close: bool,
 ) -> (lnhub_channel::Channel, ChannelId) {
-    let (mut f, replies) = open_to_funding_signed(secp, shard, store, peer);
+    let (mut f, replies) = open_to_funding_signed_with(secp, shard, store, peer, simple_close);
     let [Message::FundingSigned(signed), Message::ChannelReady(ready)] = &replies[..] else {
         panic!("{replies:?}")
     };
@@ -351,11 +374,9 @@ fn operator_closes_a_channel_cooperatively() {
     let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x66; 32]).unwrap());
     let (mut shard, _) = hub(&secp, &[peer], true);
     let mut store = MemoryStore::default();
-    let (mut ch, channel_id) = opened(&secp, &mut shard, &mut store, peer);
+    let (mut ch, channel_id) = opened(&secp, &mut shard, &mut store, peer, false);
 
-    let mut io = Collect {
-        to_peers: HashMap::new(),
-    };
+    let mut io = Collect::default();
     shard
         .turn([Input::CloseChannel { channel_id }], &mut store, &mut io)
         .unwrap();
@@ -431,4 +452,60 @@ fn operator_closes_a_channel_cooperatively() {
         store.channels.contains_key(&channel_id),
         "the closed channel's record is kept"
     );
+}
+
+/// With `option_simple_close` negotiated (the features of the peer's connection), the hub
+/// proposes its own closing transaction; a peer that never answers with `closing_sig` gets a
+/// warning and is disconnected once `CLOSING_REPLY_TIMEOUT_SECS` have passed, and not before.
+#[test]
+fn unanswered_closing_complete_times_out() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x67; 32]).unwrap());
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let mut features = lnhub_wire::features::Features::empty();
+    features.set_optional(lnhub_wire::features::SHUTDOWN_ANYSEGWIT);
+    features.set_optional(lnhub_wire::features::SIMPLE_CLOSE);
+    let mut io = Collect::default();
+    let connected = Input::PeerConnected {
+        node_id: peer,
+        connection: 1,
+        features,
+    };
+    shard.turn([connected], &mut store, &mut io).unwrap();
+    let (mut ch, channel_id) = opened(&secp, &mut shard, &mut store, peer, true);
+    assert!(ch.shutdown_terms().option_simple_close);
+    let hub_terms = shard
+        .channel(&channel_id)
+        .unwrap()
+        .channel
+        .shutdown_terms()
+        .clone();
+    assert!(hub_terms.option_simple_close && hub_terms.option_shutdown_anysegwit);
+
+    // The peer starts the close; the hub answers and proposes at once.
+    let mut script = vec![0x00, 20];
+    script.extend([0x78; 20]);
+    ch.send_shutdown(ScriptBuf::from_bytes(script)).unwrap();
+    let (msgs, _) = peer_out(&mut ch);
+    let replies = turn(&mut shard, &mut store, peer, msgs);
+    assert!(
+        matches!(
+            &replies[..],
+            [Message::Shutdown(_), Message::ClosingComplete(_)]
+        ),
+        "{replies:?}"
+    );
+    let t0 = 1_700_000_000;
+    for (now, timed_out) in [(t0 + 599, false), (t0 + 600, true)] {
+        shard.set_time(now);
+        let mut io = Collect::default();
+        shard.turn([], &mut store, &mut io).unwrap();
+        assert_eq!(io.disconnected == vec![peer], timed_out, "at {now}");
+        if timed_out {
+            let sent = io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default();
+            assert!(matches!(&sent[..], [Message::Warning(_)]), "{sent:?}");
+        }
+    }
+    assert!(!shard.channel(&channel_id).unwrap().channel.is_failed());
 }
