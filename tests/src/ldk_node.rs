@@ -1355,3 +1355,38 @@ async fn background(ctx: Arc<Ctx>) {
         }
     }
 }
+
+/// The payment tests' topology: `lnhubd` (data directory `dir`, trusting both nodes, channels
+/// in memory) with a zero-conf channel from `s` (1,000,000 sat, nothing pushed) and one from
+/// `r` (1,000,000 sat, half pushed to the hub so it can pay `r`), `r`'s route hint through the
+/// hub ready. Returns the hub and `s`'s channel id.
+pub async fn payer_hub_payee(
+    s: &LdkNode,
+    r: &LdkNode,
+    dir: crate::TempDir,
+) -> (crate::Hub, ChannelId) {
+    let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
+    let hub = crate::Hub::start_in(
+        dir,
+        &[
+            "--dev-memory-store",
+            "--trusted-peer",
+            &sid,
+            "--trusted-peer",
+            &rid,
+        ],
+    );
+    s.connect(hub.node_id, hub.addr).await.expect("S connects");
+    r.connect(hub.node_id, hub.addr).await.expect("R connects");
+    let s_chan = s
+        .open_zero_conf_channel(hub.node_id, 1_000_000, 0)
+        .await
+        .expect("S -> hub channel");
+    r.open_zero_conf_channel(hub.node_id, 1_000_000, 500_000_000)
+        .await
+        .expect("R -> hub channel");
+    r.wait_route_hint_ready(&hub.node_id, Duration::from_secs(20))
+        .await
+        .expect("R learns the hub's channel_update");
+    (hub, s_chan)
+}

@@ -24,7 +24,7 @@ use lightning::util::logger::{Logger, Record};
 use lightning_net_tokio::SocketDescriptor;
 
 pub mod ldk_node;
-pub use ldk_node::{InboundChannelPolicy, LdkNode, LdkNodeConfig, PaymentFailure};
+pub use ldk_node::{payer_hub_payee, InboundChannelPolicy, LdkNode, LdkNodeConfig, PaymentFailure};
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bitcoin::hashes::Hash;
 use lightning::events::ClosureReason;
 use lightning::types::payment::PaymentHash;
-use lnhub_tests::{Hub, LdkNode, LdkNodeConfig};
+use lnhub_tests::{payer_hub_payee, Hub, LdkNode, LdkNodeConfig, TempDir};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -35,26 +35,7 @@ async fn setup(
         ..LdkNodeConfig::default()
     };
     let r = LdkNode::new("R", [seed + 1; 32], r_config);
-    let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
-    let hub = Hub::start(&[
-        "--dev-memory-store",
-        "--trusted-peer",
-        &sid,
-        "--trusted-peer",
-        &rid,
-    ]);
-    s.connect(hub.node_id, hub.addr).await.expect("S connects");
-    r.connect(hub.node_id, hub.addr).await.expect("R connects");
-    let s_chan = s
-        .open_zero_conf_channel(hub.node_id, 1_000_000, 0)
-        .await
-        .expect("S -> hub channel");
-    r.open_zero_conf_channel(hub.node_id, 1_000_000, 500_000_000)
-        .await
-        .expect("R -> hub channel");
-    r.wait_route_hint_ready(&hub.node_id, T)
-        .await
-        .expect("R learns the hub's channel_update");
+    let (hub, s_chan) = payer_hub_payee(&s, &r, TempDir::new("hub")).await;
     (s, r, hub, s_chan)
 }
 

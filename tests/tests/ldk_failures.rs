@@ -20,7 +20,7 @@ use lightning::ln::channelmanager::{PaymentId, RecipientOnionFields};
 use lightning::routing::router::{Path, Route, RouteHop};
 use lightning::types::features::{ChannelFeatures, NodeFeatures};
 use lightning::types::payment::PaymentHash;
-use lnhub_tests::{Hub, LdkNode, LdkNodeConfig, PaymentFailure, TempDir};
+use lnhub_tests::{payer_hub_payee, Hub, LdkNode, LdkNodeConfig, PaymentFailure, TempDir};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -54,32 +54,11 @@ struct Net {
 async fn setup(hub_config: Option<&str>) -> Net {
     let s = LdkNode::new("S", [0x61; 32], LdkNodeConfig::default());
     let r = LdkNode::new("R", [0x62; 32], LdkNodeConfig::default());
-    let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
     let dir = TempDir::new("hub");
     if let Some(toml) = hub_config {
         std::fs::write(dir.0.join("lnhub.toml"), toml).expect("write lnhub.toml");
     }
-    let hub = Hub::start_in(
-        dir,
-        &[
-            "--dev-memory-store",
-            "--trusted-peer",
-            &sid,
-            "--trusted-peer",
-            &rid,
-        ],
-    );
-    s.connect(hub.node_id, hub.addr).await.expect("S connects");
-    r.connect(hub.node_id, hub.addr).await.expect("R connects");
-    s.open_zero_conf_channel(hub.node_id, 1_000_000, 0)
-        .await
-        .expect("S -> hub channel");
-    r.open_zero_conf_channel(hub.node_id, 1_000_000, 500_000_000)
-        .await
-        .expect("R -> hub channel");
-    r.wait_route_hint_ready(&hub.node_id, T)
-        .await
-        .expect("R learns the hub's channel_update");
+    let (hub, _) = payer_hub_payee(&s, &r, dir).await;
     let s_first_hop = s
         .channel_manager
         .list_channels()
