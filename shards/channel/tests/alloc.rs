@@ -152,3 +152,34 @@ fn staging_allocates_nothing_per_htlc_in_steady_state() {
         "stage_commitment_signed allocates per HTLC"
     );
 }
+
+/// A stage dropped unapplied takes the spare with it: the next round
+/// builds afresh (and verifies at the peer), the one after is back to the
+/// steady-state count.
+#[test]
+fn a_dropped_stage_costs_one_fresh_build() {
+    let secp = Secp256k1::new();
+    let (steady_sign, _) = steady_state_allocations(&secp, 10);
+    let (mut a, mut b) = pair(&secp, 7, &Agreement::default_for(ChannelType::Anchors));
+    for i in 0..10u64 {
+        let hash = PaymentHash(sha256::Hash::hash(&i.to_le_bytes()).to_byte_array());
+        a.send_add_htlc(Msat(30_000_000), hash, 800_000, &[0; ONION_PACKET_LEN])
+            .expect("within limits");
+    }
+    counted_round(&secp, &mut a, &mut b);
+    a.send_update_fee(3_000).expect("within policy");
+    drop(
+        a.stage_sign(&secp)
+            .expect("stages")
+            .expect("something to sign"),
+    );
+    let (fresh_sign, _, outputs) = counted_round(&secp, &mut a, &mut b);
+    assert_eq!(outputs, 10);
+    assert!(
+        fresh_sign > steady_sign,
+        "the spare went with the dropped stage"
+    );
+    a.send_update_fee(3_500).expect("within policy");
+    let (sign, _, _) = counted_round(&secp, &mut a, &mut b);
+    assert_eq!(sign, steady_sign, "back to the steady state");
+}
