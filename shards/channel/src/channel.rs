@@ -56,7 +56,7 @@
 //!   every other transition do no curve arithmetic, apart from the rare
 //!   reconnection and establishment paths.
 
-use lnhub_tx::{ChannelParams, HtlcSpec, SecretStore, Side};
+use lnhub_tx::{ChannelParams, CommitmentTx, HtlcSpec, SecretStore, Side};
 use lnhub_wire::msgs::ONION_PACKET_LEN;
 use lnhub_wire::types::ChannelId;
 use secp256k1::ecdsa::Signature;
@@ -139,10 +139,16 @@ pub struct Channel {
     pub(crate) events: Vec<BookEvent>,
     /// HTLC list of the view being built (reused allocation).
     pub(crate) scratch: Vec<HtlcSpec>,
+    /// The last applied stage's commitment, which the next one is built
+    /// into so its scripts and vectors are reused (no allocation per HTLC
+    /// in steady state). `None` at first, after a stage is dropped
+    /// unapplied, or while one is outstanding: the next build then
+    /// allocates afresh.
+    pub(crate) spare: Option<CommitmentTx>,
 }
 
 /// Field-for-field equality of the state (what [`Channel::encode`]
-/// writes); the two reused scratch allocations are not state.
+/// writes); the reused scratch allocations are not state.
 impl PartialEq for Channel {
     fn eq(&self, other: &Self) -> bool {
         // Destructured so a new field cannot be forgotten here.
@@ -173,6 +179,7 @@ impl PartialEq for Channel {
             outbox,
             events: _,
             scratch: _,
+            spare: _,
         } = self;
         *channel_id == other.channel_id
             && *params == other.params
@@ -236,6 +243,7 @@ impl Channel {
             outbox: f.outbox.unwrap_or_default(),
             events: Vec::with_capacity(EVENTS_CAPACITY),
             scratch: Vec::new(),
+            spare: None,
         }
     }
 

@@ -19,6 +19,11 @@
 //! - [`Channel::handle_revoke_and_ack`] checks the revealed secret against
 //!   the point we used and the shachain store, then advances the books.
 //!
+//! Each stage's commitment is built into the one the last applied stage
+//! held (the channel's spare), so staging round after round reuses its
+//! scripts and vectors instead of allocating two scripts per HTLC output;
+//! a stage dropped unapplied only costs the next build its allocations.
+//!
 //! Not yet staged: per-commitment key derivation and the secret-to-point
 //! check of `revoke_and_ack` run inline (a few point multiplications per
 //! commitment, shared by all its HTLCs).
@@ -27,8 +32,8 @@ use lnhub_tx::batch::{self, SigCheck, SignJob};
 use lnhub_tx::keys::{derive_privkey, per_commitment_point};
 use lnhub_tx::shachain::{generate_from_seed, MAX_INDEX};
 use lnhub_tx::{
-    accounting, build_commitment, CommitmentError, CommitmentKeys, CommitmentSpec, CommitmentTx,
-    HtlcSighasher, Side,
+    accounting, build_commitment, build_commitment_into, CommitmentError, CommitmentKeys,
+    CommitmentSpec, CommitmentTx, HtlcSighasher, Side,
 };
 use lnhub_wire::msgs::{CommitmentSigned, RevokeAndAck};
 use lnhub_wire::Message;
@@ -204,13 +209,15 @@ impl Channel {
             .expect("a shachain secret is a valid key but with negligible probability")
     }
 
-    /// Builds the commitment of `view` with the owner's point `point` and
-    /// checks its value accounting.
+    /// Builds the commitment of `view` with the owner's point `point`
+    /// (into `spare`, reusing its allocations, if given) and checks its
+    /// value accounting.
     fn build_view<C: Verification>(
         &mut self,
         secp: &Secp256k1<C>,
         view: View,
         point: &PublicKey,
+        spare: Option<CommitmentTx>,
     ) -> Result<CommitmentTx, ChannelError> {
         let owner = view.owner();
         let keys = CommitmentKeys::derive(secp, &self.params, owner, point).map_err(|e| {
@@ -225,7 +232,12 @@ impl Channel {
             to_remote_msat: s.to_remote_msat,
             htlcs: &htlcs,
         };
-        let built = build_commitment(&self.params, owner, &keys, &spec);
+        let built = match spare {
+            Some(mut c) => {
+                build_commitment_into(&mut c, &self.params, owner, &keys, &spec).map(|()| c)
+            }
+            None => build_commitment(&self.params, owner, &keys, &spec),
+        };
         let result = match built {
             Ok(c) => {
                 if let Err(e) = accounting::check_commitment_value(&self.params, &spec, &c) {
@@ -257,7 +269,7 @@ impl Channel {
                 .remote_next_point
                 .ok_or_else(|| ChannelError::Ignore("awaiting revoke_and_ack".into()))?,
         };
-        self.build_view(secp, view, &point)
+        self.build_view(secp, view, &point, None)
     }
 
     /// Stages our `commitment_signed`: `None` if there is nothing to sign
@@ -270,8 +282,9 @@ impl Channel {
             return Ok(None);
         }
         let point = self.remote_next_point.expect("checked by can_sign");
+        let spare = self.spare.take();
         let commitment = self
-            .build_view(secp, View::RemoteNext, &point)
+            .build_view(secp, View::RemoteNext, &point, spare)
             .map_err(|e| self.fail(e))?;
         let htlc_key = derive_privkey(secp, &self.secrets.htlc_basepoint_secret, &point)
             .map_err(|e| self.fail(ChannelError::close(format!("htlc key: {e}"))))?;
@@ -330,6 +343,7 @@ impl Channel {
         self.last_commitment_seq = self.take_send_seq();
         self.emit(Effect::Send(Message::CommitmentSigned(msg)));
         self.maybe_reply_shutdown();
+        self.spare = Some(signed.staged.commitment);
     }
 
     /// Stages the peer's `commitment_signed`: builds our next commitment
@@ -351,8 +365,9 @@ impl Channel {
         }
         let n = self.book.local_commitment_number() + 1;
         let point = self.local_point(secp, n);
+        let spare = self.spare.take();
         let commitment = self
-            .build_view(secp, View::LocalNext, &point)
+            .build_view(secp, View::LocalNext, &point, spare)
             .map_err(|e| self.fail(e))?;
         let outputs = commitment.htlc_indices_in_output_order().count();
         if msg.htlc_signature.len() != outputs {
@@ -429,6 +444,7 @@ impl Channel {
         };
         self.emit(Effect::Send(Message::RevokeAndAck(raa)));
         self.emit_book_events();
+        self.spare = Some(staged.commitment);
         Ok(())
     }
 

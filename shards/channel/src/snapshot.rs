@@ -13,8 +13,8 @@
 //! secrets, our last `commitment_signed` (retransmitted verbatim), the
 //! peer's signatures on our commitment, the send sequence numbers that
 //! order retransmissions, the `shutdown` terms and exchange, the closing negotiation (`closing_signed` or `option_simple_close`), and
-//! the outbox with its held effects. The two
-//! reused scratch allocations are not state and are not written.
+//! the outbox with its held effects. The reused scratch allocations
+//! (including the spare commitment) are not state and are not written.
 //!
 //! # Format
 //!
@@ -1249,5 +1249,6 @@ fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
         outbox,
         events: Vec::with_capacity(EVENTS_CAPACITY),
         scratch: Vec::new(),
+        spare: None,
     })
 }

@@ -4,7 +4,10 @@
 //! in the same run so their figures compare: `htlc_tx` (builds each HTLC
 //! transaction, the old path) and `sighasher` ([`lnhub_tx::HtlcSighasher`],
 //! no allocation per HTLC). `sighashes/*` measures the HTLC sighashes alone
-//! on an already built commitment. Both channel types.
+//! on an already built commitment. `build_into+sighashes/sighasher` is the
+//! channel's path: the commitment built into the previous one
+//! ([`lnhub_tx::build_commitment_into`], no allocation), and `build` /
+//! `build_into` time the commitment alone. Both channel types.
 //! Run: `cargo bench -p lnhub-tx --bench stage`. The same fixture runs in
 //! `cargo test` (tests/alloc.rs), which also counts the allocations.
 
@@ -39,6 +42,25 @@ fn bench(c: &mut Criterion) {
         sighashes_sighasher(&built, &mut new);
         assert_eq!(old, new, "both paths give the same sighashes");
 
+        // The channel's path: built into the previous round's commitment
+        // (its buffers reused), HTLC sighashes by the sighasher.
+        let mut target = built.clone();
+        let mut msgs = Vec::with_capacity(1 + HTLCS);
+        group.bench_function(format!("{name}/build_into+sighashes/sighasher"), |b| {
+            b.iter(|| {
+                msgs.clear();
+                build_into(&mut target, &params, &keys, black_box(&htlcs));
+                msgs.push(target.sighash(&params));
+                sighashes_sighasher(&target, &mut msgs);
+                black_box(&msgs);
+            })
+        });
+        group.bench_function(format!("{name}/build"), |b| {
+            b.iter(|| build(&params, &keys, black_box(&htlcs)))
+        });
+        group.bench_function(format!("{name}/build_into"), |b| {
+            b.iter(|| build_into(&mut target, &params, &keys, black_box(&htlcs)))
+        });
         for (path, sighashes) in PATHS {
             let mut msgs = Vec::with_capacity(1 + HTLCS);
             group.bench_function(format!("{name}/build+sighashes/{path}"), |b| {

@@ -10,6 +10,13 @@
 //! (or that it was trimmed), so the caller can pair `htlc_signatures` with
 //! HTLCs without re-deriving anything.
 //!
+//! [`build_commitment_into`] builds into a commitment built before,
+//! reusing its vectors and every output's script buffers: a channel builds
+//! a commitment per round, and allocating two scripts per HTLC output each
+//! time would make staging cost allocations in proportion to its HTLCs.
+//! Its outputs are written in construction order then sorted together with
+//! their descriptions in place (a heapsort, so no buffer is needed).
+//!
 //! Signing is the caller's: [`CommitmentTx::sighash`] gives the message for
 //! the funding input, [`CommitmentTx::signed`] assembles the witness.
 
@@ -297,235 +304,446 @@ pub fn obscured_locktime_and_sequence(
 }
 
 /// Builds the unsigned commitment transaction owned by `owner` (BOLT 3
-/// "Commitment Transaction Construction").
+/// "Commitment Transaction Construction"). To build round after round
+/// without allocating per output, see [`build_commitment_into`].
 pub fn build_commitment(
     params: &ChannelParams,
     owner: Side,
     keys: &CommitmentKeys,
     spec: &CommitmentSpec<'_>,
 ) -> Result<CommitmentTx, CommitmentError> {
-    if spec.commitment_number > MAX_INDEX {
-        return Err(CommitmentError::CommitmentNumberTooLarge(
-            spec.commitment_number,
-        ));
-    }
-    let funding_msat = params.funding_amount().to_sat() * 1000;
-    let committed_msat = spec.committed_msat();
-    if committed_msat != u128::from(funding_msat) {
-        return Err(CommitmentError::BalanceMismatch {
-            funding_msat,
-            committed_msat,
-        });
-    }
+    let mut commitment = CommitmentTx {
+        owner,
+        channel_type: params.channel_type(),
+        commitment_number: spec.commitment_number,
+        feerate_per_kw: spec.feerate_per_kw,
+        keys: *keys,
+        tx: Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: Vec::new(),
+            output: Vec::new(),
+        },
+        outputs: Vec::new(),
+        htlcs: Vec::new(),
+        base_fee: Amount::ZERO,
+        csv_delay: 0,
+    };
+    build_commitment_into(&mut commitment, params, owner, keys, spec)?;
+    Ok(commitment)
+}
 
-    let channel_type = params.channel_type();
+/// Builds the same commitment as [`build_commitment`] into `out`, a
+/// commitment built before (of any channel), reusing its allocations: the
+/// output, HTLC and input vectors, and every output's witness script and
+/// `scriptPubKey` buffer. With as many outputs as `out` had, nothing is
+/// allocated; each output beyond them allocates its two scripts once.
+///
+/// On error `out` is left unchanged (every check runs before it is
+/// touched).
+pub fn build_commitment_into(
+    out: &mut CommitmentTx,
+    params: &ChannelParams,
+    owner: Side,
+    keys: &CommitmentKeys,
+    spec: &CommitmentSpec<'_>,
+) -> Result<(), CommitmentError> {
+    let plan = Plan::new(params, owner, spec)?;
+    let channel_type = plan.channel_type;
     let anchors = channel_type.has_anchors();
-    let dust_limit = params.side(owner).dust_limit;
-    let csv_delay = params.csv_delay_for(owner);
+    out.owner = owner;
+    out.channel_type = channel_type;
+    out.commitment_number = spec.commitment_number;
+    out.feerate_per_kw = spec.feerate_per_kw;
+    out.keys = *keys;
+    out.base_fee = plan.base_fee;
+    out.csv_delay = plan.csv_delay;
+    out.htlcs.clear();
+    out.htlcs.extend(spec.htlcs.iter().map(|h| HtlcOutput {
+        htlc: *h,
+        output_index: None,
+    }));
 
-    // 1-2. Trim, then the base fee from the untrimmed count.
-    let untrimmed: Vec<bool> = spec
-        .htlcs
-        .iter()
-        .map(|h| {
-            !fees::is_trimmed(
-                channel_type,
-                spec.feerate_per_kw,
-                dust_limit,
-                h.direction == HtlcDirection::Offered,
-                h.amount_msat,
-            )
-        })
-        .collect();
-    let untrimmed_count = untrimmed.iter().filter(|u| **u).count();
-    let base_fee = fees::commitment_base_fee(channel_type, spec.feerate_per_kw, untrimmed_count);
-
-    // 3. Fee (and anchors) from the funder's balance.
-    let mut to_local = Amount::from_sat(spec.to_local_msat / 1000);
-    let mut to_remote = Amount::from_sat(spec.to_remote_msat / 1000);
-    let funder_charge = if anchors {
-        base_fee + ANCHOR_OUTPUT_VALUE + ANCHOR_OUTPUT_VALUE
-    } else {
-        base_fee
-    };
-    let funder_balance = if params.funder() == owner {
-        &mut to_local
-    } else {
-        &mut to_remote
-    };
-    // The funder pays the anchors first, then as much base fee as it can (floor of 0).
-    let anchors_paid = (*funder_balance).min(funder_charge).min(if anchors {
-        ANCHOR_OUTPUT_VALUE + ANCHOR_OUTPUT_VALUE
-    } else {
-        Amount::ZERO
-    });
-    *funder_balance = funder_balance
-        .checked_sub(funder_charge)
-        .unwrap_or(Amount::ZERO);
-
-    // Entries: (output, info, cltv tie-break key).
-    let mut entries: Vec<(TxOut, OutputInfo, u32)> = Vec::with_capacity(untrimmed_count + 4);
+    let mut slots = Slots::new(&mut out.tx.output, &mut out.outputs, plan.output_count);
+    // A legacy `to_remote` has no witness script: give it the slot that
+    // had none, so no script buffer is dropped here and allocated there.
+    if plan.to_remote.is_some() && !anchors {
+        slots.place_scriptless(plan.untrimmed_count + usize::from(plan.to_local.is_some()));
+    }
     let htlc_keys = HtlcScriptKeys {
         revocation_pubkey: &keys.revocation_pubkey,
         local_htlc_pubkey: &keys.local_htlc_pubkey,
         remote_htlc_pubkey: &keys.remote_htlc_pubkey,
     };
     // 4-5. HTLC outputs.
-    for (htlc_index, (h, keep)) in spec.htlcs.iter().zip(&untrimmed).enumerate() {
-        if !keep {
+    for (htlc_index, h) in spec.htlcs.iter().enumerate() {
+        if !plan.keeps(h) {
             continue;
         }
-        let script = match h.direction {
+        let kind = OutputKind::Htlc { htlc_index };
+        let value = Amount::from_sat(h.amount_msat / 1000);
+        slots.push_p2wsh(value, kind, |buf| match h.direction {
             HtlcDirection::Offered => {
-                scripts::offered_htlc_script(htlc_keys, &h.payment_hash, anchors)
+                scripts::offered_htlc_script_in(buf, htlc_keys, &h.payment_hash, anchors)
             }
-            HtlcDirection::Received => {
-                scripts::received_htlc_script(htlc_keys, &h.payment_hash, h.cltv_expiry, anchors)
-            }
-        };
-        entries.push((
-            TxOut {
-                value: Amount::from_sat(h.amount_msat / 1000),
-                script_pubkey: scripts::p2wsh(&script),
-            },
-            OutputInfo {
-                kind: OutputKind::Htlc { htlc_index },
-                witness_script: Some(script),
-            },
-            h.cltv_expiry,
-        ));
+            HtlcDirection::Received => scripts::received_htlc_script_in(
+                buf,
+                htlc_keys,
+                &h.payment_hash,
+                h.cltv_expiry,
+                anchors,
+            ),
+        });
     }
     // 6. to_local.
-    let has_to_local = to_local >= dust_limit && to_local > Amount::ZERO;
-    if has_to_local {
-        let script = scripts::to_local_script(
-            &keys.revocation_pubkey,
-            csv_delay,
-            &keys.local_delayed_pubkey,
-        );
-        entries.push((
-            TxOut {
-                value: to_local,
-                script_pubkey: scripts::p2wsh(&script),
-            },
-            OutputInfo {
-                kind: OutputKind::ToLocal,
-                witness_script: Some(script),
-            },
-            0,
-        ));
+    if let Some(value) = plan.to_local {
+        slots.push_p2wsh(value, OutputKind::ToLocal, |buf| {
+            scripts::to_local_script_in(
+                buf,
+                &keys.revocation_pubkey,
+                plan.csv_delay,
+                &keys.local_delayed_pubkey,
+            )
+        });
     }
     // 7. to_remote.
-    let has_to_remote = to_remote >= dust_limit && to_remote > Amount::ZERO;
-    if has_to_remote {
-        let (script_pubkey, witness_script) = if anchors {
-            let script = scripts::to_remote_anchors_script(&keys.remote_payment_pubkey);
-            (scripts::p2wsh(&script), Some(script))
+    if let Some(value) = plan.to_remote {
+        let remote_payment_pubkey = &keys.remote_payment_pubkey;
+        if anchors {
+            slots.push_p2wsh(value, OutputKind::ToRemote, |buf| {
+                scripts::to_remote_anchors_script_in(buf, remote_payment_pubkey)
+            });
         } else {
-            (scripts::to_remote_p2wpkh(&keys.remote_payment_pubkey), None)
-        };
-        entries.push((
-            TxOut {
-                value: to_remote,
-                script_pubkey,
-            },
-            OutputInfo {
-                kind: OutputKind::ToRemote,
-                witness_script,
-            },
-            0,
-        ));
+            slots.push_p2wpkh(value, OutputKind::ToRemote, remote_payment_pubkey);
+        }
     }
     // 8. Anchors.
-    if anchors {
-        let any_htlc = untrimmed_count > 0;
-        for (present, side, kind) in [
-            (has_to_local || any_htlc, owner, OutputKind::LocalAnchor),
-            (
-                has_to_remote || any_htlc,
-                owner.other(),
-                OutputKind::RemoteAnchor,
-            ),
-        ] {
-            if present {
-                let script = scripts::anchor_script(&params.side(side).pubkeys.funding_pubkey);
-                entries.push((
-                    TxOut {
-                        value: ANCHOR_OUTPUT_VALUE,
-                        script_pubkey: scripts::p2wsh(&script),
-                    },
-                    OutputInfo {
-                        kind,
-                        witness_script: Some(script),
-                    },
-                    0,
-                ));
-            }
+    for (present, side, kind) in [
+        (plan.local_anchor, owner, OutputKind::LocalAnchor),
+        (plan.remote_anchor, owner.other(), OutputKind::RemoteAnchor),
+    ] {
+        if present {
+            let funding_pubkey = &params.side(side).pubkeys.funding_pubkey;
+            slots.push_p2wsh(ANCHOR_OUTPUT_VALUE, kind, |buf| {
+                scripts::anchor_script_in(buf, funding_pubkey)
+            });
         }
     }
-    // 9. BIP 69 + CLTV order. Stable: fully identical outputs keep input order.
-    entries.sort_by(|a, b| {
-        a.0.value
-            .cmp(&b.0.value)
-            .then_with(|| {
-                a.0.script_pubkey
-                    .as_bytes()
-                    .cmp(b.0.script_pubkey.as_bytes())
-            })
-            .then_with(|| a.2.cmp(&b.2))
-    });
-
-    let total: Amount = entries.iter().map(|e| e.0.value).sum();
-    let anchors_created: Amount = entries
-        .iter()
-        .filter(|e| matches!(e.1.kind, OutputKind::LocalAnchor | OutputKind::RemoteAnchor))
-        .map(|e| e.0.value)
-        .sum();
-    // Anchors are the funder's to pay: they may not be paid for out of trimmed HTLCs.
-    if total > params.funding_amount() || anchors_created > anchors_paid {
-        return Err(CommitmentError::OutputsExceedFunding);
-    }
-
-    let mut htlcs: Vec<HtlcOutput> = spec
-        .htlcs
-        .iter()
-        .map(|h| HtlcOutput {
-            htlc: *h,
-            output_index: None,
-        })
-        .collect();
-    let mut output = Vec::with_capacity(entries.len());
-    let mut outputs = Vec::with_capacity(entries.len());
-    for (i, (txout, info, _)) in entries.into_iter().enumerate() {
+    slots.finish();
+    // 9. BIP 69 + CLTV order.
+    let mut sorting = Sorting {
+        output: &mut out.tx.output,
+        info: &mut out.outputs,
+        htlcs: spec.htlcs,
+    };
+    sorting.sort();
+    for (i, info) in out.outputs.iter().enumerate() {
         if let OutputKind::Htlc { htlc_index } = info.kind {
-            htlcs[htlc_index].output_index = Some(i as u32);
+            out.htlcs[htlc_index].output_index = Some(i as u32);
         }
-        output.push(txout);
-        outputs.push(info);
     }
 
     let (locktime, sequence) = obscured_locktime_and_sequence(params, spec.commitment_number);
-    let tx = Transaction {
-        version: Version::TWO,
-        lock_time: LockTime::from_consensus(locktime),
-        input: vec![TxIn {
-            previous_output: params.funding_outpoint(),
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence(sequence),
-            witness: Witness::new(),
-        }],
-        output,
+    out.tx.version = Version::TWO;
+    out.tx.lock_time = LockTime::from_consensus(locktime);
+    out.tx.input.truncate(1);
+    let input = TxIn {
+        previous_output: params.funding_outpoint(),
+        script_sig: ScriptBuf::new(),
+        sequence: Sequence(sequence),
+        witness: Witness::new(),
     };
-    Ok(CommitmentTx {
-        owner,
-        channel_type,
-        commitment_number: spec.commitment_number,
-        feerate_per_kw: spec.feerate_per_kw,
-        keys: *keys,
-        tx,
-        outputs,
-        htlcs,
-        base_fee,
-        csv_delay,
-    })
+    match out.tx.input.first_mut() {
+        Some(first) => *first = input,
+        None => out.tx.input.push(input),
+    }
+    Ok(())
+}
+
+/// Everything a commitment's outputs are, computed and checked from the
+/// spec before any output is written (so a refused build leaves the
+/// target untouched).
+struct Plan {
+    channel_type: ChannelType,
+    feerate_per_kw: u32,
+    /// The owner's dust limit: what is trimmed.
+    dust_limit: Amount,
+    csv_delay: u16,
+    base_fee: Amount,
+    untrimmed_count: usize,
+    /// `to_local`'s value, if above dust.
+    to_local: Option<Amount>,
+    /// `to_remote`'s value, if above dust.
+    to_remote: Option<Amount>,
+    local_anchor: bool,
+    remote_anchor: bool,
+    output_count: usize,
+}
+
+impl Plan {
+    fn new(
+        params: &ChannelParams,
+        owner: Side,
+        spec: &CommitmentSpec<'_>,
+    ) -> Result<Plan, CommitmentError> {
+        if spec.commitment_number > MAX_INDEX {
+            return Err(CommitmentError::CommitmentNumberTooLarge(
+                spec.commitment_number,
+            ));
+        }
+        let funding_msat = params.funding_amount().to_sat() * 1000;
+        let committed_msat = spec.committed_msat();
+        if committed_msat != u128::from(funding_msat) {
+            return Err(CommitmentError::BalanceMismatch {
+                funding_msat,
+                committed_msat,
+            });
+        }
+        let channel_type = params.channel_type();
+        let anchors = channel_type.has_anchors();
+        let mut plan = Plan {
+            channel_type,
+            feerate_per_kw: spec.feerate_per_kw,
+            dust_limit: params.side(owner).dust_limit,
+            csv_delay: params.csv_delay_for(owner),
+            base_fee: Amount::ZERO,
+            untrimmed_count: 0,
+            to_local: None,
+            to_remote: None,
+            local_anchor: false,
+            remote_anchor: false,
+            output_count: 0,
+        };
+
+        // 1-2. Trim, then the base fee from the untrimmed count.
+        let (mut untrimmed_count, mut htlc_total) = (0, Amount::ZERO);
+        for h in spec.htlcs.iter().filter(|h| plan.keeps(h)) {
+            untrimmed_count += 1;
+            htlc_total += Amount::from_sat(h.amount_msat / 1000);
+        }
+        plan.untrimmed_count = untrimmed_count;
+        plan.base_fee =
+            fees::commitment_base_fee(channel_type, spec.feerate_per_kw, plan.untrimmed_count);
+
+        // 3. Fee (and anchors) from the funder's balance.
+        let mut to_local = Amount::from_sat(spec.to_local_msat / 1000);
+        let mut to_remote = Amount::from_sat(spec.to_remote_msat / 1000);
+        let both_anchors = ANCHOR_OUTPUT_VALUE + ANCHOR_OUTPUT_VALUE;
+        let funder_charge = if anchors {
+            plan.base_fee + both_anchors
+        } else {
+            plan.base_fee
+        };
+        let funder_balance = if params.funder() == owner {
+            &mut to_local
+        } else {
+            &mut to_remote
+        };
+        // The funder pays the anchors first, then as much base fee as it can (floor of 0).
+        let anchors_paid = (*funder_balance).min(funder_charge).min(if anchors {
+            both_anchors
+        } else {
+            Amount::ZERO
+        });
+        *funder_balance = funder_balance
+            .checked_sub(funder_charge)
+            .unwrap_or(Amount::ZERO);
+
+        // 6-8. Which balance and anchor outputs exist.
+        let dust_limit = plan.dust_limit;
+        let above_dust = |v: Amount| (v >= dust_limit && v > Amount::ZERO).then_some(v);
+        plan.to_local = above_dust(to_local);
+        plan.to_remote = above_dust(to_remote);
+        let any_htlc = plan.untrimmed_count > 0;
+        plan.local_anchor = anchors && (plan.to_local.is_some() || any_htlc);
+        plan.remote_anchor = anchors && (plan.to_remote.is_some() || any_htlc);
+        let anchor_count = usize::from(plan.local_anchor) + usize::from(plan.remote_anchor);
+        plan.output_count = plan.untrimmed_count
+            + usize::from(plan.to_local.is_some())
+            + usize::from(plan.to_remote.is_some())
+            + anchor_count;
+
+        let anchors_created = ANCHOR_OUTPUT_VALUE * anchor_count as u64;
+        let total = htlc_total
+            + plan.to_local.unwrap_or(Amount::ZERO)
+            + plan.to_remote.unwrap_or(Amount::ZERO)
+            + anchors_created;
+        // Anchors are the funder's to pay: they may not be paid for out of trimmed HTLCs.
+        if total > params.funding_amount() || anchors_created > anchors_paid {
+            return Err(CommitmentError::OutputsExceedFunding);
+        }
+        Ok(plan)
+    }
+
+    /// Whether `h` gets an output (is not trimmed).
+    fn keeps(&self, h: &HtlcSpec) -> bool {
+        !fees::is_trimmed(
+            self.channel_type,
+            self.feerate_per_kw,
+            self.dust_limit,
+            h.direction == HtlcDirection::Offered,
+            h.amount_msat,
+        )
+    }
+}
+
+/// Capacity of every witness-script buffer: the longest witness script
+/// of a commitment (an HTLC one), so any buffer fits any output's script
+/// and reusing buffers across outputs of different kinds never grows them.
+const WITNESS_SCRIPT_CAPACITY: usize = scripts::HTLC_SCRIPT_MAX_LEN;
+const _: () = assert!(scripts::TO_LOCAL_SCRIPT_MAX_LEN <= WITNESS_SCRIPT_CAPACITY);
+
+/// The output vectors of a commitment being refilled in construction
+/// order: slot `len` of both is overwritten in place (its script buffers
+/// reused), or pushed past the previous end.
+struct Slots<'a> {
+    output: &'a mut Vec<TxOut>,
+    info: &'a mut Vec<OutputInfo>,
+    len: usize,
+}
+
+impl<'a> Slots<'a> {
+    fn new(output: &'a mut Vec<TxOut>, info: &'a mut Vec<OutputInfo>, count: usize) -> Self {
+        // Both vectors always have the same length; reserve for the larger.
+        let grow = count.saturating_sub(info.len());
+        output.reserve(grow);
+        info.reserve(grow);
+        Slots {
+            output,
+            info,
+            len: 0,
+        }
+    }
+
+    /// Moves a previous slot without a witness script to `index`, if there
+    /// is one and `index` is a previous slot.
+    fn place_scriptless(&mut self, index: usize) {
+        if index >= self.info.len() {
+            return;
+        }
+        if let Some(p) = self.info.iter().position(|o| o.witness_script.is_none()) {
+            self.output.swap(p, index);
+            self.info.swap(p, index);
+        }
+    }
+
+    /// The next slot, with its previous script buffers taken out
+    /// (emptied, or new ones past the previous end).
+    fn next(&mut self) -> (&mut TxOut, &mut OutputInfo, Vec<u8>, Option<Vec<u8>>) {
+        if self.len == self.info.len() {
+            self.output.push(TxOut {
+                value: Amount::ZERO,
+                script_pubkey: ScriptBuf::new(),
+            });
+            self.info.push(OutputInfo {
+                kind: OutputKind::ToLocal,
+                witness_script: None,
+            });
+        }
+        let (txout, info) = (&mut self.output[self.len], &mut self.info[self.len]);
+        self.len += 1;
+        let spk = core::mem::take(&mut txout.script_pubkey).into_bytes();
+        let witness = info.witness_script.take().map(ScriptBuf::into_bytes);
+        (txout, info, spk, witness)
+    }
+
+    /// A P2WSH output whose witness script `script` writes into the buffer
+    /// it is given.
+    fn push_p2wsh(
+        &mut self,
+        value: Amount,
+        kind: OutputKind,
+        script: impl FnOnce(Vec<u8>) -> ScriptBuf,
+    ) {
+        let (txout, info, spk, witness) = self.next();
+        let mut buf = witness.unwrap_or_default();
+        buf.clear();
+        buf.reserve(WITNESS_SCRIPT_CAPACITY);
+        let witness_script = script(buf);
+        txout.value = value;
+        txout.script_pubkey = scripts::p2wsh_in(spk, &witness_script);
+        info.kind = kind;
+        info.witness_script = Some(witness_script);
+    }
+
+    /// The legacy P2WPKH `to_remote` (no witness script).
+    fn push_p2wpkh(&mut self, value: Amount, kind: OutputKind, pubkey: &secp256k1::PublicKey) {
+        let (txout, info, mut spk, _) = self.next();
+        spk.clear();
+        spk.reserve(scripts::P2WSH_LEN);
+        txout.value = value;
+        txout.script_pubkey = scripts::to_remote_p2wpkh_in(spk, pubkey);
+        info.kind = kind;
+    }
+
+    /// Drops the slots this build did not use.
+    fn finish(self) {
+        self.output.truncate(self.len);
+        self.info.truncate(self.len);
+    }
+}
+
+/// Sorts a commitment's outputs and their descriptions together (BIP 69
+/// then CLTV), in place with a heapsort: no buffer, and O(n log n) for
+/// however many HTLCs a peer commits. The order is total (ties broken by
+/// construction order), so it equals the stable sort the spec implies.
+struct Sorting<'a> {
+    output: &'a mut [TxOut],
+    info: &'a mut [OutputInfo],
+    htlcs: &'a [HtlcSpec],
+}
+
+impl Sorting<'_> {
+    /// BIP 69 (value, then `scriptPubKey`), then CLTV expiry (0 for
+    /// non-HTLC outputs), then construction order: HTLCs by index, then
+    /// `to_local`, `to_remote` and the two anchors.
+    fn less(&self, a: usize, b: usize) -> bool {
+        let key = |i: usize| {
+            let n = self.htlcs.len();
+            let (cltv, rank) = match self.info[i].kind {
+                OutputKind::Htlc { htlc_index } => (self.htlcs[htlc_index].cltv_expiry, htlc_index),
+                OutputKind::ToLocal => (0, n),
+                OutputKind::ToRemote => (0, n + 1),
+                OutputKind::LocalAnchor => (0, n + 2),
+                OutputKind::RemoteAnchor => (0, n + 3),
+            };
+            let o = &self.output[i];
+            (o.value, o.script_pubkey.as_bytes(), cltv, rank)
+        };
+        key(a) < key(b)
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        self.output.swap(a, b);
+        self.info.swap(a, b);
+    }
+
+    /// Restores the max-heap property below `root` within `..end`.
+    fn sift_down(&mut self, mut root: usize, end: usize) {
+        loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                return;
+            }
+            if child + 1 < end && self.less(child, child + 1) {
+                child += 1;
+            }
+            if !self.less(root, child) {
+                return;
+            }
+            self.swap(root, child);
+            root = child;
+        }
+    }
+
+    fn sort(&mut self) {
+        let n = self.output.len();
+        for root in (0..n / 2).rev() {
+            self.sift_down(root, n);
+        }
+        for end in (1..n).rev() {
+            self.swap(0, end);
+            self.sift_down(0, end);
+        }
+    }
 }

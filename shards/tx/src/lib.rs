@@ -22,6 +22,9 @@
 //! 3. [`build_commitment`] with the balances and HTLCs ([`CommitmentSpec`])
 //!    returns a [`CommitmentTx`]: the unsigned transaction, the kind of each
 //!    output and, for each HTLC, its output index or `None` if trimmed.
+//!    [`build_commitment_into`] builds the same into a previous
+//!    [`CommitmentTx`], reusing its allocations (a channel doing round
+//!    after round allocates nothing per HTLC).
 //! 4. [`CommitmentTx::sighash`] for the funding signature;
 //!    [`HtlcSighasher`] for each untrimmed HTLC's sighash, in output order
 //!    (the order of `commitment_signed.htlc_signatures`), without
@@ -52,8 +55,8 @@ pub mod sighash;
 pub mod witness;
 
 pub use commitment::{
-    build_commitment, CommitmentError, CommitmentSpec, CommitmentTx, HtlcDirection, HtlcOutput,
-    HtlcSpec, OutputKind,
+    build_commitment, build_commitment_into, CommitmentError, CommitmentSpec, CommitmentTx,
+    HtlcDirection, HtlcOutput, HtlcSpec, OutputKind,
 };
 pub use htlc::{htlc_tx, HtlcTx, HtlcTxError, HtlcTxKind};
 pub use htlc_sighash::HtlcSighasher;

@@ -6,6 +6,10 @@
 //! `scriptPubKey`. The only non-P2WSH output is the legacy `to_remote`
 //! (P2WPKH, [`to_remote_p2wpkh`]). Opcode sequences follow the spec text
 //! line by line so they can be compared by eye.
+//!
+//! Each script a commitment output owns also has an `_in` form writing
+//! into a given buffer, so [`crate::build_commitment_into`] can rebuild a
+//! commitment in the allocations of the previous one.
 
 use bitcoin::hashes::{hash160, ripemd160, sha256, Hash};
 use bitcoin::opcodes::all::*;
@@ -32,13 +36,31 @@ fn key(b: Builder, pk: &PublicKey) -> Builder {
 /// capacity so each is one allocation, not one per doubling.
 pub const HTLC_SCRIPT_MAX_LEN: usize = 144;
 
+/// Length of a P2WSH `scriptPubKey`, the longest one a commitment has
+/// (P2WPKH is 22).
+pub const P2WSH_LEN: usize = 34;
+
 /// The P2WSH `scriptPubKey` of a witness script (`OP_0 <32-byte hash>`),
 /// in one exact allocation.
 pub fn p2wsh(witness_script: &ScriptBuf) -> ScriptBuf {
-    let mut bytes = Vec::with_capacity(34);
-    bytes.extend_from_slice(&[OP_PUSHBYTES_0.to_u8(), OP_PUSHBYTES_32.to_u8()]);
-    bytes.extend_from_slice(witness_script.wscript_hash().as_byte_array());
-    ScriptBuf::from_bytes(bytes)
+    p2wsh_in(Vec::with_capacity(P2WSH_LEN), witness_script)
+}
+
+/// [`p2wsh`] written into `buf` (its contents replaced, its allocation
+/// kept if large enough).
+pub fn p2wsh_in(mut buf: Vec<u8>, witness_script: &ScriptBuf) -> ScriptBuf {
+    buf.clear();
+    buf.reserve(P2WSH_LEN);
+    buf.extend_from_slice(&[OP_PUSHBYTES_0.to_u8(), OP_PUSHBYTES_32.to_u8()]);
+    buf.extend_from_slice(witness_script.wscript_hash().as_byte_array());
+    ScriptBuf::from_bytes(buf)
+}
+
+/// A cleared `buf` as a script builder: scripts written through it keep
+/// its allocation when it is large enough.
+fn builder_in(mut buf: Vec<u8>) -> Builder {
+    buf.clear();
+    Builder::from(buf)
 }
 
 /// `2 <pubkey1> <pubkey2> 2 OP_CHECKMULTISIG`, keys in lexicographic order
@@ -66,7 +88,23 @@ pub fn to_local_script(
     to_self_delay: u16,
     delayed_pubkey: &PublicKey,
 ) -> ScriptBuf {
-    let b = Builder::from(Vec::with_capacity(TO_LOCAL_SCRIPT_MAX_LEN)).push_opcode(OP_IF);
+    to_local_script_in(
+        Vec::with_capacity(TO_LOCAL_SCRIPT_MAX_LEN),
+        revocation_pubkey,
+        to_self_delay,
+        delayed_pubkey,
+    )
+}
+
+/// [`to_local_script`] written into `buf` (its contents replaced, its
+/// allocation kept if large enough).
+pub fn to_local_script_in(
+    buf: Vec<u8>,
+    revocation_pubkey: &PublicKey,
+    to_self_delay: u16,
+    delayed_pubkey: &PublicKey,
+) -> ScriptBuf {
+    let b = builder_in(buf).push_opcode(OP_IF);
     let b = key(b, revocation_pubkey)
         .push_opcode(OP_ELSE)
         .push_int(i64::from(to_self_delay))
@@ -136,17 +174,35 @@ pub fn to_local_wscript_hash(
     WScriptHash::hash(&buf[..len])
 }
 
+/// Length of a P2WPKH `scriptPubKey` (`OP_0 <20-byte hash>`).
+pub const P2WPKH_LEN: usize = 22;
+
 /// Legacy `to_remote`: P2WPKH to `remotepubkey`. This is a `scriptPubKey`,
 /// not a witness script.
 pub fn to_remote_p2wpkh(remote_pubkey: &PublicKey) -> ScriptBuf {
+    to_remote_p2wpkh_in(Vec::with_capacity(P2WPKH_LEN), remote_pubkey)
+}
+
+/// [`to_remote_p2wpkh`] written into `buf` (its contents replaced, its
+/// allocation kept if large enough).
+pub fn to_remote_p2wpkh_in(buf: Vec<u8>, remote_pubkey: &PublicKey) -> ScriptBuf {
     let hash = WPubkeyHash::hash(&remote_pubkey.serialize());
-    ScriptBuf::new_p2wpkh(&hash)
+    builder_in(buf)
+        .push_opcode(OP_PUSHBYTES_0)
+        .push_slice(hash.to_byte_array())
+        .into_script()
 }
 
 /// `option_anchors` `to_remote` witness script:
 /// `<remotepubkey> OP_CHECKSIGVERIFY 1 OP_CHECKSEQUENCEVERIFY`.
 pub fn to_remote_anchors_script(remote_pubkey: &PublicKey) -> ScriptBuf {
-    key(Builder::new(), remote_pubkey)
+    to_remote_anchors_script_in(Vec::new(), remote_pubkey)
+}
+
+/// [`to_remote_anchors_script`] written into `buf` (its contents replaced,
+/// its allocation kept if large enough).
+pub fn to_remote_anchors_script_in(buf: Vec<u8>, remote_pubkey: &PublicKey) -> ScriptBuf {
+    key(builder_in(buf), remote_pubkey)
         .push_opcode(OP_CHECKSIGVERIFY)
         .push_int(ANCHOR_OUTPUT_CSV)
         .push_opcode(OP_CSV)
@@ -156,7 +212,13 @@ pub fn to_remote_anchors_script(remote_pubkey: &PublicKey) -> ScriptBuf {
 /// Anchor witness script: `<funding_pubkey> OP_CHECKSIG OP_IFDUP OP_NOTIF
 /// OP_16 OP_CHECKSEQUENCEVERIFY OP_ENDIF`.
 pub fn anchor_script(funding_pubkey: &PublicKey) -> ScriptBuf {
-    key(Builder::new(), funding_pubkey)
+    anchor_script_in(Vec::new(), funding_pubkey)
+}
+
+/// [`anchor_script`] written into `buf` (its contents replaced, its
+/// allocation kept if large enough).
+pub fn anchor_script_in(buf: Vec<u8>, funding_pubkey: &PublicKey) -> ScriptBuf {
+    key(builder_in(buf), funding_pubkey)
         .push_opcode(OP_CHECKSIG)
         .push_opcode(OP_IFDUP)
         .push_opcode(OP_NOTIF)
@@ -169,9 +231,13 @@ pub fn anchor_script(funding_pubkey: &PublicKey) -> ScriptBuf {
 /// `OP_DUP OP_HASH160 <RIPEMD160(SHA256(revocationpubkey))> OP_EQUAL OP_IF
 /// OP_CHECKSIG OP_ELSE <remote_htlcpubkey> OP_SWAP OP_SIZE 32 OP_EQUAL`,
 /// the prefix shared by both HTLC scripts.
-fn htlc_prefix(revocation_pubkey: &PublicKey, remote_htlc_pubkey: &PublicKey) -> Builder {
+fn htlc_prefix(
+    buf: Vec<u8>,
+    revocation_pubkey: &PublicKey,
+    remote_htlc_pubkey: &PublicKey,
+) -> Builder {
     let revocation_hash = hash160::Hash::hash(&revocation_pubkey.serialize()).to_byte_array();
-    let b = Builder::from(Vec::with_capacity(HTLC_SCRIPT_MAX_LEN))
+    let b = builder_in(buf)
         .push_opcode(OP_DUP)
         .push_opcode(OP_HASH160)
         .push_slice(revocation_hash)
@@ -222,7 +288,23 @@ pub fn offered_htlc_script(
     payment_hash: &sha256::Hash,
     anchors: bool,
 ) -> ScriptBuf {
-    let b = htlc_prefix(keys.revocation_pubkey, keys.remote_htlc_pubkey)
+    offered_htlc_script_in(
+        Vec::with_capacity(HTLC_SCRIPT_MAX_LEN),
+        keys,
+        payment_hash,
+        anchors,
+    )
+}
+
+/// [`offered_htlc_script`] written into `buf` (its contents replaced, its
+/// allocation kept if large enough).
+pub fn offered_htlc_script_in(
+    buf: Vec<u8>,
+    keys: HtlcScriptKeys<'_>,
+    payment_hash: &sha256::Hash,
+    anchors: bool,
+) -> ScriptBuf {
+    let b = htlc_prefix(buf, keys.revocation_pubkey, keys.remote_htlc_pubkey)
         .push_opcode(OP_NOTIF)
         .push_opcode(OP_DROP)
         .push_int(2)
@@ -247,7 +329,25 @@ pub fn received_htlc_script(
     cltv_expiry: u32,
     anchors: bool,
 ) -> ScriptBuf {
-    let b = htlc_prefix(keys.revocation_pubkey, keys.remote_htlc_pubkey)
+    received_htlc_script_in(
+        Vec::with_capacity(HTLC_SCRIPT_MAX_LEN),
+        keys,
+        payment_hash,
+        cltv_expiry,
+        anchors,
+    )
+}
+
+/// [`received_htlc_script`] written into `buf` (its contents replaced, its
+/// allocation kept if large enough).
+pub fn received_htlc_script_in(
+    buf: Vec<u8>,
+    keys: HtlcScriptKeys<'_>,
+    payment_hash: &sha256::Hash,
+    cltv_expiry: u32,
+    anchors: bool,
+) -> ScriptBuf {
+    let b = htlc_prefix(buf, keys.revocation_pubkey, keys.remote_htlc_pubkey)
         .push_opcode(OP_IF)
         .push_opcode(OP_HASH160)
         .push_slice(ripemd_of_payment_hash(payment_hash))
@@ -291,6 +391,12 @@ mod tests {
         let a = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[1; 32]).unwrap());
         let script = to_local_script(&a, 144, &a);
         assert_eq!(p2wsh(&script), ScriptBuf::new_p2wsh(&script.wscript_hash()));
+        let p2wpkh = to_remote_p2wpkh(&a);
+        assert_eq!(
+            p2wpkh,
+            ScriptBuf::new_p2wpkh(&WPubkeyHash::hash(&a.serialize()))
+        );
+        assert_eq!(p2wpkh.len(), P2WPKH_LEN);
         let keys = HtlcScriptKeys {
             revocation_pubkey: &a,
             local_htlc_pubkey: &a,

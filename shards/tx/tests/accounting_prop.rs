@@ -3,6 +3,9 @@
 //! output is accounted for (outputs + fee, the fee explained by base fee,
 //! anchors not created, trimmed HTLCs, trimmed balances and msat rounding),
 //! and every HTLC transaction pays exactly the HTLC amount minus its fee.
+//! Also: outputs are in BIP 69 + CLTV order (identical ones in spec
+//! order), and building into a previous commitment of another shape gives
+//! the same commitment as building afresh.
 
 mod common;
 mod vectors;
@@ -12,8 +15,8 @@ use bitcoin::Amount;
 use common::*;
 use lnhub_tx::accounting::check_commitment_value;
 use lnhub_tx::{
-    build_commitment, fees, htlc_tx, ChannelType, CommitmentError, CommitmentKeys, CommitmentSpec,
-    HtlcDirection, HtlcSpec, HtlcTxKind, Side,
+    build_commitment, build_commitment_into, fees, htlc_tx, ChannelType, CommitmentError,
+    CommitmentKeys, CommitmentSpec, HtlcDirection, HtlcSpec, HtlcTxKind, OutputKind, Side,
 };
 use proptest::prelude::*;
 use secp256k1::Secp256k1;
@@ -70,7 +73,28 @@ proptest! {
         let keys = CommitmentKeys::derive(&secp, &params, owner, &pk(vectors::appendix_c::LOCAL_PER_COMMITMENT_POINT))
             .expect("keys");
         let spec = CommitmentSpec { commitment_number, feerate_per_kw, to_local_msat, to_remote_msat, htlcs: &htlcs };
-        let commitment = match build_commitment(&params, owner, &keys, &spec) {
+        let fresh = build_commitment(&params, owner, &keys, &spec);
+        // The same built into a commitment of another shape (the other
+        // owner's, HTLCs rotated), reusing its buffers; a refused build
+        // leaves the target as it was.
+        let mut rotated = htlcs.clone();
+        let shift = usize::from(!rotated.is_empty());
+        rotated.rotate_left(shift);
+        let other = CommitmentSpec { htlcs: &rotated, ..spec };
+        let other_keys = CommitmentKeys::derive(&secp, &params, owner.other(), &pk(vectors::appendix_c::LOCAL_PER_COMMITMENT_POINT))
+            .expect("keys");
+        if let Ok(mut target) = build_commitment(&params, owner.other(), &other_keys, &other) {
+            let before = target.clone();
+            match (build_commitment_into(&mut target, &params, owner, &keys, &spec), &fresh) {
+                (Ok(()), Ok(c)) => prop_assert_eq!(&target, c),
+                (Err(e), Err(f)) => {
+                    prop_assert_eq!(e, *f);
+                    prop_assert_eq!(&target, &before);
+                }
+                (into, fresh) => prop_assert!(false, "into: {into:?}, fresh: {fresh:?}"),
+            }
+        }
+        let commitment = match fresh {
             Ok(c) => c,
             Err(CommitmentError::OutputsExceedFunding) => {
                 // Only a funder too poor to pay for anchors gets here.
@@ -86,10 +110,23 @@ proptest! {
         );
         prop_assert_eq!(breakdown.fee, params.funding_amount() - commitment.output_total());
 
-        // Output order: BIP 69, then CLTV for HTLCs.
+        // Output order: BIP 69, then CLTV for HTLCs, then (identical
+        // outputs) the HTLCs' order in the spec.
         let outs = &commitment.tx().output;
-        for w in outs.windows(2) {
-            prop_assert!((w[0].value, w[0].script_pubkey.as_bytes()) <= (w[1].value, w[1].script_pubkey.as_bytes()));
+        let key = |i: usize| {
+            let htlc_index = match commitment.outputs()[i].kind {
+                OutputKind::Htlc { htlc_index } => Some(htlc_index),
+                _ => None,
+            };
+            let cltv = htlc_index.map_or(0, |h| htlcs[h].cltv_expiry);
+            ((outs[i].value, outs[i].script_pubkey.as_bytes(), cltv), htlc_index)
+        };
+        for i in 1..outs.len() {
+            let ((a, a_index), (b, b_index)) = (key(i - 1), key(i));
+            prop_assert!(a <= b);
+            if a == b {
+                prop_assert!(a_index.is_some() && a_index < b_index, "identical outputs in spec order");
+            }
         }
         // Every untrimmed HTLC has a second-stage transaction paying amount - fee.
         let dust = params.side(owner).dust_limit;

@@ -5,8 +5,8 @@
 
 use bitcoin::hashes::{sha256, Hash};
 use lnhub_tx::{
-    build_commitment, htlc_tx, ChannelParams, CommitmentKeys, CommitmentSpec, CommitmentTx,
-    HtlcDirection, HtlcSighasher, HtlcSpec, Side,
+    build_commitment, build_commitment_into, htlc_tx, ChannelParams, CommitmentKeys,
+    CommitmentSpec, CommitmentTx, HtlcDirection, HtlcSighasher, HtlcSpec, Side,
 };
 use secp256k1::Message;
 
@@ -38,17 +38,32 @@ pub fn spec_htlcs(n: usize) -> Vec<HtlcSpec> {
 pub const FEERATE_PER_KW: u32 = 2_500;
 
 /// Local's commitment 42 with `htlcs` and the rest split evenly.
-pub fn build(params: &ChannelParams, keys: &CommitmentKeys, htlcs: &[HtlcSpec]) -> CommitmentTx {
+pub fn spec<'a>(params: &ChannelParams, htlcs: &'a [HtlcSpec]) -> CommitmentSpec<'a> {
     let htlc_msat: u64 = htlcs.iter().map(|h| h.amount_msat).sum();
     let balances_msat = params.funding_amount().to_sat() * 1000 - htlc_msat;
-    let spec = CommitmentSpec {
+    CommitmentSpec {
         commitment_number: 42,
         feerate_per_kw: FEERATE_PER_KW,
         to_local_msat: balances_msat / 2,
         to_remote_msat: balances_msat - balances_msat / 2,
         htlcs,
-    };
-    build_commitment(params, Side::Local, keys, &spec).expect("buildable")
+    }
+}
+
+/// Builds [`spec`].
+pub fn build(params: &ChannelParams, keys: &CommitmentKeys, htlcs: &[HtlcSpec]) -> CommitmentTx {
+    build_commitment(params, Side::Local, keys, &spec(params, htlcs)).expect("buildable")
+}
+
+/// Builds [`spec`] into `target`, reusing its allocations.
+pub fn build_into(
+    target: &mut CommitmentTx,
+    params: &ChannelParams,
+    keys: &CommitmentKeys,
+    htlcs: &[HtlcSpec],
+) {
+    build_commitment_into(target, params, Side::Local, keys, &spec(params, htlcs))
+        .expect("buildable");
 }
 
 /// One way to compute the remote HTLC sighashes of a commitment, in
