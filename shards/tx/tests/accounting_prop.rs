@@ -50,24 +50,8 @@ proptest! {
         let channel_type = if anchors { ChannelType::Anchors } else { ChannelType::StaticRemoteKey };
         let owner = if owner_local { Side::Local } else { Side::Remote };
         let funder = if funder_local { Side::Local } else { Side::Remote };
-        let htlcs: Vec<HtlcSpec> = raw_htlcs
-            .iter()
-            .enumerate()
-            .map(|(i, (offered, amount_msat, cltv, hash))| HtlcSpec {
-                id: i as u64,
-                direction: if *offered { HtlcDirection::Offered } else { HtlcDirection::Received },
-                amount_msat: *amount_msat,
-                cltv_expiry: *cltv,
-                // Few distinct hashes, so identical outputs (CLTV tie-break) occur.
-                payment_hash: sha256::Hash::hash(&[*hash]),
-            })
-            .collect();
-        let htlc_msat: u64 = htlcs.iter().map(|h| h.amount_msat).sum();
-        // Funding is a whole number of satoshis; balances split the rest.
-        let funding_sat = (htlc_msat + extra_msat).div_ceil(1000);
-        let balances_msat = funding_sat * 1000 - htlc_msat;
-        let to_local_msat = balances_msat / 1000 * local_share;
-        let to_remote_msat = balances_msat - to_local_msat;
+        let (htlcs, funding_sat, to_local_msat, to_remote_msat) =
+            random_commitment_parts(&raw_htlcs, extra_msat, local_share);
 
         let params = params_with(&secp, channel_type, local_dust, remote_dust, funder, funding_sat);
         let keys = CommitmentKeys::derive(&secp, &params, owner, &pk(vectors::appendix_c::LOCAL_PER_COMMITMENT_POINT))

@@ -144,3 +144,41 @@ pub fn preimage(id: u64) -> [u8; 32] {
 pub fn tx_hex(tx: &bitcoin::Transaction) -> String {
     bitcoin::consensus::encode::serialize_hex(tx)
 }
+
+/// A random commitment's contents for property tests: `raw` HTLCs as
+/// `(offered, amount_msat, cltv_expiry, hash byte)` (ids in order; few
+/// distinct hash bytes, so identical outputs and the CLTV tie-break occur),
+/// a funding of whole satoshis covering them plus `extra_msat`, and the
+/// rest split `local_share` per mille to the local side. Returns the HTLCs,
+/// the funding in satoshis, and the local and remote balances in msat.
+pub fn random_commitment_parts(
+    raw: &[(bool, u64, u32, u8)],
+    extra_msat: u64,
+    local_share: u64,
+) -> (Vec<HtlcSpec>, u64, u64, u64) {
+    let htlcs: Vec<HtlcSpec> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, (offered, amount_msat, cltv, hash))| HtlcSpec {
+            id: i as u64,
+            direction: if *offered {
+                HtlcDirection::Offered
+            } else {
+                HtlcDirection::Received
+            },
+            amount_msat: *amount_msat,
+            cltv_expiry: *cltv,
+            payment_hash: sha256::Hash::hash(&[*hash]),
+        })
+        .collect();
+    let htlc_msat: u64 = htlcs.iter().map(|h| h.amount_msat).sum();
+    let funding_sat = (htlc_msat + extra_msat).div_ceil(1000);
+    let balances_msat = funding_sat * 1000 - htlc_msat;
+    let to_local_msat = balances_msat / 1000 * local_share;
+    (
+        htlcs,
+        funding_sat,
+        to_local_msat,
+        balances_msat - to_local_msat,
+    )
+}
