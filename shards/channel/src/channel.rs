@@ -275,7 +275,7 @@ impl Channel {
     /// Whether the channel takes commands and messages now: not failed,
     /// connection reestablished.
     pub fn is_operational(&self) -> bool {
-        !self.failed && self.link == Link::Up && self.closing.tx.is_none()
+        self.closing_link_up() && !self.is_closed()
     }
 
     /// The connection state.
@@ -371,10 +371,21 @@ impl Channel {
 
     /// Refuses input once failed, and messages for another channel.
     pub(crate) fn check_input(&self, channel_id: &ChannelId) -> Result<(), ChannelError> {
+        self.check_input_when(channel_id, false)
+    }
+
+    /// [`Channel::check_input`], taking input on a closed channel too when
+    /// `closed_ok` (`option_simple_close` answers `closing_complete` after
+    /// a closing transaction).
+    pub(crate) fn check_input_when(
+        &self,
+        channel_id: &ChannelId,
+        closed_ok: bool,
+    ) -> Result<(), ChannelError> {
         if self.failed {
             return Err(ChannelError::Ignore("channel has failed".into()));
         }
-        if self.closing.tx.is_some() {
+        if !closed_ok && self.is_closed() {
             return Err(ChannelError::Ignore("channel is closed".into()));
         }
         if *channel_id != self.channel_id {

@@ -159,6 +159,12 @@ pub fn dust_threshold(script: &Script) -> u64 {
     }
 }
 
+/// `value` sat paid to `script` would not relay (below its
+/// [`dust_threshold`]; never for `OP_RETURN`, whose threshold is 0).
+pub(crate) fn is_dust(script: &Script, value: u64) -> bool {
+    value < dust_threshold(script)
+}
+
 impl Channel {
     /// The `shutdown` exchange so far.
     pub fn shutdown_state(&self) -> &ShutdownState {

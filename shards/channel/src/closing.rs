@@ -59,7 +59,7 @@ use secp256k1::ecdsa::Signature;
 use secp256k1::{Secp256k1, Signing, Verification};
 
 use crate::channel::Channel;
-use crate::close::dust_threshold;
+use crate::close::is_dust;
 use crate::commit::Stamp;
 use crate::effects::Effect;
 use crate::error::ChannelError;
@@ -322,7 +322,8 @@ impl Channel {
             && !self.book.has_changes_for_remote()
     }
 
-    /// Closing messages flow: not failed, connection reestablished.
+    /// Closing messages flow: not failed, connection reestablished (closed
+    /// or not).
     pub(crate) fn closing_link_up(&self) -> bool {
         !self.failed && self.link == crate::channel::Link::Up
     }
@@ -573,7 +574,7 @@ impl Channel {
         if let Some(o) = primary
             .output
             .iter()
-            .find(|o| o.value.to_sat() < dust_threshold(&o.script_pubkey))
+            .find(|o| is_dust(&o.script_pubkey, o.value.to_sat()))
         {
             return Err(self.fail(ChannelError::close(format!(
                 "closing transaction output of {} sat is below its relay dust threshold",

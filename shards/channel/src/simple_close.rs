@@ -39,7 +39,7 @@
 //! channel; the channel survives and the exchange restarts on
 //! reconnection, where `shutdown` carries the latest scripts).
 
-use bitcoin::{Amount, Script, ScriptBuf, Transaction};
+use bitcoin::{Amount, ScriptBuf, Transaction};
 use lnhub_tx::closing::{simple_closing, CloseOutput};
 use lnhub_tx::{witness, Side};
 use lnhub_wire::msgs::{ClosingComplete, ClosingSig};
@@ -48,7 +48,7 @@ use lnhub_wire::Message;
 use secp256k1::ecdsa::Signature;
 
 use crate::channel::Channel;
-use crate::close::{dust_threshold, is_valid_shutdown_script};
+use crate::close::{is_dust, is_valid_shutdown_script};
 use crate::closing::{
     dummy_signature, SignFor, StagedClosingSign, StagedClosingVerify, Variant, VerifyFor,
 };
@@ -173,11 +173,6 @@ pub(crate) enum SimpleVerify {
     Complete { terms: CloseTerms, field: SigField },
     /// The peer's `closing_sig` for our `closing_complete`.
     Sig { field: SigField },
-}
-
-/// `value` sat paid to `script` would not relay.
-fn is_dust(script: &Script, value: u64) -> bool {
-    !script.is_op_return() && value < dust_threshold(script)
 }
 
 /// The three optional signatures of a `closing_complete` / `closing_sig`.
@@ -340,7 +335,7 @@ impl Channel {
         };
         let all_dust = match fields[..] {
             [SigField::CloseeOnly] => closee_dust,
-            [SigField::CloserOnly] => closer_dust && !terms.closer_script.is_op_return(),
+            [SigField::CloserOnly] => closer_dust,
             _ => false,
         };
         Ok((!all_dust).then_some((terms, fields)))
@@ -394,20 +389,7 @@ impl Channel {
     /// Refuses a simple-close message when the protocol does not allow it
     /// now.
     fn check_simple_input(&self, channel_id: &ChannelId) -> Result<(), ChannelError> {
-        if self.failed {
-            return Err(ChannelError::Ignore("channel has failed".into()));
-        }
-        if *channel_id != self.channel_id {
-            return Err(ChannelError::Warn(format!(
-                "message for channel {channel_id} routed to {}",
-                self.channel_id
-            )));
-        }
-        if self.link != crate::channel::Link::Up {
-            return Err(ChannelError::Warn(
-                "channel message before channel_reestablish".into(),
-            ));
-        }
+        self.check_input_when(channel_id, true)?;
         if !self.shutdown_terms.option_simple_close {
             return Err(ChannelError::Warn(
                 "closing_complete/closing_sig without option_simple_close".into(),
