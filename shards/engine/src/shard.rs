@@ -31,9 +31,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
-use lnhub_channel::{
-    verify_batch, Channel, ChannelError, Effect, Resolution, SendError, StagedVerify,
-};
+use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, Resolution, SendError};
 use lnhub_forward::{decide, Decision, Limits, OutgoingChannel, PolicyHistory, Request};
 use lnhub_onion::error_packet::{
     create_error_packet, malformed_to_error_packet, obfuscate_error_packet,
@@ -868,22 +866,12 @@ impl Shard {
         if self.to_stage.is_empty() {
             return;
         }
-        let mut msgs: HashMap<ChannelId, Aside> = self.to_stage.drain(..).collect();
-        let secp = &self.secp;
-        let handled: Vec<(ChannelId, Result<Option<StagedVerify>, ChannelError>)> = self
-            .slots
-            .iter_mut()
-            .filter_map(|(id, slot)| msgs.remove(id).map(|m| (*id, &mut slot.channel, m)))
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|(id, ch, m)| {
-                let result = match m {
-                    Aside::Commit(m) => ch.stage_commitment_signed(secp, m).map(Some),
-                    Aside::Revoke(m) => ch.handle_revoke_and_ack(secp, &m).map(|()| None),
-                };
-                (id, result)
-            })
-            .collect();
+        let mut aside = std::mem::take(&mut self.to_stage);
+        let handled = self.par_channels(aside.drain(..), |secp, ch, m| match m {
+            Aside::Commit(m) => ch.stage_commitment_signed(secp, m).map(Some),
+            Aside::Revoke(m) => ch.handle_revoke_and_ack(secp, &m).map(|()| None),
+        });
+        self.to_stage = aside;
         let mut ids = Vec::with_capacity(handled.len());
         let mut stages = Vec::with_capacity(handled.len());
         for (id, result) in handled {
@@ -918,21 +906,23 @@ impl Shard {
     /// `commitment_signed`, all in parallel (each stage touches only its own channel); the
     /// signed stages are then applied in turn.
     fn sign_all(&mut self) {
-        let touched = &self.touched;
-        let secp = &self.secp;
-        let work: Vec<(ChannelId, &mut Channel)> = self
-            .slots
-            .iter_mut()
-            .filter(|(id, slot)| touched.contains(*id) && slot.connected && slot.channel.can_sign())
-            .map(|(id, slot)| (*id, &mut slot.channel))
+        let slots = &self.slots;
+        let work: Vec<(ChannelId, ())> = self
+            .touched
+            .iter()
+            .filter(|id| {
+                slots
+                    .get(*id)
+                    .is_some_and(|s| s.connected && s.channel.can_sign())
+            })
+            .map(|id| (*id, ()))
             .collect();
         if work.is_empty() {
             return;
         }
-        let signed: Vec<_> = work
-            .into_par_iter()
-            .map(|(id, ch)| (id, ch.stage_sign(secp).map(|s| s.map(|s| s.sign(secp)))))
-            .collect();
+        let signed = self.par_channels(work, |secp, ch, ()| {
+            ch.stage_sign(secp).map(|s| s.map(|s| s.sign(secp)))
+        });
         for (id, result) in signed {
             match result {
                 Ok(Some(signed)) => {
@@ -945,6 +935,34 @@ impl Shard {
                 Err(e) => log::warn!("channel {id}: cannot sign: {e}"),
             }
         }
+    }
+
+    /// Runs `f` on each listed channel (ids distinct) in parallel on rayon, with its work item:
+    /// each call touches only its own channel. The slots are taken out of the map for the
+    /// duration, so the cost is the listed channels', not the shard's. Results come back by id.
+    fn par_channels<W: Send, T: Send>(
+        &mut self,
+        work: impl IntoIterator<Item = (ChannelId, W)>,
+        f: impl Fn(&Secp256k1<All>, &mut Channel, W) -> T + Sync,
+    ) -> Vec<(ChannelId, T)> {
+        let taken: Vec<(ChannelId, Slot, W)> = work
+            .into_iter()
+            .filter_map(|(id, w)| self.slots.remove(&id).map(|slot| (id, slot, w)))
+            .collect();
+        let secp = &self.secp;
+        let done: Vec<(ChannelId, Slot, T)> = taken
+            .into_par_iter()
+            .map(|(id, mut slot, w)| {
+                let result = f(secp, &mut slot.channel, w);
+                (id, slot, result)
+            })
+            .collect();
+        done.into_iter()
+            .map(|(id, slot, result)| {
+                self.slots.insert(id, slot);
+                (id, result)
+            })
+            .collect()
     }
 
     /// Fails (or disconnects) the channels whose closing message went unanswered for
@@ -981,7 +999,19 @@ impl Shard {
     /// `shutdown` when the operator asked for it or the peer's calls for a reply, then our
     /// closing signatures (rare, so signed inline).
     fn close_all(&mut self, io: &mut dyn Io) {
-        let ids: Vec<ChannelId> = self.touched.iter().copied().collect();
+        // Only channels in a close (or asked to start one) have work here: on the forwarding
+        // path this list is empty and allocates nothing.
+        let slots = &self.slots;
+        let requested = &self.close_requested;
+        let ids: Vec<ChannelId> = self
+            .touched
+            .iter()
+            .filter(|id| {
+                requested.contains(*id)
+                    || slots.get(*id).is_some_and(|s| s.channel.is_shutting_down())
+            })
+            .copied()
+            .collect();
         for id in &ids {
             let Some(slot) = self.slots.get_mut(id) else {
                 continue;
