@@ -387,19 +387,19 @@ impl Node {
         let node_id = *node_id;
         self.events.extend(std::iter::from_fn(|| peer.poll_event()));
         let mut ready = false;
-        let mut negotiated = lnhub_wire::features::Features::empty();
+        let mut common = lnhub_wire::features::Features::empty();
         for event in self.events.drain(..) {
             match event {
-                PeerEvent::Ready { features } => {
+                PeerEvent::Ready {
+                    features,
+                    negotiated,
+                } => {
                     info!(
                         "peer {node_id} ready at {} (features {features:?})",
                         conn.addr
                     );
                     ready = true;
-                    // `Ready` comes only after negotiation succeeded.
-                    negotiated =
-                        lnhub_wire::features::negotiate(&self.peer_config.features, &features)
-                            .unwrap_or_default();
+                    common = negotiated;
                 }
                 PeerEvent::Channel(msg) => {
                     if let Some(engine) = &self.engine {
@@ -457,7 +457,7 @@ impl Node {
                     Input::PeerConnected {
                         node_id,
                         connection,
-                        features: negotiated.clone(),
+                        features: common.clone(),
                     },
                 );
             }

@@ -103,6 +103,8 @@ pub enum PeerEvent {
     Ready {
         /// The peer's feature bits (global and local merged).
         features: Features,
+        /// The features both sides use ([`features::negotiate`] of ours and the peer's).
+        negotiated: Features,
     },
     /// A BOLT 2 message for the channel identified inside it.
     Channel(Message),
@@ -214,10 +216,13 @@ impl Peer {
 
     fn handle_init(&mut self, init: Init) {
         let remote = init.features.union(&init.global_features);
-        if let Err(e) = features::negotiate(&self.config.features, &remote) {
-            self.queue_warning(&format!("unsupported features: {e}"));
-            return self.disconnect(DisconnectReason::UnsupportedFeatures(e.to_string()));
-        }
+        let negotiated = match features::negotiate(&self.config.features, &remote) {
+            Ok(n) => n,
+            Err(e) => {
+                self.queue_warning(&format!("unsupported features: {e}"));
+                return self.disconnect(DisconnectReason::UnsupportedFeatures(e.to_string()));
+            }
+        };
         if let Some(networks) = &init.networks {
             if !networks.contains(&self.config.chain_hash) {
                 self.queue_warning("no common chain");
@@ -226,7 +231,10 @@ impl Peer {
         }
         self.remote_features = remote.clone();
         self.state = State::Active;
-        self.push_event(PeerEvent::Ready { features: remote });
+        self.push_event(PeerEvent::Ready {
+            features: remote,
+            negotiated,
+        });
     }
 
     fn handle_active(&mut self, msg: Message) {
