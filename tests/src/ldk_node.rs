@@ -1366,16 +1366,7 @@ pub async fn payer_hub_payee(
     dir: crate::TempDir,
 ) -> (crate::Hub, ChannelId) {
     let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
-    let hub = crate::Hub::start_in(
-        dir,
-        &[
-            "--dev-memory-store",
-            "--trusted-peer",
-            &sid,
-            "--trusted-peer",
-            &rid,
-        ],
-    );
+    let hub = crate::Hub::start_in(dir, &["--trusted-peer", &sid, "--trusted-peer", &rid]);
     s.connect(hub.node_id, hub.addr).await.expect("S connects");
     r.connect(hub.node_id, hub.addr).await.expect("R connects");
     let s_chan = s

@@ -72,6 +72,59 @@ pub struct Hub {
     pub addr: SocketAddr,
     /// Its data directory (removed on drop).
     pub dir: TempDir,
+    /// The flags it was started with (again on a restart).
+    extra: Vec<String>,
+}
+
+/// Runs `lnhubd` on `data_dir`, listening on `listen`, logging (appended) to
+/// `<data_dir>/lnhubd.log`; returns it with the node id and address it printed.
+fn spawn_hub(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, PublicKey, SocketAddr) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("lnhubd.log"))
+        .expect("log file");
+    let mut child = Command::new(lnhubd_path())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", listen, "--log-level", "debug"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn lnhubd");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut node_id = None;
+    let mut addr = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node_id.is_none() || addr.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "lnhubd printed no start-up lines; log:\n{}",
+                    read_log(data_dir)
+                );
+            }
+        };
+        if let Some(v) = line.strip_prefix("node_id=") {
+            node_id = Some(v.parse::<PublicKey>().expect("node_id line"));
+        } else if let Some(v) = line.strip_prefix("listen=") {
+            addr = Some(v.parse::<SocketAddr>().expect("listen line"));
+        }
+    }
+    (child, node_id.unwrap(), addr.unwrap())
 }
 
 impl Hub {
@@ -83,53 +136,26 @@ impl Hub {
 
     /// Starts `lnhubd` with data directory `dir`.
     pub fn start_in(dir: TempDir, extra: &[&str]) -> Hub {
-        let log = std::fs::File::create(dir.0.join("lnhubd.log")).expect("log file");
-        let mut child = Command::new(lnhubd_path())
-            .arg("--data-dir")
-            .arg(&dir.0)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn lnhubd");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut node_id = None;
-        let mut addr = None;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while node_id.is_none() || addr.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "lnhubd printed no start-up lines; log:\n{}",
-                        read_log(&dir.0)
-                    );
-                }
-            };
-            if let Some(v) = line.strip_prefix("node_id=") {
-                node_id = Some(v.parse::<PublicKey>().expect("node_id line"));
-            } else if let Some(v) = line.strip_prefix("listen=") {
-                addr = Some(v.parse::<SocketAddr>().expect("listen line"));
-            }
-        }
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, node_id, addr) = spawn_hub(&dir.0, "127.0.0.1:0", &extra);
         Hub {
             child,
-            node_id: node_id.unwrap(),
-            addr: addr.unwrap(),
+            node_id,
+            addr,
             dir,
+            extra,
         }
+    }
+
+    /// Kills the process with SIGKILL (no clean shutdown: whatever it was doing is cut short)
+    /// and starts it again on the same data directory, address and flags.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, node_id, addr) = spawn_hub(&self.dir.0, &self.addr.to_string(), &self.extra);
+        assert_eq!(node_id, self.node_id, "the same node key after a restart");
+        assert_eq!(addr, self.addr, "the same address after a restart");
+        self.child = child;
     }
 
     /// The hub's log so far.
@@ -140,6 +166,11 @@ impl Hub {
     /// Waits until the log contains `needle` or `timeout` passes.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         wait_until(timeout, || self.log().contains(needle))
+    }
+
+    /// The process id (for its CPU time in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Whether the process is still running.

@@ -28,13 +28,7 @@ async fn ldk_pays_ldk_through_lnhubd() {
     let s = LdkNode::new("S", [0x51; 32], LdkNodeConfig::default());
     let r = LdkNode::new("R", [0x52; 32], LdkNodeConfig::default());
     let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
-    let hub = Hub::start(&[
-        "--dev-memory-store",
-        "--trusted-peer",
-        &sid,
-        "--trusted-peer",
-        &rid,
-    ]);
+    let hub = Hub::start(&["--trusted-peer", &sid, "--trusted-peer", &rid]);
 
     s.connect(hub.node_id, hub.addr)
         .await
@@ -102,13 +96,7 @@ async fn thousand_payments_with_up_to_400_in_flight() {
         .our_max_accepted_htlcs = 483;
     let r = LdkNode::new("R", [0x62; 32], r_config);
     let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
-    let hub = Hub::start(&[
-        "--dev-memory-store",
-        "--trusted-peer",
-        &sid,
-        "--trusted-peer",
-        &rid,
-    ]);
+    let hub = Hub::start(&["--trusted-peer", &sid, "--trusted-peer", &rid]);
     s.connect(hub.node_id, hub.addr).await.unwrap();
     r.connect(hub.node_id, hub.addr).await.unwrap();
     s.open_zero_conf_channel(hub.node_id, 2_000_000, 0)

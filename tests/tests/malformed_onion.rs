@@ -240,7 +240,7 @@ fn offer(ch: &mut Channel, payment_hash: PaymentHash, onion: &OnionPacket) -> u6
 fn malformed_onion_is_answered_with_update_fail_malformed_htlc() {
     let secp = Secp256k1::new();
     let s_id = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[SEED; 32]).unwrap());
-    let hub = Hub::start(&["--dev-memory-store", "--trusted-peer", &s_id.to_string()]);
+    let hub = Hub::start(&["--trusted-peer", &s_id.to_string()]);
     let mut peer = RawPeer::connect(&hub.node_id, hub.addr, SEED).expect("handshake");
     let init = peer.recv().unwrap().expect("hub's init");
     assert!(matches!(Message::decode(&init), Ok(Message::Init(_))));

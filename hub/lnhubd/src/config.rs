@@ -50,10 +50,6 @@ pub struct Flags {
     /// Log filter (error, warn, info, debug, trace) [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
-    /// Accept channels while keeping their state in memory only: for tests and development
-    /// until the LMDB store lands. A restart loses every channel and the funds in them.
-    #[arg(long)]
-    pub dev_memory_store: bool,
     /// Shard threads [default: one per core].
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
@@ -135,8 +131,6 @@ pub struct Config {
     pub log_level: String,
     /// Bound on simultaneous connections.
     pub max_peers: usize,
-    /// Accept channels with in-memory state (development only).
-    pub dev_memory_store: bool,
     /// Shard threads.
     pub shards: usize,
     /// Fixed fee per forwarded HTLC.
@@ -292,7 +286,6 @@ impl Config {
         }
         Ok(Config {
             htlc_minimum_msat,
-            dev_memory_store: flags.dev_memory_store,
             shards,
             fee_base_msat: raw.fee_base_msat.unwrap_or(DEFAULT_FEE_BASE_MSAT),
             fee_proportional_millionths: raw
@@ -372,7 +365,7 @@ pub fn resolve(addr: &str) -> std::io::Result<SocketAddr> {
 
 /// Decodes an even-length hex string.
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())

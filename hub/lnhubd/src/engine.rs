@@ -1,11 +1,12 @@
-//! Wiring of the channel engine into the daemon: validated config -> shard settings, stores,
-//! and the waker that lets shard threads hand output to the connection loop.
+//! Wiring of the channel engine into the daemon: validated config -> shard settings, one LMDB
+//! store handle per shard (all feeding the one writer thread), the shards rebuilt from what the
+//! store loaded, and the waker that lets shard threads hand output to the connection loop.
 
 use std::sync::Arc;
 
 use lnhub_engine::{
-    default_establish_config, Engine, EngineConfig, MemoryStore, OpenConfig, ShardConfig, Store,
-    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
+    default_establish_config, Batch, Engine, EngineConfig, Loaded, OpenConfig, ShardConfig, Store,
+    StoreError, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
 };
 use lnhub_forward::{Limits, Policy};
 use lnhub_wire::types::Msat;
@@ -13,9 +14,24 @@ use secp256k1::SecretKey;
 
 use crate::config::Config;
 
-/// Starts the shard threads.
-pub fn start(config: &Config, node_secret: SecretKey, waker: Arc<mio::Waker>) -> Engine {
-    let open = config.dev_memory_store.then(|| OpenConfig {
+/// A shard's way to the LMDB writer, as the engine's [`Store`].
+struct Durable(lnhub_store::Handle);
+
+impl Store for Durable {
+    fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+        self.0.commit(batch)
+    }
+}
+
+/// Starts the shard threads, rebuilt from `loaded`, writing through `writer`.
+pub fn start(
+    config: &Config,
+    node_secret: SecretKey,
+    writer: &lnhub_store::Writer,
+    loaded: &Loaded,
+    waker: Arc<mio::Waker>,
+) -> Result<Engine, String> {
+    let open = OpenConfig {
         establish: default_establish_config(config.chain_hash),
         trusted_peers: config.trusted_peers.iter().copied().collect(),
         default_policy: Policy {
@@ -26,7 +42,7 @@ pub fn start(config: &Config, node_secret: SecretKey, waker: Arc<mio::Waker>) ->
             htlc_maximum_msat: Msat(u64::MAX),
         },
         key_nonce_start: fresh_nonce(),
-    });
+    };
     let engine_config = EngineConfig {
         shards: config.shards,
         queue_depth: DEFAULT_QUEUE_DEPTH,
@@ -41,11 +57,10 @@ pub fn start(config: &Config, node_secret: SecretKey, waker: Arc<mio::Waker>) ->
             node_secret,
             limits: Limits::default(),
             chain_hash,
-            open: open.clone(),
+            open: Some(open.clone()),
         },
-        // Only reachable with --dev-memory-store (open is None otherwise, so no channel ever
-        // exists to be stored).
-        |_| Box::new(MemoryStore::default()) as Box<dyn Store + Send>,
+        |_| Box::new(Durable(writer.handle())) as Box<dyn Store + Send>,
+        loaded,
         Arc::new(move || {
             let _ = waker.wake();
         }),

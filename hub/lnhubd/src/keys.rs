@@ -6,7 +6,7 @@
 //! only the public node id.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -29,29 +29,57 @@ impl std::fmt::Debug for NodeKey {
     }
 }
 
-/// Loads the node key from `dir`, creating it (and `dir`, mode 0700) on first start.
-pub fn load_or_create(dir: &Path) -> Result<NodeKey, String> {
+/// File name of the data directory's lock inside it.
+pub const LOCK_FILE: &str = "lock";
+
+/// Creates `dir` (mode 0700) if needed and takes its lock (`lock`, an exclusive `flock` held
+/// until the returned file is dropped, i.e. for the process's life): a second `lnhubd` on the
+/// same directory stops here, before it reads or creates the node key or opens the store, so
+/// two daemons never share one identity or one channel database. The kernel releases the lock
+/// when the process dies, `kill -9` included.
+pub fn lock_data_dir(dir: &Path) -> Result<fs::File, String> {
     if !dir.exists() {
         fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
     }
-    let path = dir.join(NODE_SECRET_FILE);
-    let secret = match fs::read(&path) {
-        Ok(bytes) => {
-            let mode = fs::metadata(&path)
-                .map(|m| m.permissions().mode() & 0o777)
-                .unwrap_or(0);
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "{} is readable by others (mode {mode:o}); run: chmod 600 {}",
-                    path.display(),
-                    path.display()
-                ));
-            }
-            SecretKey::from_slice(&bytes)
-                .map_err(|_| format!("{} does not hold a 32-byte secret key", path.display()))?
+    let path = dir.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(format!(
+                "data dir {} is in use by another lnhubd (it holds {})",
+                dir.display(),
+                path.display()
+            ))
         }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", path.display()))
+        }
+    }
+    // The holder's pid, for the operator (the lock itself is the flock, not this content).
+    let _ = file
+        .set_len(0)
+        .and_then(|_| writeln!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
+/// Loads the node key from `dir`, creating it on first start (`dir` exists: see
+/// [`lock_data_dir`]). A `node_secret` that exists in any form (a dangling symlink included)
+/// is read, never replaced: a new key would be a new identity, with every channel's peer
+/// refusing us. The read is bounded.
+pub fn load_or_create(dir: &Path) -> Result<NodeKey, String> {
+    let path = dir.join(NODE_SECRET_FILE);
+    let secret = match fs::symlink_metadata(&path) {
+        Ok(_) => read_secret(&path)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = fresh_secret()?;
             write_secret(&path, &secret)?;
@@ -61,6 +89,38 @@ pub fn load_or_create(dir: &Path) -> Result<NodeKey, String> {
     };
     let node_id = PublicKey::from_secret_key(&Secp256k1::signing_only(), &secret);
     Ok(NodeKey { secret, node_id })
+}
+
+fn read_secret(path: &Path) -> Result<SecretKey, String> {
+    let file = fs::File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "{} is a symbolic link to a missing file; restore the key it pointed to \
+                 (a new key would be a new node identity)",
+                path.display()
+            )
+        } else {
+            format!("cannot read {}: {e}", path.display())
+        }
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (mode {mode:o}); run: chmod 600 {}",
+            path.display(),
+            path.display()
+        ));
+    }
+    // One byte more than a key: enough to tell a longer file, never more.
+    let mut bytes = Vec::with_capacity(33);
+    file.take(33)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    SecretKey::from_slice(&bytes)
+        .map_err(|_| format!("{} does not hold a 32-byte secret key", path.display()))
 }
 
 /// A secret key from the operating system's randomness.
@@ -104,6 +164,10 @@ mod tests {
     fn created_once_with_0600_and_reloaded() {
         let dir = std::env::temp_dir().join(format!("lnhub-keys-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
+        let _lock = lock_data_dir(&dir).unwrap();
+        assert!(lock_data_dir(&dir)
+            .unwrap_err()
+            .contains("in use by another lnhubd"));
         let a = load_or_create(&dir).unwrap();
         let mode = fs::metadata(dir.join(NODE_SECRET_FILE))
             .unwrap()
@@ -122,6 +186,23 @@ mod tests {
         assert!(load_or_create(&dir)
             .unwrap_err()
             .contains("readable by others"));
+        // A dangling symlink stops start-up instead of minting a new identity.
+        fs::remove_file(dir.join(NODE_SECRET_FILE)).unwrap();
+        std::os::unix::fs::symlink(dir.join("gone"), dir.join(NODE_SECRET_FILE)).unwrap();
+        assert!(load_or_create(&dir)
+            .unwrap_err()
+            .contains("symbolic link to a missing file"));
+        // A longer file is refused after a bounded read.
+        fs::remove_file(dir.join(NODE_SECRET_FILE)).unwrap();
+        fs::write(dir.join(NODE_SECRET_FILE), vec![1u8; 4096]).unwrap();
+        fs::set_permissions(
+            dir.join(NODE_SECRET_FILE),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        assert!(load_or_create(&dir)
+            .unwrap_err()
+            .contains("does not hold a 32-byte secret key"));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -48,6 +48,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: config::Config) -> Result<(), String> {
+    // The lock comes first: a second daemon on this directory stops here, before it reads or
+    // creates the node key or opens the store.
+    let _lock = keys::lock_data_dir(&config.data_dir)?;
     let key = keys::load_or_create(&config.data_dir)?;
     let peer_config = PeerConfig {
         features: init_features(),
@@ -56,7 +59,6 @@ fn run(config: config::Config) -> Result<(), String> {
         pong_timeout: config.pong_timeout,
     };
     let node_id = key.node_id;
-    let listen = config.listen;
     let data_dir = config.data_dir.clone();
     let summary = format!(
         "network {}, data dir {}, {} peer(s) to dial, {} trusted peer(s)",
@@ -65,20 +67,25 @@ fn run(config: config::Config) -> Result<(), String> {
         config.connect.len(),
         config.trusted_peers.len()
     );
-    if config.dev_memory_store {
-        log::warn!(
-            "--dev-memory-store: channel state is kept in memory only; a restart loses every \
-             channel and the funds in it. Never use this with real funds."
-        );
-    } else {
-        log::info!("no durable store yet: inbound channels are refused (see --dev-memory-store)");
-    }
+    let store_dir = data_dir.join(STORE_DIR);
+    let started = std::time::Instant::now();
+    let (db, loaded) = lnhub_store::Db::open(&store_dir, lnhub_store::Options::default())
+        .map_err(|e| format!("{e} (in {})", store_dir.display()))?;
+    log::info!(
+        "store {} loaded in {} ms: {} channel(s), {} in establishment, {} forward(s) in flight",
+        store_dir.display(),
+        started.elapsed().as_millis(),
+        loaded.channels.len(),
+        loaded.openings.len(),
+        loaded.links.len()
+    );
+    let writer = db.start_writer();
     let engine_config = config.clone();
     let node_secret = key.secret;
-    let mut node = net::Node::bind(config, key, peer_config, move |waker| {
-        Some(engine::start(&engine_config, node_secret, waker))
-    })
-    .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let mut node = net::Node::bind(config, key, peer_config, |waker| {
+        engine::start(&engine_config, node_secret, &writer, &loaded, waker).map(Some)
+    })?;
+    drop(loaded);
     let bound = node.local_addr().map_err(|e| e.to_string())?;
     {
         let mut out = std::io::stdout().lock();
@@ -93,6 +100,9 @@ fn run(config: config::Config) -> Result<(), String> {
     );
     node.run().map_err(|e| format!("event loop: {e}"))
 }
+
+/// The LMDB environment's directory inside the data directory.
+const STORE_DIR: &str = "store";
 
 /// The features we offer in `init` (BOLT 9). ASSUMED features are set as required, as BOLT 9
 /// lets nodes assume them; the channel types we will accept are offered as optional.

@@ -131,17 +131,21 @@ impl Node {
         config: Config,
         key: NodeKey,
         peer_config: PeerConfig,
-        engine: impl FnOnce(std::sync::Arc<mio::Waker>) -> Option<Engine>,
-    ) -> io::Result<Node> {
-        let poll = Poll::new()?;
-        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), ENGINE)?);
-        let engine = engine(waker);
-        let mut listener = TcpListener::bind(config.listen)?;
+        engine: impl FnOnce(std::sync::Arc<mio::Waker>) -> Result<Option<Engine>, String>,
+    ) -> Result<Node, String> {
+        let poll = Poll::new().map_err(|e| format!("event loop: {e}"))?;
+        let waker = mio::Waker::new(poll.registry(), ENGINE).map_err(|e| format!("waker: {e}"))?;
+        let engine = engine(std::sync::Arc::new(waker))?;
+        let listen = config.listen;
+        let cannot_listen = |e: io::Error| format!("cannot listen on {listen}: {e}");
+        let mut listener = TcpListener::bind(listen).map_err(cannot_listen)?;
         poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(cannot_listen)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("signals: {e}"))?;
         poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| format!("signals: {e}"))?;
         let now = Instant::now();
         let dialers = config
             .connect

@@ -113,3 +113,51 @@ fn bad_config_is_one_line_naming_the_field() {
     assert!(e.contains("connect"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_second_daemon_on_the_same_data_dir_refuses_to_start() {
+    let dir = temp_dir("lock");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_lnhubd"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(first.stdout.take().unwrap()).lines();
+    let node_id = lines.next().unwrap().unwrap();
+    assert!(node_id.starts_with("node_id="));
+    let e = run_expecting_failure(&dir, None, &["--listen", "127.0.0.1:0"]);
+    assert!(e.contains("in use by another lnhubd"), "{e}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The kernel released the lock with the killed process: the directory starts again, with
+    // the same identity.
+    let (again, _) = start_and_stop(&dir);
+    assert_eq!(again, node_id);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_corrupt_store_record_stops_start_up_naming_it() {
+    let dir = temp_dir("corrupt");
+    start_and_stop(&dir);
+    {
+        let (db, _) =
+            lnhub_store::Db::open(&dir.join("store"), lnhub_store::Options::default()).unwrap();
+        let writer = db.start_writer();
+        let mut handle = writer.handle();
+        let mut batch = lnhub_store::Batch::new();
+        batch.put(lnhub_store::Table::Channels, &[0xab; 32], b"not a record");
+        handle.commit(&mut batch).unwrap();
+        drop(handle);
+        writer.close();
+    }
+    let e = run_expecting_failure(&dir, None, &["--listen", "127.0.0.1:0"]);
+    assert!(
+        e.contains(&format!("record channels {} refused", "ab".repeat(32))),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

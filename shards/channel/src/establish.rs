@@ -38,7 +38,9 @@ use lnhub_tx::{
     build_commitment, scripts, ChannelParams, ChannelPublicKeys, CommitmentKeys, CommitmentSpec,
     CommitmentTx, Side, SideParams,
 };
-use lnhub_wire::msgs::{AcceptChannel, ChannelReady, FundingCreated, FundingSigned, OpenChannel};
+use lnhub_wire::msgs::{
+    AcceptChannel, ChannelReady, ChannelReestablish, FundingCreated, FundingSigned, OpenChannel,
+};
 use lnhub_wire::types::{ChannelId, Msat, Sat, ShortChannelId};
 use lnhub_wire::Message;
 use secp256k1::ecdsa::Signature;
@@ -739,6 +741,49 @@ impl Establishing {
         if self.state == EstablishState::AwaitingReady && depth >= self.minimum_depth {
             self.send_ready_now();
         }
+    }
+
+    /// The peer's `channel_reestablish` for a channel still waiting for `channel_ready`
+    /// (BOLT 2 "Message Retransmission": once `funding_signed` is out, a reconnection starts
+    /// with `channel_reestablish`, after a restart too). Commitment 0 is all either side
+    /// signed, so ours says `next_commitment_number` 1 and `next_revocation_number` 0; with 1
+    /// on both sides BOLT 2 has `channel_ready` sent again, which follows once the funding has
+    /// `depth` confirmations (at once for a zero-conf channel). A peer claiming later
+    /// commitments knows a state we do not: the channel is failed without broadcasting.
+    pub fn handle_channel_reestablish<C: Signing>(
+        &mut self,
+        secp: &Secp256k1<C>,
+        msg: &ChannelReestablish,
+        depth: u32,
+    ) -> Result<(), ChannelError> {
+        self.expect_state(EstablishState::AwaitingReady, "channel_reestablish")?;
+        let channel_id = self.channel_id.expect("funding set in AwaitingReady");
+        if msg.channel_id != channel_id {
+            return Err(ChannelError::Warn(
+                "channel_reestablish for another channel".into(),
+            ));
+        }
+        if msg.next_commitment_number > 1 || msg.next_revocation_number > 0 {
+            return Err(ChannelError::FallenBehind(format!(
+                "peer is at commitment {} / revocation {} of a channel we hold at commitment 0",
+                msg.next_commitment_number, msg.next_revocation_number
+            )));
+        }
+        self.outbox.emit(Effect::Send(Message::ChannelReestablish(
+            ChannelReestablish {
+                channel_id,
+                next_commitment_number: 1,
+                next_revocation_number: 0,
+                your_last_per_commitment_secret: [0; 32],
+                my_current_per_commitment_point: our_point(secp, &self.keys, 0),
+                next_funding: None,
+                my_current_funding_locked: None,
+                unknown_tlvs: Vec::new(),
+            },
+        )));
+        self.ready_sent = false;
+        self.handle_funding_depth(depth);
+        Ok(())
     }
 
     /// The peer's `channel_ready`.

@@ -9,10 +9,12 @@
 //! then they stay in establishment.
 //!
 //! The write before `funding_signed` stores the encoded state machine
-//! (`Establishing::encode`, [`crate::store::StoredOpening`]); after a crash
-//! [`crate::Shard::restore_opening`] decodes and restarts it. The BOLT 2 `channel_reestablish`
-//! for a channel still in establishment is not handled yet: a reconnecting peer that sends one
-//! gets an error for the channel.
+//! (`Establishing::encode`, `lnhub_schema::OpeningRecord`); after a crash
+//! [`crate::Shard::restore_opening`] decodes and restarts it. A peer reconnecting to a channel
+//! still waiting for `channel_ready` sends `channel_reestablish` (BOLT 2): we answer with ours
+//! (commitment 0 both ways) and our `channel_ready` again (`Establishing::handle_channel_reestablish`).
+//! The moment both `channel_ready`s are exchanged the channel's own record replaces the
+//! opening's, in the same turn's commit, so a restart finds an open channel as open.
 
 use std::collections::{HashMap, HashSet};
 
@@ -152,6 +154,9 @@ impl Opener {
                 if o.peer != peer {
                     return OpenOutcome::Refused(m.channel_id, "unknown channel".into());
                 }
+                // Ours goes first if it is due and not out yet (after a restart, a peer may
+                // skip `channel_reestablish`). No chain source yet: the depth is 0.
+                o.est.handle_funding_depth(0);
                 if let Err(e) = o.est.handle_channel_ready(&m) {
                     return self.fail(m.channel_id, e);
                 }
@@ -166,6 +171,19 @@ impl Opener {
                     o.alias,
                     remote_alias,
                 )
+            }
+            Message::ChannelReestablish(m) => {
+                let Some(o) = self.opening.get_mut(&m.channel_id) else {
+                    return OpenOutcome::Refused(m.channel_id, "unknown channel".into());
+                };
+                if o.peer != peer {
+                    return OpenOutcome::Refused(m.channel_id, "unknown channel".into());
+                }
+                // No chain source yet: the depth is 0 (a zero-conf channel is ready at once).
+                match o.est.handle_channel_reestablish(secp, &m, 0) {
+                    Ok(()) => OpenOutcome::Pending,
+                    Err(e) => self.fail(m.channel_id, e),
+                }
             }
             other => OpenOutcome::Refused(
                 other.channel_id().unwrap_or(ChannelId::ZERO),

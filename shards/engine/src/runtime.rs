@@ -27,6 +27,7 @@ use secp256k1::PublicKey;
 
 use crate::shard::{Input, Io, Routes, Shard, ShardConfig};
 use crate::store::Store;
+use lnhub_schema::Loaded;
 
 /// What shards ask the connection room to do.
 // `Send` carries an `update_add_htlc` with its onion inline: boxing would allocate per message.
@@ -129,13 +130,16 @@ impl Io for ThreadIo<'_> {
 
 impl Engine {
     /// Starts one thread per shard. `shard_config(i)` and `store(i)` give shard `i` its
-    /// settings and its store; `wake` is called after every turn that produced output.
+    /// settings and its store; the shards are first rebuilt from `loaded` (what the store
+    /// read at start-up, see [`crate::restore()`]); `wake` is called after every turn that
+    /// produced output. Fails, starting nothing, if a stored record does not decode.
     pub fn start(
         config: &EngineConfig,
         mut shard_config: impl FnMut(usize) -> ShardConfig,
         mut store: impl FnMut(usize) -> Box<dyn Store + Send>,
+        loaded: &Loaded,
         wake: std::sync::Arc<dyn Fn() + Send + Sync>,
-    ) -> Engine {
+    ) -> Result<Engine, String> {
         assert!(
             config.shards > 0 && config.queue_depth > 0,
             "validated engine config"
@@ -157,10 +161,18 @@ impl Engine {
             Vec::new()
         };
         let now = unix_now();
+        let mut shards: Vec<Shard> = (0..config.shards)
+            .map(|index| {
+                let mut shard = Shard::new(shard_config(index), routes.clone(), 0, now);
+                shard.share_replays(replays.clone());
+                shard
+            })
+            .collect();
+        crate::restore(&mut shards, loaded)?;
         let mut threads = Vec::new();
-        for (index, (peer_rx, cross_rx)) in peer_rx.into_iter().zip(cross_rx).enumerate() {
-            let mut shard = Shard::new(shard_config(index), routes.clone(), 0, now);
-            shard.share_replays(replays.clone());
+        for ((index, (peer_rx, cross_rx)), mut shard) in
+            peer_rx.into_iter().zip(cross_rx).enumerate().zip(shards)
+        {
             let mut store = store(index);
             let out = out_tx.clone();
             let cross: Vec<Sender<Input>> = cross_tx.clone();
@@ -214,11 +226,11 @@ impl Engine {
                 .expect("spawn shard thread");
             threads.push(handle);
         }
-        Engine {
+        Ok(Engine {
             peer_inputs: peer_tx,
             outputs: out_rx,
             _threads: threads,
-        }
+        })
     }
 
     /// Number of shards.

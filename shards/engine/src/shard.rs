@@ -41,12 +41,13 @@ use lnhub_onion::{peel_batch, HopAction, OnionFailure, OnionPacket, PeelInput, P
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_wire::features::Features;
 use lnhub_wire::msgs::{CommitmentSigned, ErrorMessage, Message, RevokeAndAck, Warning};
-use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
+use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, ShortChannelId};
 use rayon::prelude::*;
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 use crate::open::{channel_update, OpenConfig, OpenOutcome, Opener};
-use crate::store::{Store, StoreError, Write};
+use crate::store::{delete_link, write_channel, write_link, write_opening, Store, StoreError};
+use lnhub_schema::{Batch, ChannelRecord, OpeningRecord};
 
 /// Bound on the rounds of one turn. Every round either finishes work or moves it one step
 /// (a hand-off, a deferred input behind a verification); a handful covers any real turn, and
@@ -126,30 +127,9 @@ pub struct HandOff {
     pub onion: OnionPacket,
 }
 
-/// How a forward ended downstream (or could not start), sent to the incoming shard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Upstream {
-    /// Settle the incoming HTLC with this preimage.
-    Fulfilled(PaymentPreimage),
-    /// The downstream failure onion: obfuscate with our layer and pass it on.
-    FailedDownstream(Vec<u8>),
-    /// Downstream could not parse the onion: turn it into an encrypted failure.
-    FailedMalformed {
-        /// From `update_fail_malformed_htlc`.
-        sha256_of_onion: [u8; 32],
-        /// From `update_fail_malformed_htlc`.
-        failure_code: u16,
-    },
-    /// We fail it ourselves (policy, liquidity): encrypt this failure with our layer.
-    FailedHere(FailureMessage),
-    /// Inside a blinded route, not at its introduction point.
-    FailedHereMalformed {
-        /// SHA256 of the onion we received.
-        sha256_of_onion: [u8; 32],
-        /// The BADONION code.
-        failure_code: u16,
-    },
-}
+/// How a forward ended downstream (or could not start), sent to the incoming shard; the
+/// record type of `lnhub-schema`, since a forward link stores it.
+pub use lnhub_schema::Upstream;
 
 /// What a shard consumes.
 // Hand-offs carry their 1366-byte onion inline: a queue slot is allocated once, a box would
@@ -260,6 +240,8 @@ pub struct Counters {
     pub commits_total: u64,
     /// Records written.
     pub records_total: u64,
+    /// Bytes of keys and values written.
+    pub bytes_written_total: u64,
     /// Signatures verified (commitment + HTLC).
     pub signatures_verified_total: u64,
     /// `commitment_signed` messages produced.
@@ -351,10 +333,14 @@ pub struct Shard {
     persists: Vec<(ChannelId, u64)>,
     new_links: Vec<ForwardLink>,
     done_links: Vec<(ChannelId, u64)>,
+    /// Channels that became operational this turn: their first channel record is due.
+    opened: Vec<ChannelId>,
     links_to_release: Vec<LinkKey>,
     to_peel: Vec<ToPeel>,
     peel_slots: Vec<PeelSlot>,
     packet: Vec<u8>,
+    /// The turn's records, encoded here and handed to the store; reused.
+    batch: Batch,
 }
 
 impl Shard {
@@ -390,10 +376,12 @@ impl Shard {
             persists: Vec::new(),
             new_links: Vec::new(),
             done_links: Vec::new(),
+            opened: Vec::new(),
             links_to_release: Vec::new(),
             to_peel: Vec::new(),
             peel_slots: Vec::new(),
             packet: Vec::new(),
+            batch: Batch::new(),
         }
     }
 
@@ -476,12 +464,13 @@ impl Shard {
     /// The peer counts as disconnected until it reconnects.
     pub fn restore_channel(
         &mut self,
-        stored: &crate::store::StoredChannel,
+        stored: &ChannelRecord,
     ) -> Result<(), lnhub_channel::DecodeError> {
-        let mut channel = Channel::decode(&stored.bytes)?;
+        let mut channel = Channel::decode(&stored.state)?;
         channel.handle_restart();
         let id = channel.channel_id();
-        self.insert_channel(channel, stored.peer, stored.scid, stored.policy, false);
+        let h = &stored.header;
+        self.insert_channel(channel, h.peer, h.scid, h.policy, false);
         self.touched.insert(id);
         Ok(())
     }
@@ -492,21 +481,20 @@ impl Shard {
     /// write gated is released, the messages the lost connection was to carry are dropped).
     /// BOLT 2 keeps such a channel, since the funder may have broadcast; a record from before
     /// `funding_created` (never written by a shard) is forgotten, as a disconnection would.
-    /// The shard has no chain source yet, so depth 0 is all it reports: a zero-conf channel
-    /// queues its `channel_ready` again, which leaves with the peer's next establishment
-    /// message; others stay in establishment as before the restart.
+    /// The peer's `channel_reestablish` (or its `channel_ready`) brings our `channel_ready`
+    /// again once it is due; the shard has no chain source yet, so only a zero-conf channel's
+    /// is, and others stay in establishment as before the restart.
     pub fn restore_opening(
         &mut self,
-        stored: &crate::store::StoredOpening,
+        stored: &OpeningRecord,
     ) -> Result<(), lnhub_channel::DecodeError> {
-        let mut est = lnhub_channel::Establishing::decode(&stored.bytes)?;
+        let mut est = lnhub_channel::Establishing::decode(&stored.state)?;
         est.handle_restart();
-        est.handle_funding_depth(0);
         if let Some(id) = est.channel_id() {
             let opening = crate::open::Opening {
                 est,
-                peer: stored.peer,
-                alias: stored.alias,
+                peer: stored.header.peer,
+                alias: stored.header.alias,
             };
             self.opener.opening.insert(id, opening);
         }
@@ -820,6 +808,9 @@ impl Shard {
                 let policy = policy.expect("channels are only accepted with an open config");
                 let capacity_msat = channel.book().capacity_msat();
                 self.insert_channel(*channel, peer, alias, PolicyHistory::new(policy), true);
+                // Its record replaces the opening's in this turn's commit: a restart must find
+                // an open channel open (the peer will reestablish it as one).
+                self.opened.push(channel_id);
                 self.counters.channels_opened_total += 1;
                 self.touched.insert(channel_id);
                 self.drain_channel(channel_id, io);
@@ -1135,6 +1126,7 @@ impl Shard {
             && self.opening_persists.is_empty()
             && self.new_links.is_empty()
             && self.done_links.is_empty()
+            && self.opened.is_empty()
         {
             return Ok(());
         }
@@ -1147,35 +1139,32 @@ impl Shard {
             .iter()
             .map(|(id, _)| *id)
             .chain(self.new_links.iter().map(|l| l.out_channel_id))
+            .chain(self.opened.drain(..))
             .collect();
         unique.sort_unstable_by_key(|id| id.0);
         unique.dedup();
-        let mut batch: Vec<Write<'_>> = Vec::with_capacity(unique.len() + self.new_links.len());
-        batch.extend(
-            unique
-                .iter()
-                .filter_map(|id| self.slots.get(id))
-                .map(Write::Channel),
-        );
-        batch.extend(self.new_links.iter().map(Write::ForwardLink));
-        batch.extend(opening_persists.iter().filter_map(|(id, _)| {
-            self.opener.opening.get(id).map(|o| Write::Opening {
-                channel_id: *id,
-                opening: o,
-            })
-        }));
-        batch.extend(
-            self.done_links
-                .iter()
-                .map(|(channel_id, htlc_id)| Write::ForwardDone {
-                    channel_id: *channel_id,
-                    htlc_id: *htlc_id,
-                }),
-        );
-        store.commit(&batch)?;
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        for slot in unique.iter().filter_map(|id| self.slots.get(id)) {
+            write_channel(&mut batch, slot);
+        }
+        for link in &self.new_links {
+            write_link(&mut batch, link);
+        }
+        for (id, _) in &opening_persists {
+            if let Some(o) = self.opener.opening.get(id) {
+                write_opening(&mut batch, id, o);
+            }
+        }
+        for (channel_id, htlc_id) in &self.done_links {
+            delete_link(&mut batch, channel_id, *htlc_id);
+        }
+        let result = store.commit(&mut batch);
         self.counters.commits_total += 1;
         self.counters.records_total += batch.len() as u64;
-        drop(batch);
+        self.counters.bytes_written_total += batch.bytes() as u64;
+        self.batch = batch;
+        result?;
         self.new_links.clear();
         self.done_links.clear();
         for (id, seq) in persists {

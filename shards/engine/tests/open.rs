@@ -24,7 +24,7 @@ use lnhub_channel::{
 use lnhub_engine::{Input, Io, MemoryStore, OpenConfig, Routes, Shard, ShardConfig};
 use lnhub_forward::{Limits, Policy};
 use lnhub_tx::ChannelType;
-use lnhub_wire::msgs::Message;
+use lnhub_wire::msgs::{ChannelReestablish, Message};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
@@ -208,7 +208,13 @@ fn trusted_peer_opens_a_zero_conf_channel() {
     let (mut f, replies) = open_to_funding_signed(&secp, &mut shard, &mut store, peer);
     let channel_id = f.channel_id().unwrap();
     assert!(
-        store.openings.contains_key(&channel_id),
+        store
+            .tables
+            .load()
+            .unwrap()
+            .openings
+            .iter()
+            .any(|(id, _)| *id == channel_id),
         "the establishment state was stored"
     );
     let [Message::FundingSigned(signed), Message::ChannelReady(ready)] = &replies[..] else {
@@ -278,10 +284,16 @@ fn restarted_hub_finishes_a_stored_zero_conf_opening() {
         panic!("{replies:?}")
     };
     let channel_id = f.channel_id().unwrap();
-    let stored = store.openings[&channel_id].clone();
-    assert_eq!(stored.peer, peer);
-    assert_eq!(Some(stored.alias), ready.short_channel_id);
-    let decoded = Establishing::decode(&stored.bytes).expect("the stored record decodes");
+    let loaded = store.tables.load().expect("the stored tables load");
+    assert!(loaded.channels.is_empty());
+    let [(stored_id, stored)] = &loaded.openings[..] else {
+        panic!("one opening stored: {:?}", loaded.openings)
+    };
+    assert_eq!(*stored_id, channel_id);
+    let stored = stored.clone();
+    assert_eq!(stored.header.peer, peer);
+    assert_eq!(Some(stored.header.alias), ready.short_channel_id);
+    let decoded = Establishing::decode(&stored.state).expect("the stored record decodes");
     assert_eq!(decoded.channel_id(), Some(channel_id));
     drop(shard);
 
@@ -307,6 +319,86 @@ fn restarted_hub_finishes_a_stored_zero_conf_opening() {
     assert_eq!(shard.counters().channels_opened_total, 1);
     assert!(shard.channel(&channel_id).is_some(), "channel in the shard");
     assert!(f.into_channel().is_operational());
+}
+
+/// After a restart the funder reconnects as BOLT 2 says for a channel past `funding_signed`:
+/// with `channel_reestablish`. The hub answers with its own (commitment 0 on both sides) and
+/// its `channel_ready` again; the funder's `channel_ready` opens the channel, whose record
+/// replaces the opening's in the same commit.
+#[test]
+fn restarted_hub_answers_channel_reestablish_for_a_stored_opening() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x45; 32]).unwrap());
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let (mut f, replies) = open_to_funding_signed(&secp, &mut shard, &mut store, peer);
+    let [Message::FundingSigned(signed), Message::ChannelReady(ready)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    let channel_id = f.channel_id().unwrap();
+    drop(shard);
+    let staged = f.stage_funding_signed(&secp, signed).unwrap();
+    f.apply_funding_signed(staged.verify(&secp))
+        .expect("hub's signature is valid");
+
+    let loaded = store.tables.load().unwrap();
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    lnhub_engine::restore(std::slice::from_mut(&mut shard), &loaded).unwrap();
+    let theirs = ChannelReestablish {
+        channel_id,
+        next_commitment_number: 1,
+        next_revocation_number: 0,
+        your_last_per_commitment_secret: [0; 32],
+        my_current_per_commitment_point: peer,
+        next_funding: None,
+        my_current_funding_locked: None,
+        unknown_tlvs: Vec::new(),
+    };
+    let replies = turn(
+        &mut shard,
+        &mut store,
+        peer,
+        vec![Message::ChannelReestablish(theirs.clone())],
+    );
+    let [Message::ChannelReestablish(ours), Message::ChannelReady(again)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(
+        (ours.next_commitment_number, ours.next_revocation_number),
+        (1, 0)
+    );
+    assert_eq!(again, ready, "the same channel_ready again");
+    f.handle_channel_ready(again).unwrap();
+    f.handle_funding_depth(0);
+    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+    assert!(
+        matches!(&replies[..], [Message::ChannelUpdate(_)]),
+        "{replies:?}"
+    );
+    let loaded = store.tables.load().unwrap();
+    assert!(loaded.openings.is_empty(), "the opening record is gone");
+    assert_eq!(loaded.channels.len(), 1, "the channel is stored open");
+    assert_eq!(loaded.channels[0].0, channel_id);
+
+    // A peer claiming a later commitment than an opening can have is refused.
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let (_f, _) = open_to_funding_signed(&secp, &mut shard, &mut store, peer);
+    let loaded = store.tables.load().unwrap();
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    lnhub_engine::restore(std::slice::from_mut(&mut shard), &loaded).unwrap();
+    let ahead = ChannelReestablish {
+        channel_id: loaded.openings[0].0,
+        next_commitment_number: 5,
+        ..theirs
+    };
+    let replies = turn(
+        &mut shard,
+        &mut store,
+        peer,
+        vec![Message::ChannelReestablish(ahead)],
+    );
+    assert!(matches!(&replies[..], [Message::Error(_)]), "{replies:?}");
 }
 
 #[test]
@@ -449,7 +541,13 @@ fn operator_closes_a_channel_cooperatively() {
         "the hub (fundee) gets its whole balance"
     );
     assert!(
-        store.channels.contains_key(&channel_id),
+        store
+            .tables
+            .load()
+            .unwrap()
+            .channels
+            .iter()
+            .any(|(id, _)| *id == channel_id),
         "the closed channel's record is kept"
     );
 }

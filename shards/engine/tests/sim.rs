@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 mod testing;
 
 use lnhub_channel::{Channel, Effect, Resolution};
-use lnhub_engine::{Input, Io, MemoryStore, Routes, Shard, ShardConfig, Store, Write};
+use lnhub_engine::{Batch, Input, Io, MemoryStore, Routes, Shard, ShardConfig, Store};
 use lnhub_forward::{Limits, Policy, PolicyHistory};
 use lnhub_onion::error_packet::{create_error_packet, decode_error_packet};
 use lnhub_onion::failure::{Failure, FailureMessage};
@@ -148,11 +148,13 @@ struct Sim {
     secp: Secp256k1<All>,
     hub_id: PublicKey,
     shards: Vec<Shard>,
-    stores: Vec<MemoryStore>,
+    /// The hub's store, shared by its shards as the daemon's LMDB store is.
+    store: MemoryStore,
     shard_inputs: Vec<VecDeque<Input>>,
     to_peers: HashMap<PublicKey, VecDeque<Message>>,
     peers: Vec<Peer>,
-    /// Which shard owns channel i (the engine's rule would hash the channel id).
+    /// Which shard owns channel i (the engine's rule: by the peer's node id); recomputed when
+    /// a restart changes the shard count.
     shard_of: Vec<usize>,
     channel_ids: Vec<ChannelId>,
     payments: Vec<Payment>,
@@ -167,7 +169,7 @@ impl Sim {
         let secp = Secp256k1::new();
         let hub_secret = secret("hub", 0, seed);
         let hub_id = PublicKey::from_secret_key(&secp, &hub_secret);
-        let mut shards = empty_hub(hub_secret);
+        let mut shards = empty_hub(hub_secret, SHARDS);
         let mut peers = Vec::new();
         let mut shard_of = Vec::new();
         let mut channel_ids = Vec::new();
@@ -186,7 +188,7 @@ impl Sim {
             );
             let peer_secret = secret("peer", i as u64, seed);
             let node_id = PublicKey::from_secret_key(&secp, &peer_secret);
-            let shard = i % SHARDS;
+            let shard = lnhub_engine::shard_of(&node_id, SHARDS);
             channel_ids.push(hub_side.channel_id());
             initial.push((balance(&hub_side), balance(&peer_side)));
             shards[shard].insert_channel(
@@ -206,11 +208,13 @@ impl Sim {
             });
         }
         // Every channel is on disk from its opening on, as establishment leaves it.
-        let mut stores = vec![MemoryStore::default(); SHARDS];
+        let mut store = MemoryStore::default();
+        let mut batch = Batch::new();
         for (i, id) in channel_ids.iter().enumerate() {
             let slot = shards[shard_of[i]].channel(id).expect("just inserted");
-            stores[shard_of[i]].commit(&[Write::Channel(slot)]).unwrap();
+            lnhub_engine::store::write_channel(&mut batch, slot);
         }
+        store.commit(&mut batch).unwrap();
         Sim {
             seed,
             rng: Rng::new(seed),
@@ -219,7 +223,7 @@ impl Sim {
             hub_secret,
             crashes: 0,
             shards,
-            stores,
+            store,
             shard_inputs: vec![VecDeque::new(); SHARDS],
             to_peers: HashMap::new(),
             peers,
@@ -527,7 +531,7 @@ impl Sim {
             disconnects: &mut disconnects,
         };
         self.shards[s]
-            .turn(inputs, &mut self.stores[s], &mut io)
+            .turn(inputs, &mut self.store, &mut io)
             .expect("memory store never fails");
         assert!(
             disconnects.is_empty(),
@@ -573,29 +577,22 @@ impl Sim {
         self.peer_flush(i);
     }
 
-    /// Kills the hub and restarts it from its stores: every shard is rebuilt from the stored
-    /// channel records, channels in establishment and forward links; queues and connections
-    /// are gone.
+    /// Kills the hub and restarts it from its store, with a shard count drawn anew (1 to 3):
+    /// the stored tables are read back through the schema's loader exactly as the daemon reads
+    /// LMDB at start-up, and every shard is rebuilt by the engine's own restore (channels,
+    /// channels in establishment and forward links, each on the shard its peer maps to now);
+    /// queues and connections are gone.
     fn crash_hub(&mut self) {
         self.crashes += 1;
-        let mut shards = empty_hub(self.hub_secret);
-        for (s, shard) in shards.iter_mut().enumerate() {
-            for stored in self.stores[s].channels.values() {
-                shard
-                    .restore_channel(stored)
-                    .expect("a stored record decodes");
-            }
-            for link in self.stores[s].links.values() {
-                shard.restore_link(link.clone());
-            }
-            for stored in self.stores[s].openings.values() {
-                shard
-                    .restore_opening(stored)
-                    .expect("a stored opening decodes");
-            }
-        }
+        let n = self.rng.range(1, 4) as usize;
+        let loaded = self.store.tables.load().expect("stored records load");
+        let mut shards = empty_hub(self.hub_secret, n);
+        lnhub_engine::restore(&mut shards, &loaded).expect("stored records restore");
         self.shards = shards;
-        self.shard_inputs.iter_mut().for_each(VecDeque::clear);
+        self.shard_inputs = vec![VecDeque::new(); n];
+        for (i, peer) in self.peers.iter().enumerate() {
+            self.shard_of[i] = lnhub_engine::shard_of(&peer.node_id, n);
+        }
         self.to_peers.clear();
         for peer in self.peers.iter_mut().filter(|p| p.connected) {
             peer.connected = false;
@@ -636,7 +633,7 @@ impl Sim {
                 self.deliver_to_peer(i);
             }
             60..=95 => {
-                let s = self.rng.range(0, SHARDS as u64) as usize;
+                let s = self.rng.range(0, self.shards.len() as u64) as usize;
                 self.run_shard(s);
             }
             96..=97 => {
@@ -652,14 +649,14 @@ impl Sim {
 
     /// Reconnects everyone and runs until nothing moves.
     fn settle(&mut self) {
-        for s in 0..SHARDS {
+        for s in 0..self.shards.len() {
             self.run_shard(s);
         }
         for i in 0..CHANNELS {
             self.reconnect(i);
         }
         for _ in 0..400 {
-            for s in 0..SHARDS {
+            for s in 0..self.shards.len() {
                 self.run_shard(s);
             }
             for i in 0..CHANNELS {
@@ -797,7 +794,7 @@ fn hub_with_eight_channels_over_two_shards() {
                     .iter()
                     .filter(|p| p.outcome == Some(Outcome::Fulfilled))
                     .count();
-                commits += sim.stores.iter().map(|s| s.commits).sum::<u64>();
+                commits += sim.store.commits;
                 crashes += sim.crashes;
                 replays += sim
                     .shards
@@ -830,13 +827,13 @@ fn hub_with_eight_channels_over_two_shards() {
     );
 }
 
-/// A hub of [`SHARDS`] empty shards sharing routes and one replay set, as the runtime builds it.
-fn empty_hub(hub_secret: SecretKey) -> Vec<Shard> {
+/// A hub of `n` empty shards sharing routes and one replay set, as the runtime builds it.
+fn empty_hub(hub_secret: SecretKey, n: usize) -> Vec<Shard> {
     let routes = Routes::default();
     let replays: lnhub_engine::Replays = std::sync::Arc::new(std::sync::Mutex::new(
         lnhub_onion::ReplaySet::new(lnhub_onion::ReplayConfig::default(), HEIGHT),
     ));
-    (0..SHARDS)
+    (0..n)
         .map(|index| {
             let config = ShardConfig {
                 index,

@@ -73,7 +73,7 @@ impl core::iter::FusedIterator for TlvReader<'_> {}
 /// The rule for a type the namespace does not know (BOLT 1 "it's OK to be
 /// odd"): even is mandatory, so fail; odd may be skipped.
 pub fn unknown_type(typ: u64) -> Result<(), DecodeError> {
-    if typ % 2 == 0 {
+    if typ.is_multiple_of(2) {
         Err(DecodeError::UnknownEvenTlv(typ))
     } else {
         Ok(())

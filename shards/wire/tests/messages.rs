@@ -135,7 +135,7 @@ impl G {
         (0..n).map(|_| self.next() as u8).collect()
     }
     fn opt<T: Gen>(&mut self) -> Option<T> {
-        (self.next() % 2 == 0).then(|| T::gen(self))
+        self.next().is_multiple_of(2).then(|| T::gen(self))
     }
     fn unknown_tlvs(&mut self) -> Vec<OwnedTlv> {
         // Odd types above every known TLV type, strictly ascending.

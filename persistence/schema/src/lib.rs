@@ -1,0 +1,91 @@
+//! lnhub's durable records (DESIGN.md "persistence/schema"): which tables exist, how their keys
+//! are laid out, how every record is encoded, versioned and checked, how a turn's writes travel
+//! to the store as one owned [`Batch`], and how the rows read back at start-up become what the
+//! shards need ([`Loaded`]).
+//!
+//! Pure: no files, no LMDB. The store (`lnhub-store`, LMDB) and the engine's in-memory store
+//! both apply the same [`Batch`]es and read back through the same [`load`], so the simulator's
+//! crash-restarts exercise the very encoding the daemon writes.
+//!
+//! # Tables and keys
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `meta` | `b"schema"` | [`SCHEMA_VERSION`] as 4 bytes big-endian |
+//! | `channels` | `channel_id` (32 bytes) | [`ChannelRecord`]: peer, scid, policy, then the channel's own state record |
+//! | `openings` | `channel_id` (32 bytes) | [`OpeningRecord`]: peer, alias, then the establishment state record |
+//! | `links` | outgoing `channel_id` (32) ‖ outgoing `htlc_id` (8, big-endian) | [`LinkRecord`]: the incoming HTLC a forward pays back to, amounts, resolution |
+//!
+//! Keys are big-endian so that LMDB's byte order is the natural order (a channel's links are
+//! adjacent, by HTLC id).
+//!
+//! # Record envelope
+//!
+//! `kind (1) ‖ version (1) ‖ body length (2) ‖ body ‖ check (8)`, where `check` is the first
+//! 8 bytes of SHA-256 over everything before it. Channel and opening records then carry the state
+//! machine's own record (`Channel::encode` / `Establishing::encode`), which has its own version
+//! byte and a full SHA-256 of its own: the envelope's check does not cover it again, so the
+//! largest part of a write is hashed once. A record whose check fails, whose kind does not match
+//! its table or whose version is unknown is refused with a [`RecordError`] that names the table
+//! and key: start-up stops on it, never skips it.
+
+#![deny(missing_docs)]
+
+mod batch;
+mod load;
+mod records;
+
+pub use batch::{Batch, Op, Table};
+pub use load::{load, Loaded, MemTables};
+pub use records::{
+    decode_channel, decode_link, decode_opening, encode_channel, encode_link, encode_opening,
+    link_key, parse_link_key, ChannelHeader, ChannelRecord, LinkRecord, OpeningHeader,
+    OpeningRecord, RecordError, Upstream,
+};
+
+/// Version of the whole layout (tables, keys, envelopes), kept in `meta`. A store written by a
+/// newer layout is refused at start-up rather than misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Key of the schema version in [`Table::Meta`].
+pub const SCHEMA_KEY: &[u8] = b"schema";
+
+/// Why the store could not make a batch durable, or could not be read. Any of them stops the
+/// process before anything the batch gated leaves (DESIGN "Rules that keep money safe").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The database file reached its size limit and could not grow.
+    MapFull {
+        /// The map size in bytes when it filled.
+        map_size: u64,
+    },
+    /// The disk or the database library failed.
+    Io(String),
+    /// A stored record is corrupt, of an unknown version, or inconsistent.
+    Corrupt(RecordError),
+    /// The store's writer is gone (it failed earlier, or the process is stopping).
+    Stopped,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::MapFull { map_size } => write!(
+                f,
+                "store: database full at {map_size} bytes and could not grow (free disk space, \
+                 then restart)"
+            ),
+            StoreError::Io(e) => write!(f, "store: {e}"),
+            StoreError::Corrupt(e) => write!(f, "store: {e}"),
+            StoreError::Stopped => write!(f, "store: writer stopped"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<RecordError> for StoreError {
+    fn from(e: RecordError) -> Self {
+        StoreError::Corrupt(e)
+    }
+}

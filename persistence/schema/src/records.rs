@@ -1,0 +1,452 @@
+//! The records themselves: envelopes with a kind, a version and a check (crate docs), their
+//! bodies, and the decoders that refuse anything malformed without panicking.
+//!
+//! Integers are big-endian and fixed-width; keys are compressed points; options carry a `0`/`1`
+//! tag; variable-length data a `u16` length (every blob here is part of a BOLT message, so it
+//! fits).
+
+use lnhub_forward::{Policy, PolicyHistory};
+use lnhub_onion::failure::{Failure, FailureMessage};
+use lnhub_wire::types::{ChannelId, Msat, PaymentPreimage, ShortChannelId};
+use ring::digest::{digest, SHA256};
+use secp256k1::PublicKey;
+
+use crate::Table;
+
+const KIND_CHANNEL: u8 = 1;
+const KIND_OPENING: u8 = 2;
+const KIND_LINK: u8 = 3;
+
+/// Versions of each record kind's body. Bump on any change to its body; the decoder refuses
+/// versions it does not know.
+const CHANNEL_VERSION: u8 = 1;
+const OPENING_VERSION: u8 = 1;
+const LINK_VERSION: u8 = 1;
+
+/// Length of the envelope's check: 64 bits of SHA-256 catch any accidental corruption of a
+/// record of a few hundred bytes; the large state records carry a full SHA-256 of their own.
+const CHECK_LEN: usize = 8;
+
+/// Kind, version and the body's length (`u16`).
+const HEADER_LEN: usize = 4;
+
+/// Why a stored record was refused: the table and key it was read under, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// The table.
+    pub table: Table,
+    /// The key, lower-case hex.
+    pub key: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+impl RecordError {
+    /// A refusal of the record under `key` in `table`.
+    pub fn new(table: Table, key: &[u8], why: impl Into<String>) -> RecordError {
+        RecordError {
+            table,
+            key: key.iter().map(|b| format!("{b:02x}")).collect(),
+            why: why.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "record {} {} refused: {}",
+            self.table.name(),
+            self.key,
+            self.why
+        )
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+/// How a forward ended downstream (or could not start): what the incoming HTLC is resolved
+/// with. Recorded in a forward's [`LinkRecord`] in the same commit as the outgoing channel's
+/// state that reports it, so it is sent upstream again after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// Settle the incoming HTLC with this preimage.
+    Fulfilled(PaymentPreimage),
+    /// The downstream failure onion: obfuscate with our layer and pass it on.
+    FailedDownstream(Vec<u8>),
+    /// Downstream could not parse the onion: turn it into an encrypted failure.
+    FailedMalformed {
+        /// From `update_fail_malformed_htlc`.
+        sha256_of_onion: [u8; 32],
+        /// From `update_fail_malformed_htlc`.
+        failure_code: u16,
+    },
+    /// We fail it ourselves (policy, liquidity): encrypt this failure with our layer.
+    FailedHere(FailureMessage),
+    /// Inside a blinded route, not at its introduction point.
+    FailedHereMalformed {
+        /// SHA256 of the onion we received.
+        sha256_of_onion: [u8; 32],
+        /// The BADONION code.
+        failure_code: u16,
+    },
+}
+
+/// What the shard keeps beside a channel's state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelHeader {
+    /// The peer.
+    pub peer: PublicKey,
+    /// The scid (our alias) forwards name the channel by.
+    pub scid: ShortChannelId,
+    /// Our forwarding policy on it.
+    pub policy: PolicyHistory,
+}
+
+/// A channel as read back: the header and the state machine's record (`Channel::encode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRecord {
+    /// Peer, scid, policy.
+    pub header: ChannelHeader,
+    /// `Channel::encode` output, checked by `Channel::decode`.
+    pub state: Vec<u8>,
+}
+
+/// What the shard keeps beside a channel in establishment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpeningHeader {
+    /// The peer.
+    pub peer: PublicKey,
+    /// The alias we gave the peer.
+    pub alias: ShortChannelId,
+}
+
+/// A channel in establishment as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpeningRecord {
+    /// Peer and alias.
+    pub header: OpeningHeader,
+    /// `Establishing::encode` output, checked by `Establishing::decode`.
+    pub state: Vec<u8>,
+}
+
+/// A forward in flight, under its outgoing HTLC's key ([`link_key`]). It names the incoming
+/// HTLC by channel and id only: which shard owns that channel is worked out again from its
+/// peer at load, so a restart with another shard count finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// Incoming channel.
+    pub in_channel_id: ChannelId,
+    /// Incoming HTLC id.
+    pub in_htlc_id: u64,
+    /// Incoming amount.
+    pub in_amount_msat: Msat,
+    /// Outgoing amount (fee earned = in - out).
+    pub out_amount_msat: Msat,
+    /// How the outgoing HTLC ended, once it has.
+    pub resolution: Option<Upstream>,
+}
+
+/// The key of a forward link: outgoing channel id, then outgoing HTLC id big-endian.
+pub fn link_key(out_channel_id: &ChannelId, out_htlc_id: u64) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..32].copy_from_slice(&out_channel_id.0);
+    k[32..].copy_from_slice(&out_htlc_id.to_be_bytes());
+    k
+}
+
+/// The outgoing channel and HTLC id of a link key, if it is one.
+pub fn parse_link_key(key: &[u8]) -> Option<(ChannelId, u64)> {
+    let key: &[u8; 40] = key.try_into().ok()?;
+    let id = ChannelId(key[..32].try_into().expect("32 bytes"));
+    Some((
+        id,
+        u64::from_be_bytes(key[32..].try_into().expect("8 bytes")),
+    ))
+}
+
+/// Appends a channel record: the envelope around `header`, then what `state` appends (the
+/// channel's own record, written straight into `out`).
+pub fn encode_channel(out: &mut Vec<u8>, header: &ChannelHeader, state: impl FnOnce(&mut Vec<u8>)) {
+    let start = open_envelope(out, KIND_CHANNEL, CHANNEL_VERSION);
+    out.extend_from_slice(&header.peer.serialize());
+    out.extend_from_slice(&header.scid.0.to_be_bytes());
+    write_policy_history(out, &header.policy);
+    seal(out, start);
+    state(out);
+}
+
+/// Decodes a channel record (its state bytes are checked later, by `Channel::decode`).
+pub fn decode_channel(value: &[u8]) -> Result<ChannelRecord, String> {
+    let (mut r, state) = unseal(value, KIND_CHANNEL, CHANNEL_VERSION, "channel")?;
+    let peer = r.point()?;
+    let scid = ShortChannelId(r.u64()?);
+    let policy = read_policy_history(&mut r)?;
+    r.end()?;
+    if state.is_empty() {
+        return Err("no channel state after the header".into());
+    }
+    Ok(ChannelRecord {
+        header: ChannelHeader { peer, scid, policy },
+        state: state.to_vec(),
+    })
+}
+
+/// Appends an opening record: the envelope around `header`, then what `state` appends.
+pub fn encode_opening(out: &mut Vec<u8>, header: &OpeningHeader, state: impl FnOnce(&mut Vec<u8>)) {
+    let start = open_envelope(out, KIND_OPENING, OPENING_VERSION);
+    out.extend_from_slice(&header.peer.serialize());
+    out.extend_from_slice(&header.alias.0.to_be_bytes());
+    seal(out, start);
+    state(out);
+}
+
+/// Decodes an opening record (its state bytes are checked later, by `Establishing::decode`).
+pub fn decode_opening(value: &[u8]) -> Result<OpeningRecord, String> {
+    let (mut r, state) = unseal(value, KIND_OPENING, OPENING_VERSION, "opening")?;
+    let peer = r.point()?;
+    let alias = ShortChannelId(r.u64()?);
+    r.end()?;
+    if state.is_empty() {
+        return Err("no establishment state after the header".into());
+    }
+    Ok(OpeningRecord {
+        header: OpeningHeader { peer, alias },
+        state: state.to_vec(),
+    })
+}
+
+/// Appends a link record.
+pub fn encode_link(out: &mut Vec<u8>, link: &LinkRecord) {
+    let start = open_envelope(out, KIND_LINK, LINK_VERSION);
+    out.extend_from_slice(&link.in_channel_id.0);
+    out.extend_from_slice(&link.in_htlc_id.to_be_bytes());
+    out.extend_from_slice(&link.in_amount_msat.0.to_be_bytes());
+    out.extend_from_slice(&link.out_amount_msat.0.to_be_bytes());
+    match &link.resolution {
+        None => out.push(0),
+        Some(u) => write_upstream(out, u),
+    }
+    seal(out, start);
+}
+
+/// Decodes a link record.
+pub fn decode_link(value: &[u8]) -> Result<LinkRecord, String> {
+    let (mut r, rest) = unseal(value, KIND_LINK, LINK_VERSION, "link")?;
+    if !rest.is_empty() {
+        return Err("bytes after the check".into());
+    }
+    let in_channel_id = ChannelId(r.arr()?);
+    let in_htlc_id = r.u64()?;
+    let in_amount_msat = Msat(r.u64()?);
+    let out_amount_msat = Msat(r.u64()?);
+    let resolution = read_upstream(&mut r)?;
+    r.end()?;
+    if out_amount_msat > in_amount_msat {
+        return Err("outgoing amount above incoming amount".into());
+    }
+    Ok(LinkRecord {
+        in_channel_id,
+        in_htlc_id,
+        in_amount_msat,
+        out_amount_msat,
+        resolution,
+    })
+}
+
+fn write_policy(out: &mut Vec<u8>, p: &Policy) {
+    out.extend_from_slice(&p.fee_base_msat.to_be_bytes());
+    out.extend_from_slice(&p.fee_proportional_millionths.to_be_bytes());
+    out.extend_from_slice(&p.cltv_expiry_delta.to_be_bytes());
+    out.extend_from_slice(&p.htlc_minimum_msat.0.to_be_bytes());
+    out.extend_from_slice(&p.htlc_maximum_msat.0.to_be_bytes());
+}
+
+fn read_policy(r: &mut Reader<'_>) -> Result<Policy, String> {
+    Ok(Policy {
+        fee_base_msat: r.u32()?,
+        fee_proportional_millionths: r.u32()?,
+        cltv_expiry_delta: r.u16()?,
+        htlc_minimum_msat: Msat(r.u64()?),
+        htlc_maximum_msat: Msat(r.u64()?),
+    })
+}
+
+fn write_policy_history(out: &mut Vec<u8>, p: &PolicyHistory) {
+    write_policy(out, &p.current);
+    match &p.previous {
+        None => out.push(0),
+        Some((prev, since)) => {
+            out.push(1);
+            write_policy(out, prev);
+            out.extend_from_slice(&since.to_be_bytes());
+        }
+    }
+}
+
+fn read_policy_history(r: &mut Reader<'_>) -> Result<PolicyHistory, String> {
+    let current = read_policy(r)?;
+    let previous = match r.u8()? {
+        0 => None,
+        1 => Some((read_policy(r)?, r.u64()?)),
+        t => return Err(format!("bad option tag {t} for the previous policy")),
+    };
+    Ok(PolicyHistory { current, previous })
+}
+
+fn write_blob(out: &mut Vec<u8>, blob: &[u8]) {
+    let len = u16::try_from(blob.len()).expect("a BOLT message field fits a u16 length");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(blob);
+}
+
+fn write_upstream(out: &mut Vec<u8>, u: &Upstream) {
+    match u {
+        Upstream::Fulfilled(p) => {
+            out.push(1);
+            out.extend_from_slice(&p.0);
+        }
+        Upstream::FailedDownstream(reason) => {
+            out.push(2);
+            write_blob(out, reason);
+        }
+        Upstream::FailedMalformed {
+            sha256_of_onion,
+            failure_code,
+        } => {
+            out.push(3);
+            out.extend_from_slice(sha256_of_onion);
+            out.extend_from_slice(&failure_code.to_be_bytes());
+        }
+        Upstream::FailedHere(message) => {
+            out.push(4);
+            let mut failure = Vec::new();
+            Failure::new(message.clone()).write(&mut failure);
+            write_blob(out, &failure);
+        }
+        Upstream::FailedHereMalformed {
+            sha256_of_onion,
+            failure_code,
+        } => {
+            out.push(5);
+            out.extend_from_slice(sha256_of_onion);
+            out.extend_from_slice(&failure_code.to_be_bytes());
+        }
+    }
+}
+
+fn read_upstream(r: &mut Reader<'_>) -> Result<Option<Upstream>, String> {
+    Ok(Some(match r.u8()? {
+        0 => return Ok(None),
+        1 => Upstream::Fulfilled(PaymentPreimage(r.arr()?)),
+        2 => Upstream::FailedDownstream(r.blob()?.to_vec()),
+        3 => Upstream::FailedMalformed {
+            sha256_of_onion: r.arr()?,
+            failure_code: r.u16()?,
+        },
+        4 => {
+            let failure = Failure::decode(r.blob()?)
+                .map_err(|e| format!("stored failure does not decode: {e:?}"))?;
+            Upstream::FailedHere(failure.message)
+        }
+        5 => Upstream::FailedHereMalformed {
+            sha256_of_onion: r.arr()?,
+            failure_code: r.u16()?,
+        },
+        t => return Err(format!("unknown resolution tag {t}")),
+    }))
+}
+
+/// Starts an envelope at the end of `out`: kind, version and a placeholder for the body's
+/// length, which [`seal`] fills in. Returns where the envelope starts.
+fn open_envelope(out: &mut Vec<u8>, kind: u8, version: u8) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[kind, version, 0, 0]);
+    start
+}
+
+/// Closes the envelope opened at `start`: fills in the body's length and appends the check
+/// over `kind ‖ version ‖ length ‖ body`.
+fn seal(out: &mut Vec<u8>, start: usize) {
+    let body_len = u16::try_from(out.len() - start - HEADER_LEN).expect("record bodies are small");
+    out[start + 2..start + HEADER_LEN].copy_from_slice(&body_len.to_be_bytes());
+    let check = digest(&SHA256, &out[start..]);
+    out.extend_from_slice(&check.as_ref()[..CHECK_LEN]);
+}
+
+/// Checks the envelope of `value`. Returns a reader over the body and what follows the check
+/// (the state record of channels and openings).
+fn unseal<'a>(
+    value: &'a [u8],
+    kind: u8,
+    version: u8,
+    what: &str,
+) -> Result<(Reader<'a>, &'a [u8]), String> {
+    let header: &[u8; HEADER_LEN] = value
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or("truncated record")?;
+    if header[0] != kind {
+        return Err(format!("not a {what} record (kind {})", header[0]));
+    }
+    if header[1] != version {
+        return Err(format!(
+            "unknown {what} record version {} (this build reads {version})",
+            header[1]
+        ));
+    }
+    let sealed_end = HEADER_LEN + u16::from_be_bytes([header[2], header[3]]) as usize;
+    let check_end = sealed_end + CHECK_LEN;
+    if value.len() < check_end {
+        return Err("truncated record".into());
+    }
+    let check = digest(&SHA256, &value[..sealed_end]);
+    if check.as_ref()[..CHECK_LEN] != value[sealed_end..check_end] {
+        return Err("checksum mismatch".into());
+    }
+    Ok((Reader(&value[HEADER_LEN..sealed_end]), &value[check_end..]))
+}
+
+/// A bounds-checked reader over a record body.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("truncated record".into());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        Ok(self.take(N)?.try_into().expect("length checked"))
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.arr::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_be_bytes(self.arr()?))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_be_bytes(self.arr()?))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(self.arr()?))
+    }
+    fn blob(&mut self) -> Result<&'a [u8], String> {
+        let n = self.u16()? as usize;
+        self.take(n)
+    }
+    fn point(&mut self) -> Result<PublicKey, String> {
+        PublicKey::from_slice(&self.arr::<33>()?).map_err(|_| "invalid public key".to_string())
+    }
+    fn end(&self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err("bytes left in the record body".into())
+        }
+    }
+}

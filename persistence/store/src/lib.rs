@@ -1,0 +1,362 @@
+//! lnhub's durable store: LMDB (through `heed`) in the data directory, written by **one writer
+//! thread for every shard** (DESIGN.md "The hot path", step 3).
+//!
+//! A shard encodes its turn's records into a [`Batch`] (`lnhub-schema`) and submits it through
+//! its [`Handle`]; the writer takes every batch submitted since its last commit, from every
+//! shard, applies them in one write transaction and commits it with one fsync, then hands each
+//! batch back to its shard. N busy shards therefore cost one fsync per commit, not N, and a
+//! commit's batch grows with the load (group commit). The shard waits for its batch to come
+//! back; what that commit gates (`revoke_and_ack`, `commitment_signed`, upstream fulfills)
+//! leaves only after.
+//!
+//! Start-up: [`Db::open`] creates or opens the environment, checks the schema version and reads
+//! every table back through [`lnhub_schema::load`] (a record that does not decode stops it,
+//! naming the record). The map (LMDB's maximum file size) starts at
+//! [`Options::initial_map_size`] and doubles, between commits, whenever the data passes
+//! three quarters of it, up to [`Options::max_map_size`]; past that a commit fails with
+//! [`StoreError::MapFull`] and the process stops before anything the commit gated leaves.
+//! Any failure of a commit is final for the writer: every later submission fails too, since
+//! the shards cannot know which of their states reached the disk.
+//!
+//! What the writer counts ([`StoreStats`]): commits, records and bytes, and the time spent in
+//! commits; the metrics exporter reads them.
+
+#![deny(missing_docs)]
+// LMDB is a memory map: heed marks opening and resizing one `unsafe` (see the SAFETY notes).
+#![allow(unsafe_code)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use heed::types::Bytes;
+use heed::{Database, Env, EnvOpenOptions, MdbError};
+pub use lnhub_schema::{Batch, Loaded, StoreError, Table};
+use lnhub_schema::{SCHEMA_KEY, SCHEMA_VERSION};
+
+/// Map sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The map size a fresh environment starts with (bytes, a multiple of the page size). The
+    /// file itself grows only with the data; the map is address space.
+    pub initial_map_size: usize,
+    /// The largest the map may grow to (bytes): a limit on the database file's size.
+    pub max_map_size: usize,
+}
+
+impl Default for Options {
+    /// 1 GiB to start (about 5,000 channels with 100 HTLCs in flight each); 1 TiB at most, far
+    /// beyond any disk this hub runs on, so in practice the disk fills first.
+    fn default() -> Self {
+        Options {
+            initial_map_size: 1 << 30,
+            max_map_size: 1 << 40,
+        }
+    }
+}
+
+/// The environment and its tables, opened and read; not yet written.
+pub struct Db {
+    env: Env,
+    tables: Tables,
+    options: Options,
+}
+
+/// One database per [`Table`], indexed by `Table as usize`.
+type Tables = [Database<Bytes, Bytes>; Table::ALL.len()];
+
+fn io(what: &str, e: heed::Error) -> StoreError {
+    match e {
+        heed::Error::Mdb(MdbError::MapFull) => StoreError::MapFull { map_size: 0 },
+        e => StoreError::Io(format!("{what}: {e}")),
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the store in `dir` and reads every record back. Refuses a
+    /// store written by another schema version, and any record that does not decode.
+    pub fn open(dir: &Path, options: Options) -> Result<(Db, Loaded), StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let mut open = EnvOpenOptions::new();
+        open.map_size(options.initial_map_size)
+            .max_dbs(Table::ALL.len() as u32);
+        // SAFETY: the daemon holds the data directory's lock file for its whole life, so no
+        // other lnhub process maps this environment, and nothing in this process writes the
+        // files except through LMDB. heed itself refuses to open one environment twice in a
+        // process.
+        let env = unsafe { open.open(dir) }
+            .map_err(|e| io(&format!("cannot open LMDB in {}", dir.display()), e))?;
+        let mut txn = env.write_txn().map_err(|e| io("begin", e))?;
+        let mut tables = Vec::with_capacity(Table::ALL.len());
+        for table in Table::ALL {
+            let db = env
+                .create_database::<Bytes, Bytes>(&mut txn, Some(table.name()))
+                .map_err(|e| io(table.name(), e))?;
+            tables.push(db);
+        }
+        let tables: Tables = tables.try_into().expect("one database per table");
+        let meta = tables[Table::Meta as usize];
+        if meta
+            .get(&txn, SCHEMA_KEY)
+            .map_err(|e| io("meta", e))?
+            .is_none()
+        {
+            meta.put(&mut txn, SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+                .map_err(|e| io("meta", e))?;
+        }
+        txn.commit().map_err(|e| io("commit", e))?;
+        let loaded = {
+            let txn = env.read_txn().map_err(|e| io("read", e))?;
+            let mut rows = Vec::new();
+            for table in Table::ALL {
+                for row in tables[table as usize]
+                    .iter(&txn)
+                    .map_err(|e| io(table.name(), e))?
+                {
+                    let (k, v) = row.map_err(|e| io(table.name(), e))?;
+                    rows.push((table, k, v));
+                }
+            }
+            lnhub_schema::load(rows)?
+        };
+        Ok((
+            Db {
+                env,
+                tables,
+                options,
+            },
+            loaded,
+        ))
+    }
+
+    /// The map size now (bytes).
+    pub fn map_size(&self) -> usize {
+        self.env.info().map_size
+    }
+
+    /// Starts the writer thread; shards submit through [`Writer::handle`]s.
+    pub fn start_writer(self) -> Writer {
+        let (tx, rx) = unbounded::<Submission>();
+        let stats = Arc::new(Stats::default());
+        let thread_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(self, rx, &thread_stats))
+            .expect("spawn the store writer thread");
+        Writer {
+            tx: Some(tx),
+            stats,
+            thread: Some(thread),
+        }
+    }
+
+    /// Applies the batches of `group` in one transaction and commits it (one fsync), growing
+    /// the map first when it is three quarters full, and once more on `MDB_MAP_FULL`.
+    fn write_group(&mut self, group: &[Submission]) -> Result<(), StoreError> {
+        self.grow_if_needed(false)?;
+        match self.try_write(group) {
+            Err(heed::Error::Mdb(MdbError::MapFull)) => {
+                self.grow_if_needed(true)?;
+                self.try_write(group).map_err(|e| match e {
+                    heed::Error::Mdb(MdbError::MapFull) => StoreError::MapFull {
+                        map_size: self.map_size() as u64,
+                    },
+                    e => io("commit", e),
+                })
+            }
+            r => r.map_err(|e| io("commit", e)),
+        }
+    }
+
+    fn try_write(&self, group: &[Submission]) -> heed::Result<()> {
+        let mut txn = self.env.write_txn()?;
+        for submission in group {
+            for (table, key, value) in submission.batch.iter() {
+                let db = self.tables[table as usize];
+                match value {
+                    Some(v) => db.put(&mut txn, key, v)?,
+                    None => {
+                        db.delete(&mut txn, key)?;
+                    }
+                }
+            }
+        }
+        txn.commit()
+    }
+
+    /// Doubles the map (up to the maximum) if the data passed three quarters of it, or if
+    /// `full` (a transaction just hit the limit).
+    fn grow_if_needed(&mut self, full: bool) -> Result<(), StoreError> {
+        let info = self.env.info();
+        let page_size = self.env.stat().page_size as usize;
+        let used = (info.last_page_number + 1) * page_size;
+        if !full && used * 4 <= info.map_size * 3 {
+            return Ok(());
+        }
+        let grown = (info.map_size * 2).min(self.options.max_map_size);
+        if grown <= info.map_size {
+            // At the maximum: what still fits is written; a transaction that does not fit
+            // fails with the map's size.
+            return if full {
+                Err(StoreError::MapFull {
+                    map_size: info.map_size as u64,
+                })
+            } else {
+                Ok(())
+            };
+        }
+        // SAFETY: only this thread uses the environment once the writer runs (the start-up
+        // read transaction is over), and no transaction of it is open between commits.
+        unsafe { self.env.resize(grown) }.map_err(|e| io("growing the map", e))?;
+        log::info!(
+            "store: map grown from {} MiB to {} MiB ({} MiB used)",
+            info.map_size >> 20,
+            grown >> 20,
+            used >> 20
+        );
+        Ok(())
+    }
+}
+
+/// A shard's batch on its way to the writer, and where to send it back.
+struct Submission {
+    batch: Batch,
+    reply: Sender<(Batch, Result<(), StoreError>)>,
+}
+
+#[derive(Default)]
+struct Stats {
+    commits: AtomicU64,
+    submissions: AtomicU64,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    commit_nanos: AtomicU64,
+    largest_group: AtomicU64,
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions committed (fsyncs).
+    pub commits: u64,
+    /// Batches submitted by shards and committed (each commit takes one or more).
+    pub submissions: u64,
+    /// Records (puts and deletes) committed.
+    pub records: u64,
+    /// Bytes of keys and values committed.
+    pub bytes: u64,
+    /// Time spent writing and committing, nanoseconds.
+    pub commit_nanos: u64,
+    /// Most submissions one commit took.
+    pub largest_group: u64,
+}
+
+fn run(mut db: Db, rx: Receiver<Submission>, stats: &Stats) {
+    let mut group = Vec::new();
+    let mut failed: Option<StoreError> = None;
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        // Every shard waits for its one submission, so this takes at most one per shard.
+        group.extend(rx.try_iter());
+        let result = match &failed {
+            Some(e) => Err(e.clone()),
+            None => {
+                let started = Instant::now();
+                let result = db.write_group(&group);
+                let nanos = started.elapsed().as_nanos() as u64;
+                if result.is_ok() {
+                    let records: usize = group.iter().map(|s| s.batch.len()).sum();
+                    let bytes: usize = group.iter().map(|s| s.batch.bytes()).sum();
+                    stats.commits.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .submissions
+                        .fetch_add(group.len() as u64, Ordering::Relaxed);
+                    stats.records.fetch_add(records as u64, Ordering::Relaxed);
+                    stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+                    stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+                    stats
+                        .largest_group
+                        .fetch_max(group.len() as u64, Ordering::Relaxed);
+                }
+                result
+            }
+        };
+        if let Err(e) = &result {
+            if failed.is_none() {
+                log::error!("{e}");
+            }
+            failed = Some(e.clone());
+        }
+        for s in group.drain(..) {
+            let _ = s.reply.send((s.batch, result.clone()));
+        }
+    }
+}
+
+/// The running writer. Handles keep it alive; [`Writer::close`] waits for it to finish once
+/// every handle is gone.
+pub struct Writer {
+    tx: Option<Sender<Submission>>,
+    stats: Arc<Stats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// A submission handle for one shard.
+    pub fn handle(&self) -> Handle {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        Handle {
+            tx: self.tx.clone().expect("the writer is running"),
+            reply_tx,
+            reply_rx,
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> StoreStats {
+        let s = &self.stats;
+        StoreStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            submissions: s.submissions.load(Ordering::Relaxed),
+            records: s.records.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+            commit_nanos: s.commit_nanos.load(Ordering::Relaxed),
+            largest_group: s.largest_group.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for the writer thread to end: call after every [`Handle`] is dropped (the
+    /// environment is closed when it returns, so the store can be opened again).
+    pub fn close(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One shard's way to the writer.
+pub struct Handle {
+    tx: Sender<Submission>,
+    reply_tx: Sender<(Batch, Result<(), StoreError>)>,
+    reply_rx: Receiver<(Batch, Result<(), StoreError>)>,
+}
+
+impl Handle {
+    /// Makes `batch` durable (with whatever other shards submitted meanwhile, in one
+    /// transaction); returns once it is, with `batch` handed back unchanged.
+    pub fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+        let submission = Submission {
+            batch: std::mem::take(batch),
+            reply: self.reply_tx.clone(),
+        };
+        self.tx.send(submission).map_err(|_| StoreError::Stopped)?;
+        let (back, result) = self.reply_rx.recv().map_err(|_| StoreError::Stopped)?;
+        *batch = back;
+        result
+    }
+}

@@ -1,0 +1,57 @@
+//! Rebuilding shards from what the store loaded (`lnhub_schema::Loaded`): every channel, channel
+//! in establishment and forward link goes to the shard that owns its peer *now*
+//! ([`crate::shard_of`]), so a restart with another shard count finds everything. A record that
+//! does not decode stops the restore with an error naming it: a channel is never skipped.
+
+use lnhub_schema::Loaded;
+use lnhub_wire::types::ChannelId;
+
+use crate::runtime::shard_of;
+use crate::shard::{ForwardLink, Origin, Shard};
+
+/// Restores `loaded` into `shards` (fresh, in index order). Each channel's
+/// `Channel::handle_restart` runs, and links with a recorded resolution are sent upstream again
+/// at each shard's first turn.
+pub fn restore(shards: &mut [Shard], loaded: &Loaded) -> Result<(), String> {
+    let n = shards.len();
+    assert!(n > 0, "at least one shard");
+    for (id, record) in &loaded.channels {
+        let s = shard_of(&record.header.peer, n);
+        shards[s]
+            .restore_channel(record)
+            .map_err(|e| format!("channel {id}: state record refused: {e:?}"))?;
+    }
+    for (id, record) in &loaded.openings {
+        let s = shard_of(&record.header.peer, n);
+        shards[s]
+            .restore_opening(record)
+            .map_err(|e| format!("channel {id} (opening): state record refused: {e:?}"))?;
+    }
+    let shard_for = |id: &ChannelId| loaded.peer_of(id).map(|peer| shard_of(&peer, n));
+    for (out_channel_id, out_htlc_id, record) in &loaded.links {
+        let in_shard = shard_for(&record.in_channel_id);
+        // The link lives with its outgoing channel; without it (an inconsistency the channel's
+        // own record would have prevented), with the incoming one, so the resolution it may
+        // hold still reaches upstream.
+        let Some(home) = shard_for(out_channel_id).or(in_shard) else {
+            log::warn!(
+                "forward link {out_channel_id}/{out_htlc_id}: neither channel is stored; dropped"
+            );
+            continue;
+        };
+        let link = ForwardLink {
+            out_channel_id: *out_channel_id,
+            out_htlc_id: *out_htlc_id,
+            origin: Origin {
+                shard: in_shard.unwrap_or(home),
+                channel_id: record.in_channel_id,
+                htlc_id: record.in_htlc_id,
+            },
+            in_amount_msat: record.in_amount_msat,
+            out_amount_msat: record.out_amount_msat,
+            resolution: record.resolution.clone(),
+        };
+        shards[home].restore_link(link);
+    }
+    Ok(())
+}
