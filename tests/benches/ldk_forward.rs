@@ -41,6 +41,17 @@ async fn run(amount_msat: u64, payments: usize) {
     let r = LdkNode::new("R", [0x82; 32], r_config);
     let (hub, _) = payer_hub_payee(&s, &r, TempDir::new("bench")).await;
     let pid = hub.pid();
+    // `LDK_FORWARD_PERF=<file>`: a CPU profile of the hub over the timed part (`perf report -i`).
+    let perf = std::env::var("LDK_FORWARD_PERF").ok().map(|out| {
+        std::process::Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", "4000", "-g", "-o"])
+            .arg(format!("{out}.{}sat", amount_msat / 1000))
+            .args(["-p", &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perf")
+    });
     let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
     let mut pending = VecDeque::new();
@@ -62,6 +73,12 @@ async fn run(amount_msat: u64, payments: usize) {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
+    if let Some(mut perf) = perf {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
+    }
     println!(
         "{} sat x {payments}, {IN_FLIGHT} in flight: {:.0} payments/s, hub CPU {:.0} us per \
          forward ({cpu:.2} s CPU in {secs:.2} s)",
@@ -69,6 +86,31 @@ async fn run(amount_msat: u64, payments: usize) {
         payments as f64 / secs,
         cpu / payments as f64 * 1e6
     );
+    // The hub logs its store's totals when it stops (SIGTERM): bytes written per forward.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    if hub.wait_for_log("store: ", Duration::from_secs(10)) {
+        let log = hub.log();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("store: "))
+            .unwrap_or("");
+        let bytes = line
+            .split(" records, ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|b| b.parse::<u64>().ok());
+        let stats = &line[line.find("store: ").unwrap_or(0)..];
+        match bytes {
+            Some(b) => println!(
+                "  {stats}\n  {} bytes written per forward",
+                b / payments as u64
+            ),
+            None => println!("  {stats}"),
+        }
+    }
 }
 
 fn main() {

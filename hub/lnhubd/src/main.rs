@@ -98,7 +98,19 @@ fn run(config: config::Config) -> Result<(), String> {
         "lnhubd {} started: node {node_id}, {summary}",
         env!("CARGO_PKG_VERSION")
     );
-    node.run().map_err(|e| format!("event loop: {e}"))
+    let result = node.run().map_err(|e| format!("event loop: {e}"));
+    let st = writer.stats();
+    log::info!(
+        "store: {} commits ({} shard batches, at most {} in one), {} records, {} bytes, \
+         {} us per commit",
+        st.commits,
+        st.submissions,
+        st.largest_group,
+        st.records,
+        st.bytes,
+        st.commit_nanos / st.commits.max(1) / 1000
+    );
+    result
 }
 
 /// The LMDB environment's directory inside the data directory.

@@ -15,11 +15,19 @@ pub enum Table {
     Openings,
     /// Forwards in flight, by outgoing HTLC.
     Links,
+    /// The onion of every HTLC in a channel's books, written once when the HTLC enters them.
+    Onions,
 }
 
 impl Table {
     /// Every table, in a fixed order (the store opens them all).
-    pub const ALL: [Table; 4] = [Table::Meta, Table::Channels, Table::Openings, Table::Links];
+    pub const ALL: [Table; 5] = [
+        Table::Meta,
+        Table::Channels,
+        Table::Openings,
+        Table::Links,
+        Table::Onions,
+    ];
 
     /// The table's name in the database.
     pub fn name(self) -> &'static str {
@@ -28,6 +36,7 @@ impl Table {
             Table::Channels => "channels",
             Table::Openings => "openings",
             Table::Links => "links",
+            Table::Onions => "onions",
         }
     }
 }

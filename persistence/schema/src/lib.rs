@@ -15,6 +15,11 @@
 //! | `channels` | `channel_id` (32 bytes) | [`ChannelRecord`]: peer, scid, policy, then the channel's own state record |
 //! | `openings` | `channel_id` (32 bytes) | [`OpeningRecord`]: peer, alias, then the establishment state record |
 //! | `links` | outgoing `channel_id` (32) ‖ outgoing `htlc_id` (8, big-endian) | [`LinkRecord`]: the incoming HTLC a forward pays back to, amounts, resolution |
+//! | `onions` | `channel_id` (32) ‖ offerer (1: `0` us, `1` the peer) ‖ `htlc_id` (8) | the HTLC's 1,366-byte onion, written once when the HTLC enters the channel's books, deleted when it leaves |
+//!
+//! A channel's record leaves its HTLCs' onions out (`Channel::encode_without_onions`): they are
+//! most of a busy channel's bytes and never change, so they are written once, not with every
+//! commitment round.
 //!
 //! Keys are big-endian so that LMDB's byte order is the natural order (a channel's links are
 //! adjacent, by HTLC id).
@@ -38,9 +43,9 @@ mod records;
 pub use batch::{Batch, Op, Table};
 pub use load::{load, Loaded, MemTables};
 pub use records::{
-    decode_channel, decode_link, decode_opening, encode_channel, encode_link, encode_opening,
-    link_key, parse_link_key, ChannelHeader, ChannelRecord, LinkRecord, OpeningHeader,
-    OpeningRecord, RecordError, Upstream,
+    decode_channel, decode_link, decode_onion, decode_opening, encode_channel, encode_link,
+    encode_onion, encode_opening, link_key, onion_key, parse_link_key, parse_onion_key,
+    ChannelHeader, ChannelRecord, LinkRecord, OpeningHeader, OpeningRecord, RecordError, Upstream,
 };
 
 /// Version of the whole layout (tables, keys, envelopes), kept in `meta`. A store written by a

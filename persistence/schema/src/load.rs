@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use lnhub_wire::types::ChannelId;
 
 use crate::records::{
-    decode_channel, decode_link, decode_opening, parse_link_key, ChannelRecord, LinkRecord,
-    OpeningRecord, RecordError,
+    decode_channel, decode_link, decode_onion, decode_opening, parse_link_key, parse_onion_key,
+    ChannelRecord, LinkRecord, OpeningRecord, RecordError,
 };
 use crate::{Batch, Table, SCHEMA_KEY, SCHEMA_VERSION};
+use lnhub_wire::msgs::ONION_PACKET_LEN;
 
 /// Everything the shards are rebuilt from, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,9 +25,24 @@ pub struct Loaded {
     pub openings: Vec<(ChannelId, OpeningRecord)>,
     /// Forwards in flight: outgoing channel, outgoing HTLC id, the link.
     pub links: Vec<(ChannelId, u64, LinkRecord)>,
+    /// HTLC onions: channel, offered by the peer, HTLC id, the packet.
+    pub onions: Vec<(ChannelId, bool, u64, Box<[u8; ONION_PACKET_LEN]>)>,
 }
 
 impl Loaded {
+    /// The onions stored for `channel_id`'s HTLCs: offered by the peer, HTLC id, packet.
+    pub fn onions_of(
+        &self,
+        channel_id: &ChannelId,
+    ) -> impl Iterator<Item = (bool, u64, &[u8; ONION_PACKET_LEN])> + '_ {
+        let start = self.onions.partition_point(|(id, ..)| id < channel_id);
+        let id = *channel_id;
+        self.onions[start..]
+            .iter()
+            .take_while(move |(c, ..)| *c == id)
+            .map(|(_, peer, htlc, onion)| (*peer, *htlc, &**onion))
+    }
+
     /// The stored channel (or opening) `channel_id`'s peer, if there is one.
     pub fn peer_of(&self, channel_id: &ChannelId) -> Option<secp256k1::PublicKey> {
         if let Ok(i) = self.channels.binary_search_by(|(id, _)| id.cmp(channel_id)) {
@@ -50,7 +66,7 @@ fn channel_key(table: Table, key: &[u8]) -> Result<ChannelId, RecordError> {
 /// Decodes every row (`table`, key, value), in any order, into what the shards need. Refuses,
 /// naming the record: a schema version other than [`SCHEMA_VERSION`], an unknown `meta` key,
 /// a record that does not decode, a malformed key, a channel stored both as opening and as
-/// channel.
+/// channel, an onion whose channel is not stored.
 pub fn load<'a>(
     rows: impl IntoIterator<Item = (Table, &'a [u8], &'a [u8])>,
 ) -> Result<Loaded, RecordError> {
@@ -88,11 +104,32 @@ pub fn load<'a>(
                     .links
                     .push((id, htlc_id, decode_link(value).map_err(bad)?));
             }
+            Table::Onions => {
+                let (id, offered_by_peer, htlc_id) = parse_onion_key(key).ok_or_else(|| {
+                    bad("key is not a channel id, an offerer and an HTLC id".into())
+                })?;
+                let onion = Box::new(decode_onion(value).map_err(bad)?);
+                loaded.onions.push((id, offered_by_peer, htlc_id, onion));
+            }
         }
     }
     loaded.channels.sort_by_key(|a| a.0);
     loaded.openings.sort_by_key(|a| a.0);
     loaded.links.sort_by_key(|a| (a.0, a.1));
+    loaded.onions.sort_by_key(|a| (a.0, a.1, a.2));
+    for (id, offered_by_peer, htlc_id, _) in &loaded.onions {
+        if loaded
+            .channels
+            .binary_search_by(|(c, _)| c.cmp(id))
+            .is_err()
+        {
+            return Err(RecordError::new(
+                Table::Onions,
+                &crate::records::onion_key(id, *offered_by_peer, *htlc_id),
+                "the onion of a channel that is not stored",
+            ));
+        }
+    }
     for (id, _) in &loaded.openings {
         if loaded.channels.binary_search_by(|(c, _)| c.cmp(id)).is_ok() {
             return Err(RecordError::new(

@@ -7,6 +7,7 @@
 
 use lnhub_forward::{Policy, PolicyHistory};
 use lnhub_onion::failure::{Failure, FailureMessage};
+use lnhub_wire::msgs::ONION_PACKET_LEN;
 use lnhub_wire::types::{ChannelId, Msat, PaymentPreimage, ShortChannelId};
 use ring::digest::{digest, SHA256};
 use secp256k1::PublicKey;
@@ -16,12 +17,14 @@ use crate::Table;
 const KIND_CHANNEL: u8 = 1;
 const KIND_OPENING: u8 = 2;
 const KIND_LINK: u8 = 3;
+const KIND_ONION: u8 = 4;
 
 /// Versions of each record kind's body. Bump on any change to its body; the decoder refuses
 /// versions it does not know.
 const CHANNEL_VERSION: u8 = 1;
 const OPENING_VERSION: u8 = 1;
 const LINK_VERSION: u8 = 1;
+const ONION_VERSION: u8 = 1;
 
 /// Length of the envelope's check: 64 bits of SHA-256 catch any accidental corruption of a
 /// record of a few hundred bytes; the large state records carry a full SHA-256 of their own.
@@ -253,6 +256,47 @@ pub fn decode_link(value: &[u8]) -> Result<LinkRecord, String> {
         out_amount_msat,
         resolution,
     })
+}
+
+/// The key of an HTLC's onion: channel id, who offered the HTLC (`0` we did, `1` the peer),
+/// HTLC id big-endian.
+pub fn onion_key(channel_id: &ChannelId, offered_by_peer: bool, htlc_id: u64) -> [u8; 41] {
+    let mut k = [0u8; 41];
+    k[..32].copy_from_slice(&channel_id.0);
+    k[32] = u8::from(offered_by_peer);
+    k[33..].copy_from_slice(&htlc_id.to_be_bytes());
+    k
+}
+
+/// The channel, offerer and HTLC id of an onion key, if it is one.
+pub fn parse_onion_key(key: &[u8]) -> Option<(ChannelId, bool, u64)> {
+    let key: &[u8; 41] = key.try_into().ok()?;
+    let offered_by_peer = match key[32] {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let id = ChannelId(key[..32].try_into().expect("32 bytes"));
+    let htlc_id = u64::from_be_bytes(key[33..].try_into().expect("8 bytes"));
+    Some((id, offered_by_peer, htlc_id))
+}
+
+/// Appends an onion record.
+pub fn encode_onion(out: &mut Vec<u8>, onion: &[u8; ONION_PACKET_LEN]) {
+    let start = open_envelope(out, KIND_ONION, ONION_VERSION);
+    out.extend_from_slice(onion);
+    seal(out, start);
+}
+
+/// Decodes an onion record.
+pub fn decode_onion(value: &[u8]) -> Result<[u8; ONION_PACKET_LEN], String> {
+    let (mut r, rest) = unseal(value, KIND_ONION, ONION_VERSION, "onion")?;
+    if !rest.is_empty() {
+        return Err("bytes after the check".into());
+    }
+    let onion = r.arr()?;
+    r.end()?;
+    Ok(onion)
 }
 
 fn write_policy(out: &mut Vec<u8>, p: &Policy) {

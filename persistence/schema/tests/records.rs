@@ -296,3 +296,57 @@ proptest! {
         prop_assert_eq!(decode_link(&bytes).unwrap(), l);
     }
 }
+
+#[test]
+fn onion_records_round_trip_and_orphans_are_refused() {
+    use lnhub_schema::{decode_onion, encode_onion, onion_key, parse_onion_key};
+    let mut onion = [0u8; 1366];
+    onion[0] = 0;
+    onion[1365] = 0xee;
+    let mut bytes = Vec::new();
+    encode_onion(&mut bytes, &onion);
+    assert_eq!(decode_onion(&bytes).unwrap(), onion);
+    for cut in 0..bytes.len() {
+        assert!(decode_onion(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut bad = bytes.clone();
+    bad[700] ^= 4;
+    assert!(decode_onion(&bad)
+        .unwrap_err()
+        .contains("checksum mismatch"));
+    let key = onion_key(&ChannelId([6; 32]), true, 9);
+    assert_eq!(parse_onion_key(&key), Some((ChannelId([6; 32]), true, 9)));
+    let mut odd = key;
+    odd[32] = 2;
+    assert_eq!(parse_onion_key(&odd), None);
+
+    let mut tables = MemTables::new();
+    let mut batch = Batch::new();
+    batch.put_with(Table::Channels, &[6; 32], |out| {
+        encode_channel(out, &header(false), |o| o.push(1))
+    });
+    batch.put(Table::Onions, &key, &bytes);
+    batch.put(
+        Table::Onions,
+        &onion_key(&ChannelId([6; 32]), false, 2),
+        &bytes,
+    );
+    tables.apply(&batch);
+    let loaded = tables.load().unwrap();
+    let of: Vec<_> = loaded.onions_of(&ChannelId([6; 32])).collect();
+    assert_eq!(of, vec![(false, 2, &onion), (true, 9, &onion)]);
+    assert_eq!(loaded.onions_of(&ChannelId([5; 32])).count(), 0);
+    // An onion whose channel is not stored.
+    batch.clear();
+    batch.put(
+        Table::Onions,
+        &onion_key(&ChannelId([7; 32]), false, 1),
+        &bytes,
+    );
+    tables.apply(&batch);
+    let err = tables.load().unwrap_err().to_string();
+    assert!(
+        err.contains("the onion of a channel that is not stored"),
+        "{err}"
+    );
+}

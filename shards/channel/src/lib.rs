@@ -81,4 +81,4 @@ pub use establish::{EstablishState, Establishing, LocalKeys, OpenRequest};
 pub use establish_snapshot::ESTABLISH_STATE_VERSION;
 pub use htlc::{UpdateState, View};
 pub use simple_close::{CloseTerms, SigField, SimpleState};
-pub use snapshot::{DecodeError, STATE_VERSION};
+pub use snapshot::{DecodeError, OnionLookup, STATE_VERSION};

@@ -97,7 +97,13 @@ use crate::simple_close::{CloseTerms, PendingSig, SentComplete, SigField, Simple
 /// Version 3 added the `closing_signed` negotiation ([`crate::closing`]).
 /// Version 4 added the variant of the peer's `closing_signed` and
 /// `option_simple_close` ([`crate::simple_close`]).
-pub const STATE_VERSION: u8 = 4;
+/// Version 5 lets an HTLC's onion live outside the record
+/// ([`Channel::encode_without_onions`]).
+pub const STATE_VERSION: u8 = 5;
+
+/// Looks up an HTLC's onion kept outside the record: offerer and id in,
+/// the packet out ([`Channel::decode_with_onions`]).
+pub type OnionLookup<'a> = dyn FnMut(Side, u64) -> Option<[u8; ONION_PACKET_LEN]> + 'a;
 
 /// Length of the trailing checksum (a full SHA256: the record is written
 /// once per commitment round, so its cost is noise next to the fsync).
@@ -483,7 +489,7 @@ fn read_removal_kind(r: &mut R<'_>) -> Result<RemovalKind, DecodeError> {
     })
 }
 
-fn write_htlc(w: &mut W<'_>, h: &Htlc) {
+fn write_htlc(w: &mut W<'_>, h: &Htlc, external_onions: bool) {
     w.side(h.offerer);
     w.u64(h.id);
     w.u64(h.amount_msat.0);
@@ -497,16 +503,23 @@ fn write_htlc(w: &mut W<'_>, h: &Htlc) {
         w.state(rm.state);
         w.u64(rm.sent_seq);
     }
-    w.bytes(&h.onion_routing_packet);
+    // The onion never changes once added: a store may keep it under its own key, written
+    // once, instead of in every record of the channel.
+    w.bool(external_onions);
+    if !external_onions {
+        w.bytes(&h.onion_routing_packet);
+    }
     w.bool(h.resolution_reported);
     w.bool(h.over_dust_exposure);
     w.bool(h.added_after_shutdown);
 }
 
-fn read_htlc(r: &mut R<'_>) -> Result<Htlc, DecodeError> {
+fn read_htlc(r: &mut R<'_>, onions: &mut OnionLookup<'_>) -> Result<Htlc, DecodeError> {
+    let offerer = r.side()?;
+    let id = r.u64()?;
     Ok(Htlc {
-        offerer: r.side()?,
-        id: r.u64()?,
+        offerer,
+        id,
         amount_msat: Msat(r.u64()?),
         payment_hash: PaymentHash(r.arr()?),
         cltv_expiry: r.u32()?,
@@ -519,14 +532,18 @@ fn read_htlc(r: &mut R<'_>) -> Result<Htlc, DecodeError> {
                 sent_seq: r.u64()?,
             })
         })?,
-        onion_routing_packet: r.arr::<ONION_PACKET_LEN>()?,
+        onion_routing_packet: if r.bool()? {
+            onions(offerer, id).ok_or(DecodeError::Invalid("an HTLC's onion is missing"))?
+        } else {
+            r.arr::<ONION_PACKET_LEN>()?
+        },
         resolution_reported: r.bool()?,
         over_dust_exposure: r.bool()?,
         added_after_shutdown: r.bool()?,
     })
 }
 
-fn write_book(w: &mut W<'_>, b: &Book) {
+fn write_book(w: &mut W<'_>, b: &Book, external_onions: bool) {
     w.side(b.funder);
     w.u64(b.capacity_msat);
     w.u64(b.base_local_msat);
@@ -540,7 +557,7 @@ fn write_book(w: &mut W<'_>, b: &Book) {
     }
     w.count(b.htlcs.len());
     for h in &b.htlcs {
-        write_htlc(w, h);
+        write_htlc(w, h, external_onions);
     }
     w.u64(b.next_local_htlc_id);
     w.u64(b.next_remote_htlc_id);
@@ -548,7 +565,7 @@ fn write_book(w: &mut W<'_>, b: &Book) {
     w.u64(b.remote_commitment_number);
 }
 
-fn read_book(r: &mut R<'_>) -> Result<Book, DecodeError> {
+fn read_book(r: &mut R<'_>, onions: &mut OnionLookup<'_>) -> Result<Book, DecodeError> {
     let funder = r.side()?;
     let capacity_msat = r.u64()?;
     let base_local_msat = r.u64()?;
@@ -566,7 +583,7 @@ fn read_book(r: &mut R<'_>) -> Result<Book, DecodeError> {
     let n = r.count(MAX_HTLCS, "HTLC count")?;
     let mut htlcs = Vec::with_capacity(n);
     for _ in 0..n {
-        htlcs.push(read_htlc(r)?);
+        htlcs.push(read_htlc(r, onions)?);
     }
     let book = Book {
         funder,
@@ -829,6 +846,19 @@ impl Channel {
     /// Appends the channel's record to `out` (the caller reuses it):
     /// everything a restarted node needs, see the module docs.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_onions(out, false);
+    }
+
+    /// [`Channel::encode`] without the HTLCs' onions (1,366 bytes each,
+    /// most of a busy channel's record): the caller keeps each onion
+    /// under its own key from the time its HTLC enters
+    /// [`crate::book::Book::htlcs`] until it leaves, and gives them back
+    /// to [`Channel::decode_with_onions`].
+    pub fn encode_without_onions(&self, out: &mut Vec<u8>) {
+        self.encode_onions(out, true);
+    }
+
+    fn encode_onions(&self, out: &mut Vec<u8>, external_onions: bool) {
         let start = out.len();
         let mut w = W(out);
         w.u8(STATE_VERSION);
@@ -838,7 +868,7 @@ impl Channel {
         write_limits(&mut w, &self.remote_limits);
         write_policy(&mut w, &self.policy);
         write_secrets(&mut w, &self.secrets);
-        write_book(&mut w, &self.book);
+        write_book(&mut w, &self.book, external_onions);
         w.bool(self.failed);
         w.u8(match self.link {
             Link::Up => 0,
@@ -894,7 +924,17 @@ impl Channel {
     /// that was encoded, or why the bytes are not one. Never panics, on
     /// any input. A restarted node then calls [`Channel::handle_restart`].
     pub fn decode(bytes: &[u8]) -> Result<Channel, DecodeError> {
-        unseal(bytes, STATE_VERSION, read_channel)
+        Channel::decode_with_onions(bytes, &mut |_, _| None)
+    }
+
+    /// Reads a record written by either encoder; `onions` gives back
+    /// the onions [`Channel::encode_without_onions`] left out (an HTLC
+    /// whose onion it does not have makes the record invalid).
+    pub fn decode_with_onions(
+        bytes: &[u8],
+        onions: &mut OnionLookup<'_>,
+    ) -> Result<Channel, DecodeError> {
+        unseal(bytes, STATE_VERSION, |r| read_channel(r, onions))
     }
 
     /// The node restarted from a record just decoded: see the module docs
@@ -1140,14 +1180,14 @@ fn read_shutdown(r: &mut R<'_>) -> Result<(ShutdownTerms, ShutdownState), Decode
     Ok((terms, state))
 }
 
-fn read_channel(r: &mut R<'_>) -> Result<Channel, DecodeError> {
+fn read_channel(r: &mut R<'_>, onions: &mut OnionLookup<'_>) -> Result<Channel, DecodeError> {
     let channel_id = ChannelId(r.arr()?);
     let params = read_params(r)?;
     let local_limits = read_limits(r)?;
     let remote_limits = read_limits(r)?;
     let policy = read_policy(r)?;
     let secrets = read_secrets(r)?;
-    let book = read_book(r)?;
+    let book = read_book(r, onions)?;
     if book.funder != params.funder()
         || Some(book.capacity_msat) != params.funding_amount().to_sat().checked_mul(1000)
     {

@@ -18,7 +18,7 @@ pub fn restore(shards: &mut [Shard], loaded: &Loaded) -> Result<(), String> {
     for (id, record) in &loaded.channels {
         let s = shard_of(&record.header.peer, n);
         shards[s]
-            .restore_channel(record)
+            .restore_channel(record, loaded.onions_of(id))
             .map_err(|e| format!("channel {id}: state record refused: {e:?}"))?;
     }
     for (id, record) in &loaded.openings {

@@ -274,6 +274,9 @@ pub struct Slot {
     /// Resolutions that could not be applied (the channel was not operational): retried
     /// every turn until they are, so a preimage is never dropped.
     parked: Vec<(u64, Upstream, Option<LinkKey>)>,
+    /// The HTLCs (offered by the peer, id) whose onion is in the store: each is written once,
+    /// with the first record of the channel that holds the HTLC.
+    pub(crate) onions_on_disk: HashSet<(bool, u64)>,
 }
 
 /// A message whose handling needs curve arithmetic, set aside for the round's parallel step.
@@ -443,6 +446,7 @@ impl Shard {
             disabled: false,
             connected,
             parked: Vec::new(),
+            onions_on_disk: HashSet::new(),
         };
         self.slots.insert(channel_id, slot);
     }
@@ -461,18 +465,39 @@ impl Shard {
     /// Restores a channel after a restart from its stored record: decodes it (the record is
     /// checked), releases what its last write gated and lets it re-report the forwards and
     /// resolutions it may not have seen acted on (at least once: the shard de-duplicates).
-    /// The peer counts as disconnected until it reconnects.
-    pub fn restore_channel(
+    /// `onions` are the HTLC onions stored for it (offered by the peer, HTLC id, packet). The
+    /// peer counts as disconnected until it reconnects.
+    pub fn restore_channel<'a>(
         &mut self,
         stored: &ChannelRecord,
+        onions: impl IntoIterator<Item = (bool, u64, &'a [u8; lnhub_wire::msgs::ONION_PACKET_LEN])>,
     ) -> Result<(), lnhub_channel::DecodeError> {
-        let mut channel = Channel::decode(&stored.state)?;
+        let onions: Vec<_> = onions.into_iter().collect();
+        let mut channel = Channel::decode_with_onions(&stored.state, &mut |side, id| {
+            let by_peer = side == lnhub_tx::Side::Remote;
+            onions
+                .iter()
+                .find(|(p, h, _)| (*p, *h) == (by_peer, id))
+                .map(|(_, _, onion)| **onion)
+        })?;
         channel.handle_restart();
         let id = channel.channel_id();
         let h = &stored.header;
         self.insert_channel(channel, h.peer, h.scid, h.policy, false);
+        let slot = self.slots.get_mut(&id).expect("just inserted");
+        // Every stored onion, even one whose HTLC the record no longer holds: the next write
+        // deletes those.
+        slot.onions_on_disk = onions.iter().map(|(p, h, _)| (*p, *h)).collect();
         self.touched.insert(id);
         Ok(())
+    }
+
+    /// Appends every channel's record to `batch` (as after establishment): for tests and
+    /// tools that build a shard's channels by hand and store them.
+    pub fn write_channels(&mut self, batch: &mut Batch) {
+        for slot in self.slots.values_mut() {
+            write_channel(batch, slot);
+        }
     }
 
     /// Restores a channel in establishment after a restart from its stored record (written
@@ -560,12 +585,18 @@ impl Shard {
             }
         }
         if !self.pending.is_empty() {
-            // LinkDone for ourselves: forget the links and make that durable.
             let inputs: Vec<Input> = self.pending.drain(..).collect();
+            let only_links_done = inputs.iter().all(|i| matches!(i, Input::LinkDone { .. }));
             for input in inputs {
                 self.apply_input(input, io);
             }
-            self.commit(store, io)?;
+            // Forgotten links are deleted with the next commit rather than in one of their
+            // own (an fsync saved per turn): until then a restart restores such a link, whose
+            // resolution the incoming channel then reports as already applied
+            // (`SendError::UnknownHtlc`), and the link is released again.
+            if !only_links_done {
+                self.commit(store, io)?;
+            }
         }
         self.touched.clear();
         Ok(())
@@ -1145,8 +1176,10 @@ impl Shard {
         unique.dedup();
         let mut batch = std::mem::take(&mut self.batch);
         batch.clear();
-        for slot in unique.iter().filter_map(|id| self.slots.get(id)) {
-            write_channel(&mut batch, slot);
+        for id in &unique {
+            if let Some(slot) = self.slots.get_mut(id) {
+                write_channel(&mut batch, slot);
+            }
         }
         for link in &self.new_links {
             write_link(&mut batch, link);

@@ -14,9 +14,10 @@
 
 pub use lnhub_schema::StoreError;
 use lnhub_schema::{
-    encode_channel, encode_link, encode_opening, link_key, Batch, ChannelHeader, LinkRecord,
-    MemTables, OpeningHeader, Table,
+    encode_channel, encode_link, encode_onion, encode_opening, link_key, onion_key, Batch,
+    ChannelHeader, LinkRecord, MemTables, OpeningHeader, Table,
 };
+use lnhub_tx::Side;
 use lnhub_wire::types::ChannelId;
 
 use crate::open::Opening;
@@ -29,19 +30,42 @@ pub trait Store {
     fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError>;
 }
 
-/// Appends a channel's record: its state machine and what the shard keeps beside it. The
-/// channel's opening record, if any, is deleted in the same batch.
-pub fn write_channel(batch: &mut Batch, slot: &Slot) {
+/// Appends a channel's record: its state machine (without its HTLCs' onions) and what the
+/// shard keeps beside it; the onion of every HTLC that entered the channel's books since its
+/// last record, and the deletion of those that left. The channel's opening record, if any, is
+/// deleted in the same batch.
+pub fn write_channel(batch: &mut Batch, slot: &mut Slot) {
     let id = slot.channel.channel_id();
     let header = ChannelHeader {
         peer: slot.peer,
         scid: slot.scid,
         policy: slot.policy,
     };
+    let channel = &slot.channel;
     batch.put_with(Table::Channels, &id.0, |out| {
-        encode_channel(out, &header, |out| slot.channel.encode(out))
+        encode_channel(out, &header, |out| channel.encode_without_onions(out))
     });
     batch.delete(Table::Openings, &id.0);
+    let book = channel.book();
+    for h in book.htlcs() {
+        let key = (h.offerer == Side::Remote, h.id);
+        if slot.onions_on_disk.insert(key) {
+            batch.put_with(Table::Onions, &onion_key(&id, key.0, key.1), |out| {
+                encode_onion(out, &h.onion_routing_packet)
+            });
+        }
+    }
+    // The set now holds every HTLC of the books: anything more has left them.
+    if slot.onions_on_disk.len() > book.htlcs().len() {
+        slot.onions_on_disk.retain(|&(by_peer, htlc_id)| {
+            let offerer = if by_peer { Side::Remote } else { Side::Local };
+            let kept = book.htlc(offerer, htlc_id).is_some();
+            if !kept {
+                batch.delete(Table::Onions, &onion_key(&id, by_peer, htlc_id));
+            }
+            kept
+        });
+    }
 }
 
 /// Appends the record of a channel in establishment.

@@ -210,9 +210,8 @@ impl Sim {
         // Every channel is on disk from its opening on, as establishment leaves it.
         let mut store = MemoryStore::default();
         let mut batch = Batch::new();
-        for (i, id) in channel_ids.iter().enumerate() {
-            let slot = shards[shard_of[i]].channel(id).expect("just inserted");
-            lnhub_engine::store::write_channel(&mut batch, slot);
+        for shard in shards.iter_mut() {
+            shard.write_channels(&mut batch);
         }
         store.commit(&mut batch).unwrap();
         Sim {
