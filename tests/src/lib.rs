@@ -168,6 +168,22 @@ impl Hub {
         wait_until(timeout, || self.log().contains(needle))
     }
 
+    /// Stops the process with SIGTERM and waits for it (at most 10 s, then SIGKILL).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The process id (for its CPU time in `/proc`).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -256,6 +256,35 @@ async fn kill_9_under_load_loses_nothing() {
     });
     assert_eq!(fee, hub_fee(amount));
     assert_eq!(r.wait_claimed(hash, T).await.unwrap(), amount);
+
+    // The hub's forwarding log, read from its store once it has stopped: one settled entry per
+    // settled payment (the last one included), with the fees S and R saw.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.stop();
+    let (db, _) = lnhub_store::Db::open(&hub.dir.0.join("store"), lnhub_store::Options::default())
+        .expect("the store opens after the run");
+    let log = db.reader().forwards(0, usize::MAX).expect("the log reads");
+    let logged: Vec<_> = log
+        .iter()
+        .filter(|f| f.outcome == lnhub_schema::ForwardOutcome::Settled)
+        .collect();
+    let fees: u64 = paid.iter().sum::<u64>() - received.iter().sum::<u64>() + fee;
+    assert_eq!(
+        logged.len(),
+        settled + 1,
+        "a settled entry per settled payment"
+    );
+    assert_eq!(
+        logged.iter().map(|f| f.fee_msat().0).sum::<u64>(),
+        fees,
+        "the logged fees are the fees paid"
+    );
+    eprintln!(
+        "ldk_crash: forwarding log: {} entries, {} settled, {} msat of fees",
+        log.len(),
+        logged.len(),
+        fees
+    );
 }
 
 fn tail(log: &str) -> String {

@@ -97,6 +97,10 @@ pub struct RawConfig {
     /// Smallest HTLC we forward on our channels [default: 1 msat]; 0 is refused (BOLT 2
     /// forbids zero-value HTLCs, so 1 is the real floor).
     pub htlc_minimum_msat: Option<u64>,
+    /// Days the forwarding log keeps an entry [default: 365]; 0 keeps them forever. A busy
+    /// hub's log grows by about 150 bytes per forward (a million forwards a day is ~55 GB a
+    /// year); older entries are pruned in small batches between commits.
+    pub forward_log_retention_days: Option<u64>,
 }
 
 /// A peer to keep connected.
@@ -141,6 +145,8 @@ pub struct Config {
     pub cltv_expiry_delta: u16,
     /// Smallest HTLC we forward (our channels' `htlc_minimum_msat` policy).
     pub htlc_minimum_msat: u64,
+    /// How long the forwarding log keeps an entry; `None` forever.
+    pub forward_log_retention: Option<Duration>,
 }
 
 /// A configuration error: one line naming the field and what is wrong with it.
@@ -176,6 +182,12 @@ pub const DEFAULT_FEE_PROPORTIONAL_MILLIONTHS: u32 = 100;
 pub const DEFAULT_CLTV_EXPIRY_DELTA: u16 = 80;
 /// Smallest `cltv_expiry_delta` we accept in config (BOLT 2 "cltv_expiry_delta Selection").
 pub const MIN_CLTV_EXPIRY_DELTA: u16 = 34;
+/// Default forwarding-log retention: a year of history for accounting, after which entries
+/// are pruned (see [`RawConfig::forward_log_retention_days`]).
+pub const DEFAULT_FORWARD_LOG_RETENTION_DAYS: u64 = 365;
+/// Longest retention accepted short of "forever" (0): a century, far past any use, keeps the
+/// seconds arithmetic far from overflow.
+pub const MAX_FORWARD_LOG_RETENTION_DAYS: u64 = 36_500;
 /// Default forwarding `htlc_minimum_msat`: any non-zero HTLC.
 pub const DEFAULT_HTLC_MINIMUM_MSAT: u64 = 1;
 /// Largest forwarding `htlc_minimum_msat` we accept in config: 1 BTC. Anything above makes
@@ -284,8 +296,23 @@ impl Config {
                 format!("{htlc_minimum_msat} is outside 1..={MAX_HTLC_MINIMUM_MSAT}"),
             );
         }
+        let retention_days = raw
+            .forward_log_retention_days
+            .unwrap_or(DEFAULT_FORWARD_LOG_RETENTION_DAYS);
+        if retention_days > MAX_FORWARD_LOG_RETENTION_DAYS {
+            return err(
+                "forward_log_retention_days",
+                format!(
+                    "{retention_days} is above {MAX_FORWARD_LOG_RETENTION_DAYS} (0 keeps the log \
+                     forever)"
+                ),
+            );
+        }
+        let forward_log_retention =
+            (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400));
         Ok(Config {
             htlc_minimum_msat,
+            forward_log_retention,
             shards,
             fee_base_msat: raw.fee_base_msat.unwrap_or(DEFAULT_FEE_BASE_MSAT),
             fee_proportional_millionths: raw

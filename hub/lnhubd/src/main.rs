@@ -69,15 +69,21 @@ fn run(config: config::Config) -> Result<(), String> {
     );
     let store_dir = data_dir.join(STORE_DIR);
     let started = std::time::Instant::now();
-    let (db, loaded) = lnhub_store::Db::open(&store_dir, lnhub_store::Options::default())
+    let store_options = lnhub_store::Options {
+        forward_retention_secs: config.forward_log_retention.map(|d| d.as_secs()),
+        ..lnhub_store::Options::default()
+    };
+    let (db, loaded) = lnhub_store::Db::open(&store_dir, store_options)
         .map_err(|e| format!("{e} (in {})", store_dir.display()))?;
     log::info!(
-        "store {} loaded in {} ms: {} channel(s), {} in establishment, {} forward(s) in flight",
+        "store {} loaded in {} ms: {} channel(s), {} in establishment, {} forward(s) in flight, \
+         {} onion(s) in the replay set",
         store_dir.display(),
         started.elapsed().as_millis(),
         loaded.channels.len(),
         loaded.openings.len(),
-        loaded.links.len()
+        loaded.links.len(),
+        loaded.replays.len()
     );
     let writer = db.start_writer();
     let engine_config = config.clone();
@@ -102,13 +108,14 @@ fn run(config: config::Config) -> Result<(), String> {
     let st = writer.stats();
     log::info!(
         "store: {} commits ({} shard batches, at most {} in one), {} records, {} bytes, \
-         {} us per commit",
+         {} us per commit, {} forwarding-log entries pruned",
         st.commits,
         st.submissions,
         st.largest_group,
         st.records,
         st.bytes,
-        st.commit_nanos / st.commits.max(1) / 1000
+        st.commit_nanos / st.commits.max(1) / 1000,
+        st.forwards_pruned
     );
     result
 }

@@ -109,6 +109,8 @@ fn bad_config_is_one_line_naming_the_field() {
     assert!(e.contains("lisen"), "{e}");
     let e = run_expecting_failure(&dir, Some("max_peers = 0\n"), &[]);
     assert!(e.contains("max_peers"), "{e}");
+    let e = run_expecting_failure(&dir, Some("forward_log_retention_days = 99999\n"), &[]);
+    assert!(e.contains("forward_log_retention_days"), "{e}");
     let e = run_expecting_failure(&dir, None, &["--connect", "nobody@127.0.0.1:9735"]);
     assert!(e.contains("connect"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();

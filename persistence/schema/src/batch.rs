@@ -17,16 +17,25 @@ pub enum Table {
     Links,
     /// The onion of every HTLC in a channel's books, written once when the HTLC enters them.
     Onions,
+    /// The onion replay set: one key per onion seen, until its expiry height passes.
+    Replays,
+    /// The forwarding log: one record per incoming HTLC the hub forwarded or failed.
+    Forwards,
+    /// The forwarding log by time of resolution, for pruning by age.
+    ForwardsByTime,
 }
 
 impl Table {
     /// Every table, in a fixed order (the store opens them all).
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 8] = [
         Table::Meta,
         Table::Channels,
         Table::Openings,
         Table::Links,
         Table::Onions,
+        Table::Replays,
+        Table::Forwards,
+        Table::ForwardsByTime,
     ];
 
     /// The table's name in the database.
@@ -37,6 +46,9 @@ impl Table {
             Table::Openings => "openings",
             Table::Links => "links",
             Table::Onions => "onions",
+            Table::Replays => "replays",
+            Table::Forwards => "forwards",
+            Table::ForwardsByTime => "forwards_by_time",
         }
     }
 }

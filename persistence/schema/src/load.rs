@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use lnhub_wire::types::ChannelId;
 
 use crate::records::{
-    decode_channel, decode_link, decode_onion, decode_opening, parse_link_key, parse_onion_key,
-    ChannelRecord, LinkRecord, OpeningRecord, RecordError,
+    decode_channel, decode_link, decode_onion, decode_opening, decode_replay, parse_link_key,
+    parse_onion_key, parse_replay_key, ChannelRecord, LinkRecord, OpeningRecord, RecordError,
 };
 use crate::{Batch, Table, SCHEMA_KEY, SCHEMA_VERSION};
 use lnhub_wire::msgs::ONION_PACKET_LEN;
@@ -27,6 +27,9 @@ pub struct Loaded {
     pub links: Vec<(ChannelId, u64, LinkRecord)>,
     /// HTLC onions: channel, offered by the peer, HTLC id, the packet.
     pub onions: Vec<(ChannelId, bool, u64, Box<[u8; ONION_PACKET_LEN]>)>,
+    /// The onion replay set: expiry height, tag, and the incoming HTLC (channel, id) that
+    /// first carried the onion.
+    pub replays: Vec<(u32, u128, ChannelId, u64)>,
 }
 
 impl Loaded {
@@ -103,6 +106,15 @@ pub fn load<'a>(
                 loaded
                     .links
                     .push((id, htlc_id, decode_link(value).map_err(bad)?));
+            }
+            // History, not state: the shards need none of it, and a log of millions of rows
+            // is read on demand (its records are checked as they are read), not at start-up.
+            Table::Forwards | Table::ForwardsByTime => {}
+            Table::Replays => {
+                let (expiry, tag) = parse_replay_key(key)
+                    .ok_or_else(|| bad("key is not an expiry height and a tag".into()))?;
+                let (channel_id, htlc_id) = decode_replay(value).map_err(bad)?;
+                loaded.replays.push((expiry, tag, channel_id, htlc_id));
             }
             Table::Onions => {
                 let (id, offered_by_peer, htlc_id) = parse_onion_key(key).ok_or_else(|| {

@@ -18,6 +18,8 @@ const KIND_CHANNEL: u8 = 1;
 const KIND_OPENING: u8 = 2;
 const KIND_LINK: u8 = 3;
 const KIND_ONION: u8 = 4;
+const KIND_REPLAY: u8 = 5;
+const KIND_FORWARD: u8 = 6;
 
 /// Versions of each record kind's body. Bump on any change to its body; the decoder refuses
 /// versions it does not know.
@@ -25,6 +27,8 @@ const CHANNEL_VERSION: u8 = 1;
 const OPENING_VERSION: u8 = 1;
 const LINK_VERSION: u8 = 1;
 const ONION_VERSION: u8 = 1;
+const REPLAY_VERSION: u8 = 1;
+const FORWARD_VERSION: u8 = 1;
 
 /// Length of the envelope's check: 64 bits of SHA-256 catch any accidental corruption of a
 /// record of a few hundred bytes; the large state records carry a full SHA-256 of their own.
@@ -147,6 +151,8 @@ pub struct LinkRecord {
     pub in_amount_msat: Msat,
     /// Outgoing amount (fee earned = in - out).
     pub out_amount_msat: Msat,
+    /// When the outgoing HTLC was added (unix seconds), for the forwarding log.
+    pub added_at: u64,
     /// How the outgoing HTLC ended, once it has.
     pub resolution: Option<Upstream>,
 }
@@ -227,6 +233,7 @@ pub fn encode_link(out: &mut Vec<u8>, link: &LinkRecord) {
     out.extend_from_slice(&link.in_htlc_id.to_be_bytes());
     out.extend_from_slice(&link.in_amount_msat.0.to_be_bytes());
     out.extend_from_slice(&link.out_amount_msat.0.to_be_bytes());
+    out.extend_from_slice(&link.added_at.to_be_bytes());
     match &link.resolution {
         None => out.push(0),
         Some(u) => write_upstream(out, u),
@@ -244,6 +251,7 @@ pub fn decode_link(value: &[u8]) -> Result<LinkRecord, String> {
     let in_htlc_id = r.u64()?;
     let in_amount_msat = Msat(r.u64()?);
     let out_amount_msat = Msat(r.u64()?);
+    let added_at = r.u64()?;
     let resolution = read_upstream(&mut r)?;
     r.end()?;
     if out_amount_msat > in_amount_msat {
@@ -254,6 +262,7 @@ pub fn decode_link(value: &[u8]) -> Result<LinkRecord, String> {
         in_htlc_id,
         in_amount_msat,
         out_amount_msat,
+        added_at,
         resolution,
     })
 }
@@ -297,6 +306,196 @@ pub fn decode_onion(value: &[u8]) -> Result<[u8; ONION_PACKET_LEN], String> {
     let onion = r.arr()?;
     r.end()?;
     Ok(onion)
+}
+
+/// The key of a replay-set entry: its expiry height big-endian (so the entries a new block
+/// height forgets are a prefix of the table), then its 128-bit tag.
+pub fn replay_key(expiry_height: u32, tag: u128) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[..4].copy_from_slice(&expiry_height.to_be_bytes());
+    k[4..].copy_from_slice(&tag.to_be_bytes());
+    k
+}
+
+/// The expiry height and tag of a replay key, if it is one.
+pub fn parse_replay_key(key: &[u8]) -> Option<(u32, u128)> {
+    let key: &[u8; 20] = key.try_into().ok()?;
+    Some((
+        u32::from_be_bytes(key[..4].try_into().expect("4 bytes")),
+        u128::from_be_bytes(key[4..].try_into().expect("16 bytes")),
+    ))
+}
+
+/// Appends a replay-set entry's value: the incoming HTLC (channel, id) that first carried the
+/// onion. After a restart that same HTLC is reported again and peeled again; it is not a
+/// replay of itself.
+pub fn encode_replay(out: &mut Vec<u8>, channel_id: &ChannelId, htlc_id: u64) {
+    let start = open_envelope(out, KIND_REPLAY, REPLAY_VERSION);
+    out.extend_from_slice(&channel_id.0);
+    out.extend_from_slice(&htlc_id.to_be_bytes());
+    seal(out, start);
+}
+
+/// Decodes a replay-set entry's value: the HTLC that first carried the onion.
+pub fn decode_replay(value: &[u8]) -> Result<(ChannelId, u64), String> {
+    let (mut r, rest) = unseal(value, KIND_REPLAY, REPLAY_VERSION, "replay")?;
+    if !rest.is_empty() {
+        return Err("bytes after the check".into());
+    }
+    let channel_id = ChannelId(r.arr()?);
+    let htlc_id = r.u64()?;
+    r.end()?;
+    Ok((channel_id, htlc_id))
+}
+
+/// How a forward ended, in the forwarding log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardOutcome {
+    /// The outgoing HTLC was fulfilled and the incoming one settled: the fee was earned.
+    Settled,
+    /// The outgoing HTLC failed downstream. The failure is encrypted for the payer, so its
+    /// code is known only when downstream reported a malformed onion.
+    FailedDownstream {
+        /// The BADONION code of an `update_fail_malformed_htlc`, if that is how it failed.
+        failure_code: Option<u16>,
+    },
+    /// The hub failed the incoming HTLC itself (policy, liquidity, unknown channel, onion).
+    FailedHere {
+        /// The BOLT 4 failure code.
+        failure_code: u16,
+    },
+}
+
+/// One entry of the forwarding log, under its incoming HTLC's key ([`forward_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardRecord {
+    /// Incoming channel.
+    pub in_channel_id: ChannelId,
+    /// Incoming HTLC id.
+    pub in_htlc_id: u64,
+    /// Outgoing channel and HTLC id, if an outgoing HTLC was added.
+    pub out: Option<(ChannelId, u64)>,
+    /// Incoming amount.
+    pub in_amount_msat: Msat,
+    /// Outgoing amount (zero if no outgoing HTLC was added).
+    pub out_amount_msat: Msat,
+    /// When the outgoing HTLC was added, or the failure decided (unix seconds).
+    pub added_at: u64,
+    /// When the outcome was known (unix seconds).
+    pub resolved_at: u64,
+    /// How it ended.
+    pub outcome: ForwardOutcome,
+}
+
+impl ForwardRecord {
+    /// The fee earned: incoming minus outgoing amount for a settled forward, else zero.
+    pub fn fee_msat(&self) -> Msat {
+        match self.outcome {
+            ForwardOutcome::Settled => {
+                Msat(self.in_amount_msat.0.saturating_sub(self.out_amount_msat.0))
+            }
+            _ => Msat(0),
+        }
+    }
+}
+
+/// The forwarding log's key: the incoming channel and HTLC id (one entry per incoming HTLC,
+/// however often a restart makes the hub decide it again).
+pub fn forward_key(in_channel_id: &ChannelId, in_htlc_id: u64) -> [u8; 40] {
+    link_key(in_channel_id, in_htlc_id)
+}
+
+/// The time index's key: resolution time (unix seconds, big-endian) then the forward's key,
+/// so the oldest entries are a prefix of the index.
+pub fn forward_time_key(resolved_at: u64, in_channel_id: &ChannelId, in_htlc_id: u64) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..8].copy_from_slice(&resolved_at.to_be_bytes());
+    k[8..].copy_from_slice(&forward_key(in_channel_id, in_htlc_id));
+    k
+}
+
+/// The resolution time and forward key of a time-index key, if it is one.
+pub fn parse_forward_time_key(key: &[u8]) -> Option<(u64, [u8; 40])> {
+    let key: &[u8; 48] = key.try_into().ok()?;
+    Some((
+        u64::from_be_bytes(key[..8].try_into().expect("8 bytes")),
+        key[8..].try_into().expect("40 bytes"),
+    ))
+}
+
+/// Appends a forwarding-log record.
+pub fn encode_forward(out: &mut Vec<u8>, f: &ForwardRecord) {
+    let start = open_envelope(out, KIND_FORWARD, FORWARD_VERSION);
+    out.extend_from_slice(&f.in_channel_id.0);
+    out.extend_from_slice(&f.in_htlc_id.to_be_bytes());
+    match &f.out {
+        None => out.push(0),
+        Some((id, htlc)) => {
+            out.push(1);
+            out.extend_from_slice(&id.0);
+            out.extend_from_slice(&htlc.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&f.in_amount_msat.0.to_be_bytes());
+    out.extend_from_slice(&f.out_amount_msat.0.to_be_bytes());
+    out.extend_from_slice(&f.added_at.to_be_bytes());
+    out.extend_from_slice(&f.resolved_at.to_be_bytes());
+    match f.outcome {
+        ForwardOutcome::Settled => out.push(0),
+        ForwardOutcome::FailedDownstream { failure_code: None } => out.push(1),
+        ForwardOutcome::FailedDownstream {
+            failure_code: Some(c),
+        } => {
+            out.push(2);
+            out.extend_from_slice(&c.to_be_bytes());
+        }
+        ForwardOutcome::FailedHere { failure_code } => {
+            out.push(3);
+            out.extend_from_slice(&failure_code.to_be_bytes());
+        }
+    }
+    seal(out, start);
+}
+
+/// Decodes a forwarding-log record.
+pub fn decode_forward(value: &[u8]) -> Result<ForwardRecord, String> {
+    let (mut r, rest) = unseal(value, KIND_FORWARD, FORWARD_VERSION, "forward")?;
+    if !rest.is_empty() {
+        return Err("bytes after the check".into());
+    }
+    let in_channel_id = ChannelId(r.arr()?);
+    let in_htlc_id = r.u64()?;
+    let out = match r.u8()? {
+        0 => None,
+        1 => Some((ChannelId(r.arr()?), r.u64()?)),
+        t => return Err(format!("bad option tag {t} for the outgoing HTLC")),
+    };
+    let in_amount_msat = Msat(r.u64()?);
+    let out_amount_msat = Msat(r.u64()?);
+    let added_at = r.u64()?;
+    let resolved_at = r.u64()?;
+    let outcome = match r.u8()? {
+        0 => ForwardOutcome::Settled,
+        1 => ForwardOutcome::FailedDownstream { failure_code: None },
+        2 => ForwardOutcome::FailedDownstream {
+            failure_code: Some(r.u16()?),
+        },
+        3 => ForwardOutcome::FailedHere {
+            failure_code: r.u16()?,
+        },
+        t => return Err(format!("unknown forward outcome {t}")),
+    };
+    r.end()?;
+    Ok(ForwardRecord {
+        in_channel_id,
+        in_htlc_id,
+        out,
+        in_amount_msat,
+        out_amount_msat,
+        added_at,
+        resolved_at,
+        outcome,
+    })
 }
 
 fn write_policy(out: &mut Vec<u8>, p: &Policy) {

@@ -66,6 +66,7 @@ fn link(resolution: Option<Upstream>) -> LinkRecord {
         in_htlc_id: 42,
         in_amount_msat: Msat(1_001_100),
         out_amount_msat: Msat(1_000_000),
+        added_at: 1_700_000_000,
         resolution,
     }
 }
@@ -289,6 +290,7 @@ proptest! {
             in_htlc_id,
             in_amount_msat: Msat(out + fee),
             out_amount_msat: Msat(out),
+            added_at: in_htlc_id / 3,
             resolution,
         };
         let mut bytes = Vec::new();
@@ -349,4 +351,44 @@ fn onion_records_round_trip_and_orphans_are_refused() {
         err.contains("the onion of a channel that is not stored"),
         "{err}"
     );
+}
+
+#[test]
+fn replay_records_round_trip_in_expiry_order() {
+    use lnhub_schema::{decode_replay, encode_replay, parse_replay_key, replay_key};
+    let mut value = Vec::new();
+    encode_replay(&mut value, &ChannelId([3; 32]), 17);
+    assert_eq!(decode_replay(&value).unwrap(), (ChannelId([3; 32]), 17));
+    for cut in 0..value.len() {
+        assert!(decode_replay(&value[..cut]).is_err(), "cut at {cut}");
+    }
+    let key = replay_key(800_123, u128::MAX - 5);
+    assert_eq!(parse_replay_key(&key), Some((800_123, u128::MAX - 5)));
+    assert_eq!(parse_replay_key(&key[1..]), None);
+    // Keys sort by expiry first: the entries a block forgets are a prefix.
+    assert!(replay_key(100, u128::MAX) < replay_key(101, 0));
+
+    let mut tables = MemTables::new();
+    let mut batch = Batch::new();
+    batch.put(Table::Replays, &replay_key(200, 1), &value);
+    batch.put(Table::Replays, &replay_key(100, 2), &value);
+    tables.apply(&batch);
+    let loaded = tables.load().unwrap();
+    assert_eq!(
+        loaded.replays,
+        vec![
+            (100, 2, ChannelId([3; 32]), 17),
+            (200, 1, ChannelId([3; 32]), 17)
+        ]
+    );
+    let mut other = Vec::new();
+    encode_link(&mut other, &link(None));
+    batch.clear();
+    batch.put(Table::Replays, &replay_key(300, 3), &other);
+    tables.apply(&batch);
+    assert!(tables
+        .load()
+        .unwrap_err()
+        .to_string()
+        .contains("not a replay record"));
 }

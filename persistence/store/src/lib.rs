@@ -18,26 +18,35 @@
 //! Any failure of a commit is final for the writer: every later submission fails too, since
 //! the shards cannot know which of their states reached the disk.
 //!
-//! What the writer counts ([`StoreStats`]): commits, records and bytes, and the time spent in
-//! commits; the metrics exporter reads them.
+//! The forwarding log is history, not state: [`Db::open`] does not read it, [`Reader`] reads
+//! it while the writer runs, and the writer prunes it by age ([`Options::forward_retention_secs`])
+//! between commits, [`PRUNE_BATCH`] entries per transaction, so forwards never wait long
+//! behind it.
+//!
+//! What the writer counts ([`StoreStats`]): commits, records and bytes, the time spent in
+//! commits, and the log entries pruned; the metrics exporter reads them.
 
 #![deny(missing_docs)]
 // LMDB is a memory map: heed marks opening and resizing one `unsafe` (see the SAFETY notes).
 #![allow(unsafe_code)]
 
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions, MdbError};
-pub use lnhub_schema::{Batch, Loaded, StoreError, Table};
-use lnhub_schema::{SCHEMA_KEY, SCHEMA_VERSION};
+use lnhub_schema::{
+    decode_forward, forward_time_key, parse_forward_time_key, RecordError, SCHEMA_KEY,
+    SCHEMA_VERSION,
+};
+pub use lnhub_schema::{Batch, ForwardRecord, Loaded, StoreError, Table};
 
-/// Map sizes.
+/// Map sizes and the forwarding log's retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
     /// The map size a fresh environment starts with (bytes, a multiple of the page size). The
@@ -45,15 +54,28 @@ pub struct Options {
     pub initial_map_size: usize,
     /// The largest the map may grow to (bytes): a limit on the database file's size.
     pub max_map_size: usize,
+    /// Forwarding-log entries older than this (seconds since they were resolved) are deleted
+    /// by the writer, [`PRUNE_BATCH`] at a time between commits; `None` keeps them forever.
+    pub forward_retention_secs: Option<u64>,
 }
+
+/// How often the writer looks for forwarding-log entries past their retention (seconds).
+pub const PRUNE_INTERVAL_SECS: u64 = 60;
+
+/// Most forwarding-log entries one pruning transaction deletes: small enough that a commit of
+/// the shards never waits behind it for more than a few milliseconds; a backlog is worked
+/// off a batch per commit.
+pub const PRUNE_BATCH: usize = 2_000;
 
 impl Default for Options {
     /// 1 GiB to start (about 5,000 channels with 100 HTLCs in flight each); 1 TiB at most, far
-    /// beyond any disk this hub runs on, so in practice the disk fills first.
+    /// beyond any disk this hub runs on, so in practice the disk fills first; the forwarding
+    /// log kept forever.
     fn default() -> Self {
         Options {
             initial_map_size: 1 << 30,
             max_map_size: 1 << 40,
+            forward_retention_secs: None,
         }
     }
 }
@@ -112,7 +134,11 @@ impl Db {
         let loaded = {
             let txn = env.read_txn().map_err(|e| io("read", e))?;
             let mut rows = Vec::new();
-            for table in Table::ALL {
+            // The history tables are read on demand ([`Reader`]), not at start-up.
+            let state = Table::ALL
+                .into_iter()
+                .filter(|t| !matches!(t, Table::Forwards | Table::ForwardsByTime));
+            for table in state {
                 for row in tables[table as usize]
                     .iter(&txn)
                     .map_err(|e| io(table.name(), e))?
@@ -138,8 +164,17 @@ impl Db {
         self.env.info().map_size
     }
 
+    /// A reader of the history tables.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            env: self.env.clone(),
+            tables: self.tables,
+        }
+    }
+
     /// Starts the writer thread; shards submit through [`Writer::handle`]s.
     pub fn start_writer(self) -> Writer {
+        let reader = self.reader();
         let (tx, rx) = unbounded::<Submission>();
         let stats = Arc::new(Stats::default());
         let thread_stats = stats.clone();
@@ -151,6 +186,7 @@ impl Db {
             tx: Some(tx),
             stats,
             thread: Some(thread),
+            reader,
         }
     }
 
@@ -222,6 +258,78 @@ impl Db {
     }
 }
 
+/// Reads the history tables while the writer runs (LMDB readers never block the writer).
+#[derive(Clone)]
+pub struct Reader {
+    env: Env,
+    tables: Tables,
+}
+
+impl Reader {
+    /// Forwarding-log entries resolved at or after `since` (unix seconds), oldest first, at
+    /// most `limit` of them. A record that does not decode is an error naming it.
+    pub fn forwards(&self, since: u64, limit: usize) -> Result<Vec<ForwardRecord>, StoreError> {
+        let txn = self.env.read_txn().map_err(|e| io("read", e))?;
+        let index = self.tables[Table::ForwardsByTime as usize];
+        let log = self.tables[Table::Forwards as usize];
+        let mut out = Vec::new();
+        let start = since.to_be_bytes();
+        for row in index
+            .range(&txn, &(Bound::Included(&start[..]), Bound::Unbounded))
+            .map_err(|e| io("forwards_by_time", e))?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, _) = row.map_err(|e| io("forwards_by_time", e))?;
+            let Some((_, forward)) = parse_forward_time_key(key) else {
+                return Err(RecordError::new(Table::ForwardsByTime, key, "malformed key").into());
+            };
+            // An index entry left by a forward decided again later: the entry's own time
+            // decides where it is listed.
+            let Some(value) = log.get(&txn, &forward).map_err(|e| io("forwards", e))? else {
+                continue;
+            };
+            let f = decode_forward(value)
+                .map_err(|why| RecordError::new(Table::Forwards, &forward, why))?;
+            if &forward_time_key(f.resolved_at, &f.in_channel_id, f.in_htlc_id)[..] == key {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Deletes at most `max` forwarding-log entries resolved before `cutoff` (unix seconds), in
+/// one transaction; returns how many index entries it removed.
+fn prune_forwards(env: &Env, tables: &Tables, cutoff: u64, max: usize) -> heed::Result<usize> {
+    let index = tables[Table::ForwardsByTime as usize];
+    let log = tables[Table::Forwards as usize];
+    let mut txn = env.write_txn()?;
+    let end = cutoff.to_be_bytes();
+    let old: Vec<Vec<u8>> = index
+        .range(&txn, &(Bound::Unbounded, Bound::Excluded(&end[..])))?
+        .take(max)
+        .map(|row| row.map(|(k, _)| k.to_vec()))
+        .collect::<heed::Result<_>>()?;
+    for key in &old {
+        index.delete(&mut txn, key)?;
+        if let Some((resolved_at, forward)) = parse_forward_time_key(key) {
+            // Only if the entry is the one this index key was written for: a forward decided
+            // again later has a later index key, which keeps it.
+            let current = log
+                .get(&txn, &forward)?
+                .and_then(|v| decode_forward(v).ok())
+                .map(|f| f.resolved_at);
+            if current.is_none_or(|t| t == resolved_at) {
+                log.delete(&mut txn, &forward)?;
+            }
+        }
+    }
+    txn.commit()?;
+    Ok(old.len())
+}
+
 /// A shard's batch on its way to the writer, and where to send it back.
 struct Submission {
     batch: Batch,
@@ -236,6 +344,7 @@ struct Stats {
     bytes: AtomicU64,
     commit_nanos: AtomicU64,
     largest_group: AtomicU64,
+    forwards_pruned: AtomicU64,
 }
 
 /// What the writer has done so far.
@@ -251,6 +360,8 @@ pub struct StoreStats {
     pub bytes: u64,
     /// Time spent writing and committing, nanoseconds.
     pub commit_nanos: u64,
+    /// Forwarding-log entries deleted for their age.
+    pub forwards_pruned: u64,
     /// Most submissions one commit took.
     pub largest_group: u64,
 }
@@ -258,7 +369,41 @@ pub struct StoreStats {
 fn run(mut db: Db, rx: Receiver<Submission>, stats: &Stats) {
     let mut group = Vec::new();
     let mut failed: Option<StoreError> = None;
-    while let Ok(first) = rx.recv() {
+    let mut next_prune = Instant::now();
+    loop {
+        // Pruning between commits, never during one: a batch at most, then the shards' turn.
+        if let Some(retention) = db.options.forward_retention_secs {
+            if failed.is_none() && Instant::now() >= next_prune {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                match prune_forwards(
+                    &db.env,
+                    &db.tables,
+                    now.saturating_sub(retention),
+                    PRUNE_BATCH,
+                ) {
+                    Ok(n) => {
+                        stats.forwards_pruned.fetch_add(n as u64, Ordering::Relaxed);
+                        // A full batch: more may be due, after the next commit.
+                        next_prune = if n == PRUNE_BATCH {
+                            Instant::now()
+                        } else {
+                            Instant::now() + Duration::from_secs(PRUNE_INTERVAL_SECS)
+                        };
+                    }
+                    Err(e) => {
+                        log::warn!("store: pruning the forwarding log: {e}");
+                        next_prune = Instant::now() + Duration::from_secs(PRUNE_INTERVAL_SECS);
+                    }
+                }
+            }
+        }
+        let first = match rx.recv_timeout(Duration::from_secs(PRUNE_INTERVAL_SECS)) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         group.push(first);
         // Every shard waits for its one submission, so this takes at most one per shard.
         group.extend(rx.try_iter());
@@ -303,6 +448,7 @@ pub struct Writer {
     tx: Option<Sender<Submission>>,
     stats: Arc<Stats>,
     thread: Option<JoinHandle<()>>,
+    reader: Reader,
 }
 
 impl Writer {
@@ -316,6 +462,11 @@ impl Writer {
         }
     }
 
+    /// A reader of the history tables (the forwarding log), usable while the writer runs.
+    pub fn reader(&self) -> Reader {
+        self.reader.clone()
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> StoreStats {
         let s = &self.stats;
@@ -326,6 +477,7 @@ impl Writer {
             bytes: s.bytes.load(Ordering::Relaxed),
             commit_nanos: s.commit_nanos.load(Ordering::Relaxed),
             largest_group: s.largest_group.load(Ordering::Relaxed),
+            forwards_pruned: s.forwards_pruned.load(Ordering::Relaxed),
         }
     }
 

@@ -31,6 +31,7 @@ fn link(n: u64) -> LinkRecord {
         in_htlc_id: n,
         in_amount_msat: Msat(2_000 + n),
         out_amount_msat: Msat(1_000 + n),
+        added_at: 1_700_000_000 + n,
         resolution: None,
     }
 }
@@ -143,6 +144,7 @@ fn the_map_grows_before_it_fills() {
     let options = Options {
         initial_map_size: 1 << 20,
         max_map_size: 64 << 20,
+        forward_retention_secs: None,
     };
     let (db, _) = Db::open(&dir.0, options).unwrap();
     assert_eq!(db.map_size(), 1 << 20);
@@ -174,6 +176,7 @@ fn a_store_that_cannot_grow_fails_every_commit_from_then_on() {
     let options = Options {
         initial_map_size: 1 << 20,
         max_map_size: 2 << 20,
+        forward_retention_secs: None,
     };
     let (db, _) = Db::open(&dir.0, options).unwrap();
     let writer = db.start_writer();
@@ -206,4 +209,97 @@ fn a_store_that_cannot_grow_fails_every_commit_from_then_on() {
         Err(e),
         "every later commit fails too"
     );
+}
+
+fn forward(n: u64, resolved_at: u64) -> lnhub_schema::ForwardRecord {
+    lnhub_schema::ForwardRecord {
+        in_channel_id: ChannelId([6; 32]),
+        in_htlc_id: n,
+        out: Some((ChannelId([7; 32]), n)),
+        in_amount_msat: Msat(1_001_000),
+        out_amount_msat: Msat(1_000_000),
+        added_at: resolved_at - 1,
+        resolved_at,
+        outcome: lnhub_schema::ForwardOutcome::Settled,
+    }
+}
+
+fn put_forward(batch: &mut Batch, f: &lnhub_schema::ForwardRecord) {
+    use lnhub_schema::{encode_forward, forward_key, forward_time_key};
+    batch.put_with(
+        Table::Forwards,
+        &forward_key(&f.in_channel_id, f.in_htlc_id),
+        |o| encode_forward(o, f),
+    );
+    batch.put(
+        Table::ForwardsByTime,
+        &forward_time_key(f.resolved_at, &f.in_channel_id, f.in_htlc_id),
+        &[],
+    );
+}
+
+#[test]
+fn the_forwarding_log_is_read_in_time_order_and_pruned_by_age() {
+    let dir = Dir::new("forwards");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = 86_400;
+    let (db, _) = Db::open(&dir.0, Options::default()).unwrap();
+    let writer = db.start_writer();
+    let mut handle = writer.handle();
+    let mut batch = Batch::new();
+    // 3,000 entries ten days old (more than one pruning batch), 10 from yesterday, and one
+    // decided twice: first ten days ago, again yesterday (the later decision stands).
+    for n in 0..3_000 {
+        put_forward(&mut batch, &forward(n, now - 10 * day + n));
+    }
+    for n in 3_000..3_010 {
+        put_forward(&mut batch, &forward(n, now - day));
+    }
+    handle.commit(&mut batch).unwrap();
+    batch.clear();
+    put_forward(&mut batch, &forward(7, now - day + 5));
+    handle.commit(&mut batch).unwrap();
+    let reader = writer.reader();
+    let all = reader.forwards(0, usize::MAX).unwrap();
+    assert_eq!(all.len(), 3_010, "one entry per incoming HTLC");
+    assert!(all.windows(2).all(|w| w[0].resolved_at <= w[1].resolved_at));
+    assert_eq!(
+        all.last().unwrap().in_htlc_id,
+        7,
+        "the later decision is listed last"
+    );
+    assert_eq!(reader.forwards(now - 2 * day, 5).unwrap().len(), 5, "limit");
+    assert_eq!(all[0].fee_msat(), Msat(1_000));
+    drop((handle, reader));
+    writer.close();
+
+    // Five days' retention: the writer prunes at start-up, a batch per commit.
+    let options = Options {
+        forward_retention_secs: Some(5 * day),
+        ..Options::default()
+    };
+    let (db, _) = Db::open(&dir.0, options).unwrap();
+    let writer = db.start_writer();
+    let mut handle = writer.handle();
+    let reader = writer.reader();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while reader.forwards(0, usize::MAX).unwrap().len() > 11 {
+        assert!(std::time::Instant::now() < deadline, "pruning finishes");
+        batch.clear();
+        put_link(&mut batch, 9, 0);
+        handle.commit(&mut batch).unwrap();
+    }
+    let left = reader.forwards(0, usize::MAX).unwrap();
+    let mut ids: Vec<u64> = left.iter().map(|f| f.in_htlc_id).collect();
+    ids.sort();
+    let mut want: Vec<u64> = (3_000..3_010).collect();
+    want.insert(0, 7);
+    assert_eq!(
+        ids, want,
+        "yesterday's entries and the re-decided one are kept"
+    );
+    assert_eq!(writer.stats().forwards_pruned, 3_000);
 }

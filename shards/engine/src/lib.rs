@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+mod forwards;
 pub mod keys;
 pub mod open;
 pub mod restore;

@@ -1,5 +1,6 @@
-//! Rebuilding shards from what the store loaded (`lnhub_schema::Loaded`): every channel, channel
-//! in establishment and forward link goes to the shard that owns its peer *now*
+//! Rebuilding shards from what the store loaded (`lnhub_schema::Loaded`): the shared onion
+//! replay set is refilled, and every channel, channel in establishment and forward link goes to
+//! the shard that owns its peer *now*
 //! ([`crate::shard_of`]), so a restart with another shard count finds everything. A record that
 //! does not decode stops the restore with an error naming it: a channel is never skipped.
 
@@ -28,6 +29,23 @@ pub fn restore(shards: &mut [Shard], loaded: &Loaded) -> Result<(), String> {
             .map_err(|e| format!("channel {id} (opening): state record refused: {e:?}"))?;
     }
     let shard_for = |id: &ChannelId| loaded.peer_of(id).map(|peer| shard_of(&peer, n));
+    {
+        let replays = shards[0].replays().clone();
+        let mut replays = replays.lock().expect("replay set lock poisoned");
+        for &(expiry, tag, channel_id, htlc_id) in &loaded.replays {
+            match replays.restore(tag, expiry) {
+                Ok(_) => {
+                    if let Some(s) = shard_for(&channel_id) {
+                        shards[s].restore_replay_origin(tag, channel_id, htlc_id);
+                    }
+                }
+                Err(_) => {
+                    log::warn!("replay set full while restoring it: older onions not refused");
+                    break;
+                }
+            }
+        }
+    }
     for (out_channel_id, out_htlc_id, record) in &loaded.links {
         let in_shard = shard_for(&record.in_channel_id);
         // The link lives with its outgoing channel; without it (an inconsistency the channel's
@@ -49,6 +67,7 @@ pub fn restore(shards: &mut [Shard], loaded: &Loaded) -> Result<(), String> {
             },
             in_amount_msat: record.in_amount_msat,
             out_amount_msat: record.out_amount_msat,
+            added_at: record.added_at,
             resolution: record.resolution.clone(),
         };
         shards[home].restore_link(link);

@@ -14,7 +14,10 @@
 //!   connection room drops a peer whose socket backlog passes its bound.
 //!
 //! A shard thread blocks on its two queues, drains up to [`EngineConfig::max_batch`] inputs,
-//! runs one turn (time from the system clock), then wakes the connection thread. Nothing
+//! runs one turn (time from the system clock), then wakes the connection thread. When no
+//! input waits and the turn left records for the next commit
+//! ([`crate::Shard::has_unwritten`]), it runs one more, empty turn to write them: a busy
+//! shard folds them into its next commit, an idle one writes them at once. Nothing
 //! sleeps on a timer. A store failure stops the process: releasing committing messages
 //! without durable state could lose funds.
 
@@ -214,7 +217,16 @@ impl Engine {
                             out: &out,
                             cross: &cross,
                         };
-                        if let Err(e) = shard.turn(batch.drain(..), store.as_mut(), &mut io) {
+                        let mut result = shard.turn(batch.drain(..), store.as_mut(), &mut io);
+                        // Nothing waiting: write what the turn left for the next commit now.
+                        if result.is_ok()
+                            && shard.has_unwritten()
+                            && peer_rx.is_empty()
+                            && cross_rx.is_empty()
+                        {
+                            result = shard.turn(std::iter::empty(), store.as_mut(), &mut io);
+                        }
+                        if let Err(e) = result {
                             log::error!(
                                 "shard {index}: {e}; stopping: state cannot be made durable"
                             );

@@ -47,7 +47,10 @@ use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 use crate::open::{channel_update, OpenConfig, OpenOutcome, Opener};
 use crate::store::{delete_link, write_channel, write_link, write_opening, Store, StoreError};
-use lnhub_schema::{Batch, ChannelRecord, OpeningRecord};
+use lnhub_schema::{
+    encode_replay, replay_key, Batch, ChannelRecord, ForwardOutcome, ForwardRecord, OpeningRecord,
+    Table,
+};
 
 /// Bound on the rounds of one turn. Every round either finishes work or moves it one step
 /// (a hand-off, a deferred input behind a verification); a handful covers any real turn, and
@@ -105,6 +108,8 @@ pub struct ForwardLink {
     pub in_amount_msat: Msat,
     /// Outgoing amount.
     pub out_amount_msat: Msat,
+    /// When the outgoing HTLC was added (unix seconds).
+    pub added_at: u64,
     /// How the outgoing HTLC ended, recorded in the same write as the outgoing channel's
     /// state that reports it: after a restart the resolution is sent upstream again, even if
     /// the outgoing HTLC has since left its channel's books.
@@ -338,6 +343,18 @@ pub struct Shard {
     done_links: Vec<(ChannelId, u64)>,
     /// Channels that became operational this turn: their first channel record is due.
     opened: Vec<ChannelId>,
+    /// Replay-set entries (expiry, tag, incoming HTLC) this shard added, to write with its
+    /// next commit.
+    replays_seen: Vec<(u32, u128, ChannelId, u64)>,
+    /// Entries of the replay set restored from the store whose first HTLC belongs to this
+    /// shard: tag -> that HTLC. Re-reported after the restart, it is peeled again and must not
+    /// count as a replay of itself (failing it upstream while its forward may settle
+    /// downstream would lose the amount).
+    restored_replays: HashMap<u128, (ChannelId, u64)>,
+    /// Forwarding-log entries to write with the next commit (`crate::forwards`).
+    forwards_done: Vec<ForwardRecord>,
+    /// Replay-set entries this shard's block heights forgot, to delete with its next commit.
+    replays_forgotten: Vec<(u32, u128)>,
     links_to_release: Vec<LinkKey>,
     to_peel: Vec<ToPeel>,
     peel_slots: Vec<PeelSlot>,
@@ -380,12 +397,27 @@ impl Shard {
             new_links: Vec::new(),
             done_links: Vec::new(),
             opened: Vec::new(),
+            replays_seen: Vec::new(),
+            forwards_done: Vec::new(),
+            restored_replays: HashMap::new(),
+            replays_forgotten: Vec::new(),
             links_to_release: Vec::new(),
             to_peel: Vec::new(),
             peel_slots: Vec::new(),
             packet: Vec::new(),
             batch: Batch::new(),
         }
+    }
+
+    /// The replay set this shard uses (shared by all shards of a hub).
+    pub fn replays(&self) -> &Replays {
+        &self.replays
+    }
+
+    /// Records that the restored replay-set entry `tag` was first carried by this shard's
+    /// incoming HTLC `htlc_id` on `channel_id` (see [`crate::restore()`]).
+    pub fn restore_replay_origin(&mut self, tag: u128, channel_id: ChannelId, htlc_id: u64) {
+        self.restored_replays.insert(tag, (channel_id, htlc_id));
     }
 
     /// Shares one replay set between shards (the runtime gives all shards the same).
@@ -602,6 +634,16 @@ impl Shard {
         Ok(())
     }
 
+    /// Whether records wait for the next commit (released links, forwarding-log and replay-set
+    /// entries: nothing they gate is held). A runtime about to wait for input runs one more,
+    /// empty turn to write them, so an idle hub's store is up to date.
+    pub fn has_unwritten(&self) -> bool {
+        !(self.done_links.is_empty()
+            && self.forwards_done.is_empty()
+            && self.replays_seen.is_empty()
+            && self.replays_forgotten.is_empty())
+    }
+
     fn needs_signing(&self, channel_id: &ChannelId) -> bool {
         self.slots
             .get(channel_id)
@@ -690,6 +732,18 @@ impl Shard {
                 if let Some(link) = self.links.remove(&(channel_id, htlc_id)) {
                     self.origins.remove(&link.origin);
                     self.done_links.push((channel_id, htlc_id));
+                    if let Some(resolution) = &link.resolution {
+                        self.forwards_done.push(ForwardRecord {
+                            in_channel_id: link.origin.channel_id,
+                            in_htlc_id: link.origin.htlc_id,
+                            out: Some((channel_id, htlc_id)),
+                            in_amount_msat: link.in_amount_msat,
+                            out_amount_msat: link.out_amount_msat,
+                            added_at: link.added_at,
+                            resolved_at: self.now,
+                            outcome: crate::forwards::outcome_of(resolution),
+                        });
+                    }
                 }
             }
             Input::CloseChannel { channel_id } => {
@@ -702,10 +756,12 @@ impl Shard {
             }
             Input::BlockHeight(height) => {
                 self.height = height;
+                // The shard that moves the shared set forward deletes what it forgets.
+                let forgotten = &mut self.replays_forgotten;
                 self.replays
                     .lock()
                     .expect("replay set lock poisoned")
-                    .handle_block_height(height);
+                    .handle_block_height_with(height, |tag, expiry| forgotten.push((expiry, tag)));
                 let ids: Vec<ChannelId> = self.slots.keys().copied().collect();
                 for id in ids {
                     let slot = self.slots.get_mut(&id).expect("listed");
@@ -1158,6 +1214,9 @@ impl Shard {
             && self.new_links.is_empty()
             && self.done_links.is_empty()
             && self.opened.is_empty()
+            && self.replays_seen.is_empty()
+            && self.replays_forgotten.is_empty()
+            && self.forwards_done.is_empty()
         {
             return Ok(());
         }
@@ -1191,6 +1250,17 @@ impl Shard {
         }
         for (channel_id, htlc_id) in &self.done_links {
             delete_link(&mut batch, channel_id, *htlc_id);
+        }
+        for (expiry, tag, channel_id, htlc_id) in self.replays_seen.drain(..) {
+            batch.put_with(Table::Replays, &replay_key(expiry, tag), |out| {
+                encode_replay(out, &channel_id, htlc_id)
+            });
+        }
+        for (expiry, tag) in self.replays_forgotten.drain(..) {
+            batch.delete(Table::Replays, &replay_key(expiry, tag));
+        }
+        for f in self.forwards_done.drain(..) {
+            crate::forwards::write_forward(&mut batch, &f);
         }
         let result = store.commit(&mut batch);
         self.counters.commits_total += 1;
@@ -1282,6 +1352,7 @@ impl Shard {
                         failure_code: *failure_code,
                     };
                     self.counters.forwards_failed_total += 1;
+                    self.log_failed_here(w.channel_id, w.htlc_id, *failure_code);
                     self.pending.push_back(Input::Resolve {
                         channel_id: w.channel_id,
                         htlc_id: w.htlc_id,
@@ -1306,7 +1377,21 @@ impl Shard {
             // anyway (too soon, too far) are left to it.
             let expiry = hop.replay_expiry(w.cltv_expiry);
             match replays.check_and_insert(&shared_secret, expiry) {
-                Ok(()) | Err(ReplayError::AlreadyExpired) | Err(ReplayError::TooFarAhead) => {}
+                // Recorded with the shard's next commit, which comes before anything this
+                // forward leads to leaves (the outgoing HTLC's commit, or the failure's).
+                Ok(()) => self.replays_seen.push((
+                    expiry,
+                    ReplaySet::tag(&shared_secret),
+                    w.channel_id,
+                    w.htlc_id,
+                )),
+                Err(ReplayError::AlreadyExpired) | Err(ReplayError::TooFarAhead) => {}
+                // The HTLC that first carried the onion, reported again after a restart.
+                Err(ReplayError::Replayed)
+                    if self
+                        .restored_replays
+                        .get(&ReplaySet::tag(&shared_secret))
+                        .is_some_and(|first| *first == (w.channel_id, w.htlc_id)) => {}
                 Err(ReplayError::Replayed) | Err(ReplayError::Full) => {
                     self.counters.replays_refused_total += 1;
                     let failure = FailureMessage::TemporaryNodeFailure;
@@ -1325,6 +1410,7 @@ impl Shard {
                         sha256_of_onion,
                         failure_code,
                     };
+                    self.log_failed_here(w.channel_id, w.htlc_id, failure_code);
                     self.incoming
                         .insert((w.channel_id, w.htlc_id), shared_secret);
                     self.pending.push_back(Input::Resolve {
@@ -1389,6 +1475,25 @@ impl Shard {
         }
     }
 
+    /// Logs an incoming HTLC of this shard that the hub fails itself.
+    fn log_failed_here(&mut self, channel_id: ChannelId, htlc_id: u64, failure_code: u16) {
+        let in_amount_msat = self
+            .slots
+            .get(&channel_id)
+            .and_then(|s| s.channel.book().htlc(lnhub_tx::Side::Remote, htlc_id))
+            .map_or(Msat(0), |h| h.amount_msat);
+        self.forwards_done.push(ForwardRecord {
+            in_channel_id: channel_id,
+            in_htlc_id: htlc_id,
+            out: None,
+            in_amount_msat,
+            out_amount_msat: Msat(0),
+            added_at: self.now,
+            resolved_at: self.now,
+            outcome: ForwardOutcome::FailedHere { failure_code },
+        });
+    }
+
     /// Fails an incoming HTLC of this shard with a failure we create.
     fn fail_incoming_here(
         &mut self,
@@ -1401,6 +1506,7 @@ impl Shard {
             self.incoming.insert((channel_id, htlc_id), ss);
         }
         self.counters.forwards_failed_total += 1;
+        self.log_failed_here(channel_id, htlc_id, failure.failure_code());
         let upstream = Upstream::FailedHere(failure);
         self.pending.push_back(Input::Resolve {
             channel_id,
@@ -1418,6 +1524,16 @@ impl Shard {
         }
         let bounce = |shard: &mut Shard, upstream: Upstream, io: &mut dyn Io| {
             shard.counters.forwards_failed_total += 1;
+            shard.forwards_done.push(ForwardRecord {
+                in_channel_id: h.origin.channel_id,
+                in_htlc_id: h.origin.htlc_id,
+                out: None,
+                in_amount_msat: h.request.incoming_amount_msat,
+                out_amount_msat: Msat(0),
+                added_at: shard.now,
+                resolved_at: shard.now,
+                outcome: crate::forwards::outcome_of(&upstream),
+            });
             shard.send_upstream(h.origin, upstream, None, io);
         };
         let Some(slot) = self.slots.get_mut(&h.out_channel_id) else {
@@ -1460,6 +1576,7 @@ impl Shard {
                             origin: h.origin,
                             in_amount_msat: h.request.incoming_amount_msat,
                             out_amount_msat: amount_msat,
+                            added_at: self.now,
                             resolution: None,
                         };
                         self.links

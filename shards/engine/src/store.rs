@@ -87,6 +87,7 @@ pub fn write_link(batch: &mut Batch, link: &ForwardLink) {
         in_htlc_id: link.origin.htlc_id,
         in_amount_msat: link.in_amount_msat,
         out_amount_msat: link.out_amount_msat,
+        added_at: link.added_at,
         resolution: link.resolution.clone(),
     };
     batch.put_with(

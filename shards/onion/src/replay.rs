@@ -100,7 +100,9 @@ impl ReplaySet {
         self.height
     }
 
-    fn tag(shared_secret: &[u8; 32]) -> u128 {
+    /// The 128-bit tag an onion with `shared_secret` is recorded under: what a store keeps to
+    /// rebuild the set after a restart ([`ReplaySet::restore`]), never the secret itself.
+    pub fn tag(shared_secret: &[u8; 32]) -> u128 {
         let h = crypto::hmac_sha256(REPLAY_TAG_DOMAIN, shared_secret);
         let mut t = [0u8; 16];
         t.copy_from_slice(&h[..16]);
@@ -115,6 +117,12 @@ impl ReplaySet {
     /// expiry is at or below it. Lower heights (reorgs) are ignored:
     /// forgetting late is safe, forgetting early is not.
     pub fn handle_block_height(&mut self, height: u32) {
+        self.handle_block_height_with(height, |_, _| {});
+    }
+
+    /// [`ReplaySet::handle_block_height`], telling `forgotten` each entry
+    /// (tag, expiry) it forgets, so a store can delete its record.
+    pub fn handle_block_height_with(&mut self, height: u32, mut forgotten: impl FnMut(u128, u32)) {
         if height <= self.height {
             return;
         }
@@ -130,10 +138,31 @@ impl ReplaySet {
                     expiry.is_some_and(|e| e <= height),
                     "a replay bucket of a passed height holds only entries expiring by then"
                 );
+                forgotten(tag, expiry.expect("asserted above"));
             }
             self.buckets[b] = bucket;
         }
         self.height = height;
+    }
+
+    /// Puts back an entry a store kept (`tag` from [`ReplaySet::tag`]):
+    /// as [`ReplaySet::check_and_insert`] would have recorded it, with the
+    /// same bounds. An entry already present, expired or out of the window
+    /// is not an error for a restore: it is skipped (`Ok(false)`).
+    pub fn restore(&mut self, tag: u128, expiry_height: u32) -> Result<bool, ReplayError> {
+        if self.entries.contains_key(&tag)
+            || expiry_height <= self.height
+            || expiry_height - self.height > self.config.window
+        {
+            return Ok(false);
+        }
+        if self.entries.len() >= self.config.capacity {
+            return Err(ReplayError::Full);
+        }
+        self.entries.insert(tag, expiry_height);
+        let b = self.bucket(expiry_height);
+        self.buckets[b].push(tag);
+        Ok(true)
     }
 
     /// Records the onion with `shared_secret`, valid until `expiry_height`
@@ -192,8 +221,47 @@ mod tests {
         s.handle_block_height(105);
         assert_eq!(s.len(), 1);
         assert_eq!(s.check_and_insert(&a, 109), Ok(()));
-        // A jump past the whole window clears everything.
-        s.handle_block_height(1_000);
+        // A jump past the whole window clears everything, and says so.
+        let mut forgotten = Vec::new();
+        s.handle_block_height_with(1_000, |tag, expiry| forgotten.push((tag, expiry)));
         assert!(s.is_empty());
+        forgotten.sort();
+        let mut want = vec![(ReplaySet::tag(&a), 109), (ReplaySet::tag(&b), 110)];
+        want.sort();
+        assert_eq!(forgotten, want);
+    }
+
+    #[test]
+    fn restored_entries_refuse_replays_like_inserted_ones() {
+        let config = ReplayConfig {
+            capacity: 2,
+            window: 10,
+        };
+        let mut s = ReplaySet::new(config, 100);
+        let a = [1u8; 32];
+        assert_eq!(s.restore(ReplaySet::tag(&a), 105), Ok(true));
+        assert_eq!(s.check_and_insert(&a, 105), Err(ReplayError::Replayed));
+        assert_eq!(
+            s.restore(ReplaySet::tag(&a), 105),
+            Ok(false),
+            "already there"
+        );
+        assert_eq!(
+            s.restore(ReplaySet::tag(&[2; 32]), 100),
+            Ok(false),
+            "expired"
+        );
+        assert_eq!(
+            s.restore(ReplaySet::tag(&[2; 32]), 111),
+            Ok(false),
+            "too far"
+        );
+        assert_eq!(s.restore(ReplaySet::tag(&[2; 32]), 106), Ok(true));
+        assert_eq!(
+            s.restore(ReplaySet::tag(&[3; 32]), 106),
+            Err(ReplayError::Full)
+        );
+        s.handle_block_height(105);
+        assert_eq!(s.check_and_insert(&a, 109), Ok(()));
     }
 }
