@@ -895,6 +895,28 @@ impl LdkNode {
             .collect()
     }
 
+    /// HTLCs pending in all channels: (inbound, outbound).
+    pub fn pending_htlcs(&self) -> (usize, usize) {
+        self.channel_manager
+            .list_channels()
+            .iter()
+            .fold((0, 0), |(i, o), c| {
+                (
+                    i + c.pending_inbound_htlcs.len(),
+                    o + c.pending_outbound_htlcs.len(),
+                )
+            })
+    }
+
+    /// What this node can send over its channel with `peer` (panics if it has none).
+    pub fn outbound_capacity(&self, peer: &PublicKey) -> u64 {
+        self.list_channels()
+            .iter()
+            .find(|c| c.counterparty == *peer)
+            .map(|c| c.outbound_capacity_msat)
+            .expect("a channel with the peer")
+    }
+
     /// The channel with id `channel_id`.
     pub fn channel(&self, channel_id: &ChannelId) -> Option<ChannelSummary> {
         self.list_channels()

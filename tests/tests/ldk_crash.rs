@@ -16,7 +16,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bitcoin::hashes::{sha256, Hash};
-use bitcoin::secp256k1::PublicKey;
 use lightning::events::Event;
 use lightning::types::payment::PaymentHash;
 use lnhub_tests::{payer_hub_payee, LdkNode, LdkNodeConfig, TempDir};
@@ -46,26 +45,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
-}
-
-fn pending_htlcs(node: &LdkNode) -> (usize, usize) {
-    node.channel_manager
-        .list_channels()
-        .iter()
-        .fold((0, 0), |(i, o), c| {
-            (
-                i + c.pending_inbound_htlcs.len(),
-                o + c.pending_outbound_htlcs.len(),
-            )
-        })
-}
-
-fn outbound_capacity(node: &LdkNode, peer: &PublicKey) -> u64 {
-    node.list_channels()
-        .iter()
-        .find(|c| c.counterparty == *peer)
-        .map(|c| c.outbound_capacity_msat)
-        .expect("channel with the hub")
 }
 
 /// Which of `ours` have `PaymentSent` or `PaymentFailed` on `s`.
@@ -104,8 +83,8 @@ async fn kill_9_under_load_loses_nothing() {
     let r = LdkNode::new("R", [0x72; 32], quiet);
     let (mut hub, _) = payer_hub_payee(&s, &r, TempDir::new("crash")).await;
     let hub_id = hub.node_id;
-    let s_before = outbound_capacity(&s, &hub_id);
-    let r_before = outbound_capacity(&r, &hub_id);
+    let s_before = s.outbound_capacity(&hub_id);
+    let r_before = r.outbound_capacity(&hub_id);
 
     s.wait_route_hint_ready(&hub_id, T)
         .await
@@ -164,20 +143,20 @@ async fn kill_9_under_load_loses_nothing() {
         all_resolved(),
         "every payment is sent or failed on its payer; S pending in/out {:?}, R {:?}\nhub log \
          tail:\n{}",
-        pending_htlcs(&s),
-        pending_htlcs(&r),
+        s.pending_htlcs(),
+        r.pending_htlcs(),
         tail(&hub.log())
     );
     let clear = s
         .wait(T, |_| {
-            pending_htlcs(&s) == (0, 0) && pending_htlcs(&r) == (0, 0)
+            s.pending_htlcs() == (0, 0) && r.pending_htlcs() == (0, 0)
         })
         .await;
     assert!(
         clear,
         "HTLCs left pending: S in/out {:?}, R in/out {:?}",
-        pending_htlcs(&s),
-        pending_htlcs(&r)
+        s.pending_htlcs(),
+        r.pending_htlcs()
     );
 
     // Payer's outcomes and payee's claims agree, payment by payment.
@@ -222,12 +201,12 @@ async fn kill_9_under_load_loses_nothing() {
         }
     }
     assert_eq!(
-        outbound_capacity(&s, &hub_id),
+        s.outbound_capacity(&hub_id),
         s_before + received[0] - paid[0],
         "S's balance"
     );
     assert_eq!(
-        outbound_capacity(&r, &hub_id),
+        r.outbound_capacity(&hub_id),
         r_before + received[1] - paid[1],
         "R's balance"
     );

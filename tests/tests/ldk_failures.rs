@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use bitcoin::hashes::Hash;
-use bitcoin::secp256k1::PublicKey;
 use lightning::events::Event;
 use lightning::ln::channelmanager::{PaymentId, RecipientOnionFields};
 use lightning::routing::router::{Path, Route, RouteHop};
@@ -269,27 +268,6 @@ async fn no_liquidity_towards_r() {
 
 // ---- disconnects in the middle of a burst ----
 
-/// Pending HTLCs in `node`'s channels (inbound, outbound).
-fn pending_htlcs(node: &LdkNode) -> (usize, usize) {
-    node.channel_manager
-        .list_channels()
-        .iter()
-        .fold((0, 0), |(i, o), c| {
-            (
-                i + c.pending_inbound_htlcs.len(),
-                o + c.pending_outbound_htlcs.len(),
-            )
-        })
-}
-
-fn outbound_capacity(node: &LdkNode, peer: &PublicKey) -> u64 {
-    node.list_channels()
-        .iter()
-        .find(|c| c.counterparty == *peer)
-        .map(|c| c.outbound_capacity_msat)
-        .expect("channel with the hub")
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Who {
     S,
@@ -300,8 +278,8 @@ async fn burst_with_disconnect(who: Who) {
     const N: u64 = 50;
     let net = setup(None).await;
     let hub = net.hub.node_id;
-    let s_before = outbound_capacity(&net.s, &hub);
-    let r_before = outbound_capacity(&net.r, &hub);
+    let s_before = net.s.outbound_capacity(&hub);
+    let r_before = net.r.outbound_capacity(&hub);
 
     let mut payments = Vec::new();
     for i in 0..N {
@@ -320,7 +298,7 @@ async fn burst_with_disconnect(who: Who) {
     let moving = net
         .s
         .wait(T, |_| {
-            pending_htlcs(&net.r).0 > 0
+            net.r.pending_htlcs().0 > 0
                 || net
                     .r
                     .events()
@@ -335,7 +313,7 @@ async fn burst_with_disconnect(who: Who) {
     };
     node.disconnect(&hub);
     let resolved_at_cut = resolved(&net.s, &payments).len();
-    let (s_in, s_out) = pending_htlcs(&net.s);
+    let (s_in, s_out) = net.s.pending_htlcs();
     eprintln!(
         "cut {who:?} with {resolved_at_cut}/{N} payments resolved on S, S pending HTLCs \
          in/out {s_in}/{s_out}"
@@ -359,22 +337,22 @@ async fn burst_with_disconnect(who: Who) {
         payments.len(),
         "every payment is sent or failed on S ({} resolved); S pending in/out {:?}, R {:?}",
         done.len(),
-        pending_htlcs(&net.s),
-        pending_htlcs(&net.r)
+        net.s.pending_htlcs(),
+        net.r.pending_htlcs()
     );
 
     // No HTLC left in any channel on either side.
     let clear = net
         .s
         .wait(T, |_| {
-            pending_htlcs(&net.s) == (0, 0) && pending_htlcs(&net.r) == (0, 0)
+            net.s.pending_htlcs() == (0, 0) && net.r.pending_htlcs() == (0, 0)
         })
         .await;
     assert!(
         clear,
         "HTLCs left pending: S in/out {:?}, R in/out {:?}",
-        pending_htlcs(&net.s),
-        pending_htlcs(&net.r)
+        net.s.pending_htlcs(),
+        net.r.pending_htlcs()
     );
 
     // S's outcomes and R's claims agree, payment by payment.
@@ -417,8 +395,8 @@ async fn burst_with_disconnect(who: Who) {
 
     // Balances: S's spendable balance fell by what it paid, R's rose by what it got (both
     // funded their channel, so their reserve and commitment fee are unchanged with no HTLC).
-    let s_after = outbound_capacity(&net.s, &hub);
-    let r_after = outbound_capacity(&net.r, &hub);
+    let s_after = net.s.outbound_capacity(&hub);
+    let r_after = net.r.outbound_capacity(&hub);
     assert_eq!(s_before - s_after, sent_total, "S's balance");
     assert_eq!(r_after - r_before, claimed_total, "R's balance");
 }

@@ -49,8 +49,8 @@ pub use records::{
     decode_channel, decode_forward, decode_link, decode_onion, decode_opening, decode_replay,
     encode_channel, encode_forward, encode_link, encode_onion, encode_opening, encode_replay,
     forward_key, forward_time_key, link_key, onion_key, parse_forward_time_key, parse_link_key,
-    parse_onion_key, parse_replay_key, replay_key, ChannelHeader, ChannelRecord, ForwardOutcome,
-    ForwardRecord, LinkRecord, OpeningHeader, OpeningRecord, RecordError, Upstream,
+    parse_onion_key, parse_replay_key, put_forward, replay_key, ChannelHeader, ChannelRecord,
+    ForwardOutcome, ForwardRecord, LinkRecord, OpeningHeader, OpeningRecord, RecordError, Upstream,
 };
 
 /// Version of the whole layout (tables, keys, envelopes), kept in `meta`. A store written by a

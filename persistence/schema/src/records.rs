@@ -423,6 +423,20 @@ pub fn parse_forward_time_key(key: &[u8]) -> Option<(u64, [u8; 40])> {
     ))
 }
 
+/// Appends a forwarding-log entry and its time-index entry to `batch`.
+pub fn put_forward(batch: &mut crate::Batch, f: &ForwardRecord) {
+    batch.put_with(
+        Table::Forwards,
+        &forward_key(&f.in_channel_id, f.in_htlc_id),
+        |out| encode_forward(out, f),
+    );
+    batch.put(
+        Table::ForwardsByTime,
+        &forward_time_key(f.resolved_at, &f.in_channel_id, f.in_htlc_id),
+        &[],
+    );
+}
+
 /// Appends a forwarding-log record.
 pub fn encode_forward(out: &mut Vec<u8>, f: &ForwardRecord) {
     let start = open_envelope(out, KIND_FORWARD, FORWARD_VERSION);

@@ -224,20 +224,6 @@ fn forward(n: u64, resolved_at: u64) -> lnhub_schema::ForwardRecord {
     }
 }
 
-fn put_forward(batch: &mut Batch, f: &lnhub_schema::ForwardRecord) {
-    use lnhub_schema::{encode_forward, forward_key, forward_time_key};
-    batch.put_with(
-        Table::Forwards,
-        &forward_key(&f.in_channel_id, f.in_htlc_id),
-        |o| encode_forward(o, f),
-    );
-    batch.put(
-        Table::ForwardsByTime,
-        &forward_time_key(f.resolved_at, &f.in_channel_id, f.in_htlc_id),
-        &[],
-    );
-}
-
 #[test]
 fn the_forwarding_log_is_read_in_time_order_and_pruned_by_age() {
     let dir = Dir::new("forwards");
@@ -253,14 +239,14 @@ fn the_forwarding_log_is_read_in_time_order_and_pruned_by_age() {
     // 3,000 entries ten days old (more than one pruning batch), 10 from yesterday, and one
     // decided twice: first ten days ago, again yesterday (the later decision stands).
     for n in 0..3_000 {
-        put_forward(&mut batch, &forward(n, now - 10 * day + n));
+        lnhub_schema::put_forward(&mut batch, &forward(n, now - 10 * day + n));
     }
     for n in 3_000..3_010 {
-        put_forward(&mut batch, &forward(n, now - day));
+        lnhub_schema::put_forward(&mut batch, &forward(n, now - day));
     }
     handle.commit(&mut batch).unwrap();
     batch.clear();
-    put_forward(&mut batch, &forward(7, now - day + 5));
+    lnhub_schema::put_forward(&mut batch, &forward(7, now - day + 5));
     handle.commit(&mut batch).unwrap();
     let reader = writer.reader();
     let all = reader.forwards(0, usize::MAX).unwrap();

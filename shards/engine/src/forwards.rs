@@ -10,9 +10,7 @@
 //! The log is keyed by incoming HTLC, so deciding again after a restart rewrites the same
 //! entry; a second time-index entry may remain, which pruning by age removes like any other.
 
-use lnhub_schema::{
-    encode_forward, forward_key, forward_time_key, Batch, ForwardOutcome, ForwardRecord, Table,
-};
+use lnhub_schema::ForwardOutcome;
 
 use crate::shard::Upstream;
 
@@ -31,18 +29,4 @@ pub(crate) fn outcome_of(upstream: &Upstream) -> ForwardOutcome {
             failure_code: *failure_code,
         },
     }
-}
-
-/// Appends a log entry and its time-index entry.
-pub(crate) fn write_forward(batch: &mut Batch, f: &ForwardRecord) {
-    batch.put_with(
-        Table::Forwards,
-        &forward_key(&f.in_channel_id, f.in_htlc_id),
-        |out| encode_forward(out, f),
-    );
-    batch.put(
-        Table::ForwardsByTime,
-        &forward_time_key(f.resolved_at, &f.in_channel_id, f.in_htlc_id),
-        &[],
-    );
 }

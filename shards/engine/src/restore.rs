@@ -7,8 +7,10 @@
 use lnhub_schema::Loaded;
 use lnhub_wire::types::ChannelId;
 
+use rayon::prelude::*;
+
 use crate::runtime::shard_of;
-use crate::shard::{ForwardLink, Origin, Shard};
+use crate::shard::{decode_channel, ForwardLink, Origin, Shard};
 
 /// Restores `loaded` into `shards` (fresh, in index order). Each channel's
 /// `Channel::handle_restart` runs, and links with a recorded resolution are sent upstream again
@@ -16,11 +18,24 @@ use crate::shard::{ForwardLink, Origin, Shard};
 pub fn restore(shards: &mut [Shard], loaded: &Loaded) -> Result<(), String> {
     let n = shards.len();
     assert!(n > 0, "at least one shard");
-    for (id, record) in &loaded.channels {
+    // Decoding (points parsed and checked, the record's invariants) is most of a restore's
+    // cost and independent per channel: it runs on the rayon pool; inserting is sequential.
+    let decoded: Vec<_> = loaded
+        .channels
+        .par_iter()
+        .map(|(id, record)| {
+            let onions: Vec<_> = loaded.onions_of(id).collect();
+            let channel = decode_channel(record, &onions)
+                .map_err(|e| format!("channel {id}: state record refused: {e:?}"))?;
+            Ok((
+                channel,
+                onions.iter().map(|(p, h, _)| (*p, *h)).collect::<Vec<_>>(),
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    for ((_, record), (channel, onions)) in loaded.channels.iter().zip(decoded) {
         let s = shard_of(&record.header.peer, n);
-        shards[s]
-            .restore_channel(record, loaded.onions_of(id))
-            .map_err(|e| format!("channel {id}: state record refused: {e:?}"))?;
+        shards[s].insert_restored(channel, record, onions);
     }
     for (id, record) in &loaded.openings {
         let s = shard_of(&record.header.peer, n);

@@ -505,13 +505,20 @@ impl Shard {
         onions: impl IntoIterator<Item = (bool, u64, &'a [u8; lnhub_wire::msgs::ONION_PACKET_LEN])>,
     ) -> Result<(), lnhub_channel::DecodeError> {
         let onions: Vec<_> = onions.into_iter().collect();
-        let mut channel = Channel::decode_with_onions(&stored.state, &mut |side, id| {
-            let by_peer = side == lnhub_tx::Side::Remote;
-            onions
-                .iter()
-                .find(|(p, h, _)| (*p, *h) == (by_peer, id))
-                .map(|(_, _, onion)| **onion)
-        })?;
+        let channel = decode_channel(stored, &onions)?;
+        self.insert_restored(channel, stored, onions.iter().map(|(p, h, _)| (*p, *h)));
+        Ok(())
+    }
+
+    /// [`Shard::restore_channel`] for a channel already decoded ([`decode_channel`], which
+    /// [`crate::restore()`] runs in parallel): `onions_on_disk` are the (offered by the peer,
+    /// HTLC id) of every onion stored for it.
+    pub(crate) fn insert_restored(
+        &mut self,
+        mut channel: Channel,
+        stored: &ChannelRecord,
+        onions_on_disk: impl IntoIterator<Item = (bool, u64)>,
+    ) {
         channel.handle_restart();
         let id = channel.channel_id();
         let h = &stored.header;
@@ -519,9 +526,8 @@ impl Shard {
         let slot = self.slots.get_mut(&id).expect("just inserted");
         // Every stored onion, even one whose HTLC the record no longer holds: the next write
         // deletes those.
-        slot.onions_on_disk = onions.iter().map(|(p, h, _)| (*p, *h)).collect();
+        slot.onions_on_disk = onions_on_disk.into_iter().collect();
         self.touched.insert(id);
-        Ok(())
     }
 
     /// Appends every channel's record to `batch` (as after establishment): for tests and
@@ -1260,7 +1266,7 @@ impl Shard {
             batch.delete(Table::Replays, &replay_key(expiry, tag));
         }
         for f in self.forwards_done.drain(..) {
-            crate::forwards::write_forward(&mut batch, &f);
+            lnhub_schema::put_forward(&mut batch, &f);
         }
         let result = store.commit(&mut batch);
         self.counters.commits_total += 1;
@@ -1769,6 +1775,21 @@ impl Shard {
             }
         }
     }
+}
+
+/// Decodes a stored channel's state record with its stored onions (offered by the peer, HTLC
+/// id, packet): pure and independent per channel, so a restore runs it in parallel.
+pub(crate) fn decode_channel(
+    stored: &ChannelRecord,
+    onions: &[(bool, u64, &[u8; lnhub_wire::msgs::ONION_PACKET_LEN])],
+) -> Result<Channel, lnhub_channel::DecodeError> {
+    Channel::decode_with_onions(&stored.state, &mut |side, id| {
+        let by_peer = side == lnhub_tx::Side::Remote;
+        onions
+            .iter()
+            .find(|(p, h, _)| (*p, *h) == (by_peer, id))
+            .map(|(_, _, onion)| **onion)
+    })
 }
 
 /// The shared secret of an incoming HTLC, from its onion (kept by the channel while the HTLC
