@@ -163,3 +163,45 @@ fn a_corrupt_store_record_stops_start_up_naming_it() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Thirty daemons started at once on one fresh data directory: exactly one runs, the others
+/// stop with one line saying the directory is in use, and the one running has the identity of
+/// the key on disk (the lock is taken before the key is created or read).
+#[test]
+fn simultaneous_first_starts_leave_one_daemon_with_the_key_on_disk() {
+    let dir = temp_dir("race");
+    let children: Vec<_> = (0..30)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_lnhubd"))
+                .arg("--data-dir")
+                .arg(&dir)
+                .args(["--listen", "127.0.0.1:0"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut running = Vec::new();
+    let mut refused = 0;
+    for mut child in children {
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        match lines.next() {
+            Some(Ok(line)) => running.push((child, line)),
+            _ => {
+                let out = child.wait_with_output().unwrap();
+                assert_eq!(out.status.code(), Some(1));
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(err.contains("in use by another lnhubd"), "{err}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((running.len(), refused), (1, 29), "one daemon runs");
+    let (mut child, node_id) = running.pop().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (again, _) = start_and_stop(&dir);
+    assert_eq!(again, node_id, "the running daemon had the key on disk");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
