@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lnhub_engine::{
     default_establish_config, Batch, Engine, EngineConfig, Loaded, OpenConfig, ShardConfig, Store,
-    StoreError, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
+    StoreError, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH, DEFAULT_ROUNDS_PER_TURN,
 };
 use lnhub_forward::{Limits, Policy};
 use lnhub_wire::types::Msat;
@@ -48,6 +48,7 @@ pub fn start(
         queue_depth: DEFAULT_QUEUE_DEPTH,
         max_batch: DEFAULT_MAX_BATCH,
         pin_threads: true,
+        rounds_per_turn: DEFAULT_ROUNDS_PER_TURN,
     };
     let chain_hash = config.chain_hash;
     Engine::start(

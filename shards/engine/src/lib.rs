@@ -21,7 +21,10 @@ pub mod store;
 pub use lnhub_schema::{Batch, Loaded, MemTables};
 pub use open::{default_establish_config, OpenConfig, Opening};
 pub use restore::restore;
-pub use runtime::{shard_of, Engine, EngineConfig, Output, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH};
+pub use runtime::{
+    shard_of, Engine, EngineConfig, Output, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
+    DEFAULT_ROUNDS_PER_TURN,
+};
 pub use shard::{
     Counters, ForwardLink, HandOff, Input, Io, Origin, Replays, Route, Routes, Shard, ShardConfig,
     Slot, Upstream, MAX_ROUNDS_PER_TURN,

@@ -70,7 +70,14 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Pin shard threads to cores.
     pub pin_threads: bool,
+    /// Rounds a shard turn runs at most ([`Shard::set_rounds_per_turn`]).
+    pub rounds_per_turn: usize,
 }
+
+/// Default [`EngineConfig::rounds_per_turn`]: one. Each round that persists commits (an
+/// fsync); with one round per turn, what arrives during a commit joins the next turn's round
+/// and its commit, instead of the turn's later rounds committing on their own.
+pub const DEFAULT_ROUNDS_PER_TURN: usize = 1;
 
 /// Default [`EngineConfig::queue_depth`]: a few turns' worth of messages; deeper queues only
 /// add latency under overload.
@@ -168,6 +175,7 @@ impl Engine {
             .map(|index| {
                 let mut shard = Shard::new(shard_config(index), routes.clone(), 0, now);
                 shard.share_replays(replays.clone());
+                shard.set_rounds_per_turn(config.rounds_per_turn);
                 shard
             })
             .collect();
@@ -194,11 +202,17 @@ impl Engine {
                     }
                     let mut batch = Vec::with_capacity(max_batch);
                     loop {
-                        // Nothing for a `TICK`: an empty turn, so clocks are looked at.
-                        let first = select! {
-                            recv(peer_rx) -> m => Some(m),
-                            recv(cross_rx) -> m => Some(m),
-                            default(TICK) => None,
+                        // Work left by the last turn: the next one runs at once, with whatever
+                        // arrived meanwhile. Otherwise wait for input; nothing for a `TICK`:
+                        // an empty turn, so clocks are looked at.
+                        let first = if shard.has_pending_work() {
+                            None
+                        } else {
+                            select! {
+                                recv(peer_rx) -> m => Some(m),
+                                recv(cross_rx) -> m => Some(m),
+                                default(TICK) => None,
+                            }
                         };
                         match first {
                             Some(Ok(first)) => batch.push(first),

@@ -22,7 +22,11 @@
 //!    included), failed ones are failed back with the exact BOLT 4 failure.
 //!
 //! Rounds repeat while they produce work (a hand-off to this shard, a deferred input), up to
-//! [`MAX_ROUNDS_PER_TURN`]. Nothing sleeps or waits on a timer: a batch is whatever arrived.
+//! [`Shard::set_rounds_per_turn`] ([`MAX_ROUNDS_PER_TURN`] by default); what is left waits for
+//! the next turn, which the caller runs at once ([`Shard::has_pending_work`]). The daemon runs
+//! one round per turn: every round that persists commits, and a next turn that starts right
+//! after the commit folds in whatever arrived during it, so one commit covers more. Nothing
+//! sleeps or waits on a timer: a batch is whatever arrived.
 //!
 //! The shard does no I/O itself: messages to peers and inputs for other shards go out through
 //! the [`Io`] the caller passes, durable writes through the [`Store`]. The threaded runtime
@@ -52,9 +56,9 @@ use lnhub_schema::{
     Table,
 };
 
-/// Bound on the rounds of one turn. Every round either finishes work or moves it one step
-/// (a hand-off, a deferred input behind a verification); a handful covers any real turn, and
-/// what is left simply waits for the next turn.
+/// Default bound on the rounds of one turn. Every round either finishes work or moves it one
+/// step (a hand-off, a deferred input behind a verification); a handful covers any real turn,
+/// and what is left waits for the next turn.
 pub const MAX_ROUNDS_PER_TURN: usize = 8;
 
 /// How long (seconds) our closing message may wait for the peer's answer before the channel
@@ -361,6 +365,8 @@ pub struct Shard {
     packet: Vec<u8>,
     /// The turn's records, encoded here and handed to the store; reused.
     batch: Batch,
+    /// See [`Shard::set_rounds_per_turn`].
+    rounds_per_turn: usize,
 }
 
 impl Shard {
@@ -406,6 +412,7 @@ impl Shard {
             peel_slots: Vec::new(),
             packet: Vec::new(),
             batch: Batch::new(),
+            rounds_per_turn: MAX_ROUNDS_PER_TURN,
         }
     }
 
@@ -594,7 +601,7 @@ impl Shard {
         }
         self.retry_parked(io);
         self.check_closing_timeouts(io);
-        for _ in 0..MAX_ROUNDS_PER_TURN {
+        for _ in 0..self.rounds_per_turn {
             while let Some(input) = self.pending.pop_front() {
                 self.counters.inputs += 1;
                 self.apply_input(input, io);
@@ -607,7 +614,7 @@ impl Shard {
             self.peel_and_decide(io);
             self.pending.extend(self.deferred.drain(..));
             self.deferred_peers.clear();
-            if self.pending.is_empty() && !self.touched.iter().any(|id| self.needs_signing(id)) {
+            if !self.has_pending_work() {
                 break;
             }
         }
@@ -622,21 +629,30 @@ impl Shard {
                 io.to_shard(shard, input);
             }
         }
-        if !self.pending.is_empty() {
-            let inputs: Vec<Input> = self.pending.drain(..).collect();
-            let only_links_done = inputs.iter().all(|i| matches!(i, Input::LinkDone { .. }));
-            for input in inputs {
-                self.apply_input(input, io);
+        // Released links are forgotten now and deleted with the next commit rather than in
+        // one of their own (an fsync saved per turn): until then a restart restores such a
+        // link, whose resolution the incoming channel then reports as already applied
+        // (`SendError::UnknownHtlc`), and the link is released again.
+        if self
+            .pending
+            .iter()
+            .any(|i| matches!(i, Input::LinkDone { .. }))
+        {
+            let mut rest = VecDeque::with_capacity(self.pending.len());
+            for input in std::mem::take(&mut self.pending) {
+                match input {
+                    Input::LinkDone { .. } => self.apply_input(input, io),
+                    other => rest.push_back(other),
+                }
             }
-            // Forgotten links are deleted with the next commit rather than in one of their
-            // own (an fsync saved per turn): until then a restart restores such a link, whose
-            // resolution the incoming channel then reports as already applied
-            // (`SendError::UnknownHtlc`), and the link is released again.
-            if !only_links_done {
-                self.commit(store, io)?;
-            }
+            self.pending = rest;
         }
-        self.touched.clear();
+        // What the rounds did not finish (inputs behind the last round, channels with updates
+        // to sign) waits for the next turn: the caller runs one without waiting for input
+        // ([`Shard::has_pending_work`]).
+        if !self.has_pending_work() {
+            self.touched.clear();
+        }
         Ok(())
     }
 
@@ -648,6 +664,22 @@ impl Shard {
             && self.forwards_done.is_empty()
             && self.replays_seen.is_empty()
             && self.replays_forgotten.is_empty())
+    }
+
+    /// Whether the last turn left work for the next one (inputs behind its last round,
+    /// channels with updates to sign): a runtime runs the next turn at once, taking whatever
+    /// input has arrived meanwhile, instead of waiting for input.
+    pub fn has_pending_work(&self) -> bool {
+        !self.pending.is_empty() || self.touched.iter().any(|id| self.needs_signing(id))
+    }
+
+    /// How many rounds a turn runs at most before it returns, leaving the rest to the next
+    /// turn (default [`MAX_ROUNDS_PER_TURN`]). Each round that persists commits once: the
+    /// threaded runtime runs one round per turn, so that the next turn folds whatever arrived
+    /// during the commit into the next commit.
+    pub fn set_rounds_per_turn(&mut self, rounds: usize) {
+        assert!(rounds > 0, "a turn runs at least one round");
+        self.rounds_per_turn = rounds;
     }
 
     fn needs_signing(&self, channel_id: &ChannelId) -> bool {

@@ -166,7 +166,13 @@ impl Sim {
         let secp = Secp256k1::new();
         let hub_secret = secret("hub", 0, seed);
         let hub_id = PublicKey::from_secret_key(&secp, &hub_secret);
-        let mut shards = empty_hub(hub_secret, SHARDS);
+        // Half the seeds run the daemon's one round per turn, the rest 2 to 8.
+        let rounds = if seed.is_multiple_of(2) {
+            1
+        } else {
+            2 + (seed / 2 % 7) as usize
+        };
+        let mut shards = empty_hub(hub_secret, SHARDS, rounds);
         let mut peers = Vec::new();
         let mut shard_of = Vec::new();
         let mut channel_ids = Vec::new();
@@ -578,7 +584,8 @@ impl Sim {
         self.crashes += 1;
         let n = self.rng.range(1, 4) as usize;
         let loaded = self.store.tables.load().expect("stored records load");
-        let mut shards = empty_hub(self.hub_secret, n);
+        let rounds = self.rng.range(1, 9) as usize;
+        let mut shards = empty_hub(self.hub_secret, n, rounds);
         lnhub_engine::restore(&mut shards, &loaded).expect("stored records restore");
         self.shards = shards;
         self.shard_inputs = vec![VecDeque::new(); n];
@@ -656,7 +663,8 @@ impl Sim {
                 self.peer_flush(i);
             }
             let idle = self.shard_inputs.iter().all(VecDeque::is_empty)
-                && self.to_peers.values().all(VecDeque::is_empty);
+                && self.to_peers.values().all(VecDeque::is_empty)
+                && self.shards.iter().all(|s| !s.has_pending_work());
             if idle && self.payments.iter().all(|p| p.outcome.is_some()) {
                 return;
             }
@@ -866,8 +874,9 @@ fn hub_with_eight_channels_over_two_shards() {
     );
 }
 
-/// A hub of `n` empty shards sharing routes and one replay set, as the runtime builds it.
-fn empty_hub(hub_secret: SecretKey, n: usize) -> Vec<Shard> {
+/// A hub of `n` empty shards sharing routes and one replay set, as the runtime builds it,
+/// each running at most `rounds` rounds a turn (the daemon runs 1, tests default to 8).
+fn empty_hub(hub_secret: SecretKey, n: usize, rounds: usize) -> Vec<Shard> {
     let routes = Routes::default();
     let replays: lnhub_engine::Replays = std::sync::Arc::new(std::sync::Mutex::new(
         lnhub_onion::ReplaySet::new(lnhub_onion::ReplayConfig::default(), HEIGHT),
@@ -883,6 +892,7 @@ fn empty_hub(hub_secret: SecretKey, n: usize) -> Vec<Shard> {
             };
             let mut shard = Shard::new(config, routes.clone(), HEIGHT, NOW);
             shard.share_replays(replays.clone());
+            shard.set_rounds_per_turn(rounds);
             shard
         })
         .collect()
