@@ -134,6 +134,10 @@ pub struct HandOff {
     pub payment_hash: PaymentHash,
     /// The peeled onion for the next hop.
     pub onion: OnionPacket,
+    /// The onion's new replay-set entry (expiry, tag), when the incoming shard is another:
+    /// the outgoing shard writes it in the same commit as the outgoing HTLC, so no forward
+    /// leaves before its entry is durable.
+    pub replay: Option<(u32, u128)>,
 }
 
 /// How a forward ended downstream (or could not start), sent to the incoming shard; the
@@ -1414,9 +1418,11 @@ impl Shard {
             // BOLT 4: an onion seen before is refused. Expiries the forward decision rejects
             // anyway (too soon, too far) are left to it.
             let expiry = hop.replay_expiry(w.cltv_expiry);
+            let replays_before = self.replays_seen.len();
             match replays.check_and_insert(&shared_secret, expiry) {
-                // Recorded with the shard's next commit, which comes before anything this
-                // forward leads to leaves (the outgoing HTLC's commit, or the failure's).
+                // Recorded with this shard's next commit, which a failure or a forward within
+                // the shard waits for; a forward handed to another shard takes the entry along,
+                // to be written with its outgoing HTLC (below).
                 Ok(()) => self.replays_seen.push((
                     expiry,
                     ReplaySet::tag(&shared_secret),
@@ -1491,7 +1497,16 @@ impl Shard {
                 continue;
             };
             let next = hop.next_packet().expect("a forward hop has a next packet");
+            let replay =
+                if route.shard != self.config.index && self.replays_seen.len() > replays_before {
+                    self.replays_seen
+                        .pop()
+                        .map(|(expiry, tag, ..)| (expiry, tag))
+                } else {
+                    None
+                };
             let handoff = HandOff {
+                replay,
                 origin,
                 out_channel_id: route.channel_id,
                 request: Request {
@@ -1556,6 +1571,10 @@ impl Shard {
 
     /// The outgoing shard's half of a forward: apply the outgoing channel's policy and add.
     fn add_outgoing(&mut self, h: HandOff, io: &mut dyn Io) {
+        if let Some((expiry, tag)) = h.replay {
+            self.replays_seen
+                .push((expiry, tag, h.origin.channel_id, h.origin.htlc_id));
+        }
         if self.origins.contains(&h.origin) {
             // Already forwarded: a restart re-reported the incoming HTLC.
             return;
