@@ -895,6 +895,21 @@ impl LdkNode {
             .collect()
     }
 
+    /// The payment hashes with `PaymentSent` or `PaymentFailed` so far.
+    pub fn resolved_payments(&self) -> std::collections::HashSet<PaymentHash> {
+        self.events()
+            .iter()
+            .filter_map(|e| match e {
+                Event::PaymentSent { payment_hash, .. } => Some(*payment_hash),
+                Event::PaymentFailed {
+                    payment_hash: Some(h),
+                    ..
+                } => Some(*h),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// HTLCs pending in all channels: (inbound, outbound).
     pub fn pending_htlcs(&self) -> (usize, usize) {
         self.channel_manager

@@ -12,7 +12,6 @@
 //! `CRASH_KILLS=200 cargo test --release -p lnhub-tests --test ldk_crash -- --nocapture`;
 //! `CRASH_SEED=N` replays a run's kill instants (printed at the start).
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bitcoin::hashes::{sha256, Hash};
@@ -45,22 +44,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
-}
-
-/// Which of `ours` have `PaymentSent` or `PaymentFailed` on `s`.
-fn resolved(s: &LdkNode, ours: &HashSet<PaymentHash>) -> HashSet<PaymentHash> {
-    s.events()
-        .iter()
-        .filter_map(|e| match e {
-            Event::PaymentSent { payment_hash, .. } => Some(*payment_hash),
-            Event::PaymentFailed {
-                payment_hash: Some(h),
-                ..
-            } => Some(*h),
-            _ => None,
-        })
-        .filter(|h| ours.contains(h))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +116,7 @@ async fn kill_9_under_load_loses_nothing() {
     let all_resolved = || {
         payments
             .iter()
-            .all(|(payer, hash, _)| resolved(nodes[*payer], &HashSet::from([*hash])).len() == 1)
+            .all(|(payer, hash, _)| nodes[*payer].resolved_payments().contains(hash))
     };
     let deadline = Instant::now() + T;
     while !all_resolved() && Instant::now() < deadline {

@@ -401,20 +401,13 @@ async fn burst_with_disconnect(who: Who) {
     assert_eq!(r_after - r_before, claimed_total, "R's balance");
 }
 
-/// Payment hashes with `PaymentSent` or `PaymentFailed` on `s`.
+/// Payment hashes of `payments` with `PaymentSent` or `PaymentFailed` on `s`.
 fn resolved(s: &LdkNode, payments: &[(PaymentHash, u64, impl Sized)]) -> HashSet<PaymentHash> {
-    let ours: HashSet<PaymentHash> = payments.iter().map(|p| p.0).collect();
-    s.events()
+    let done = s.resolved_payments();
+    payments
         .iter()
-        .filter_map(|e| match e {
-            Event::PaymentSent { payment_hash, .. } => Some(*payment_hash),
-            Event::PaymentFailed {
-                payment_hash: Some(h),
-                ..
-            } => Some(*h),
-            _ => None,
-        })
-        .filter(|h| ours.contains(h))
+        .map(|p| p.0)
+        .filter(|h| done.contains(h))
         .collect()
 }
 
