@@ -192,11 +192,6 @@ impl MemTables {
             .map(|((t, k), v)| (*t, k.as_slice(), v.as_slice()))
     }
 
-    /// Number of rows in `table`.
-    pub fn count(&self, table: Table) -> usize {
-        self.rows.keys().filter(|(t, _)| *t == table).count()
-    }
-
     /// The value of `key` in `table`, mutable (tests corrupt records with it).
     pub fn get_mut(&mut self, table: Table, key: &[u8]) -> Option<&mut Vec<u8>> {
         self.rows.get_mut(&(table, key.to_vec()))

@@ -10,7 +10,8 @@
 //! The log is keyed by incoming HTLC, so deciding again after a restart rewrites the same
 //! entry; a second time-index entry may remain, which pruning by age removes like any other.
 
-use lnhub_schema::ForwardOutcome;
+use lnhub_schema::{ForwardOutcome, ForwardRecord};
+use lnhub_wire::types::{ChannelId, Msat};
 
 use crate::shard::Upstream;
 
@@ -28,5 +29,25 @@ pub(crate) fn outcome_of(upstream: &Upstream) -> ForwardOutcome {
         Upstream::FailedHereMalformed { failure_code, .. } => ForwardOutcome::FailedHere {
             failure_code: *failure_code,
         },
+    }
+}
+
+/// The log entry of an incoming HTLC the hub fails before any outgoing HTLC exists, at `now`.
+pub(crate) fn refused(
+    in_channel_id: ChannelId,
+    in_htlc_id: u64,
+    in_amount_msat: Msat,
+    now: u64,
+    outcome: ForwardOutcome,
+) -> ForwardRecord {
+    ForwardRecord {
+        in_channel_id,
+        in_htlc_id,
+        out: None,
+        in_amount_msat,
+        out_amount_msat: Msat(0),
+        added_at: now,
+        resolved_at: now,
+        outcome,
     }
 }

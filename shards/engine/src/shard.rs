@@ -508,25 +508,12 @@ impl Shard {
             .insert((link.out_channel_id, link.out_htlc_id), link);
     }
 
-    /// Restores a channel after a restart from its stored record: decodes it (the record is
-    /// checked), releases what its last write gated and lets it re-report the forwards and
-    /// resolutions it may not have seen acted on (at least once: the shard de-duplicates).
-    /// `onions` are the HTLC onions stored for it (offered by the peer, HTLC id, packet). The
-    /// peer counts as disconnected until it reconnects.
-    pub fn restore_channel<'a>(
-        &mut self,
-        stored: &ChannelRecord,
-        onions: impl IntoIterator<Item = (bool, u64, &'a [u8; lnhub_wire::msgs::ONION_PACKET_LEN])>,
-    ) -> Result<(), lnhub_channel::DecodeError> {
-        let onions: Vec<_> = onions.into_iter().collect();
-        let channel = decode_channel(stored, &onions)?;
-        self.insert_restored(channel, stored, onions.iter().map(|(p, h, _)| (*p, *h)));
-        Ok(())
-    }
-
-    /// [`Shard::restore_channel`] for a channel already decoded ([`decode_channel`], which
-    /// [`crate::restore()`] runs in parallel): `onions_on_disk` are the (offered by the peer,
-    /// HTLC id) of every onion stored for it.
+    /// Restores a channel after a restart, decoded from its stored record
+    /// ([`decode_channel`], which [`crate::restore()`] runs in parallel): releases what its last
+    /// write gated and lets it re-report the forwards and resolutions it may not have seen
+    /// acted on (at least once: the shard de-duplicates). `onions_on_disk` are the (offered by
+    /// the peer, HTLC id) of every onion stored for it. The peer counts as disconnected until
+    /// it reconnects.
     pub(crate) fn insert_restored(
         &mut self,
         mut channel: Channel,
@@ -1257,11 +1244,8 @@ impl Shard {
         if self.persists.is_empty()
             && self.opening_persists.is_empty()
             && self.new_links.is_empty()
-            && self.done_links.is_empty()
             && self.opened.is_empty()
-            && self.replays_seen.is_empty()
-            && self.replays_forgotten.is_empty()
-            && self.forwards_done.is_empty()
+            && !self.has_unwritten()
         {
             return Ok(());
         }
@@ -1538,16 +1522,13 @@ impl Shard {
             .get(&channel_id)
             .and_then(|s| s.channel.book().htlc(lnhub_tx::Side::Remote, htlc_id))
             .map_or(Msat(0), |h| h.amount_msat);
-        self.forwards_done.push(ForwardRecord {
-            in_channel_id: channel_id,
-            in_htlc_id: htlc_id,
-            out: None,
+        self.forwards_done.push(crate::forwards::refused(
+            channel_id,
+            htlc_id,
             in_amount_msat,
-            out_amount_msat: Msat(0),
-            added_at: self.now,
-            resolved_at: self.now,
-            outcome: ForwardOutcome::FailedHere { failure_code },
-        });
+            self.now,
+            ForwardOutcome::FailedHere { failure_code },
+        ));
     }
 
     /// Fails an incoming HTLC of this shard with a failure we create.
@@ -1584,16 +1565,13 @@ impl Shard {
         }
         let bounce = |shard: &mut Shard, upstream: Upstream, io: &mut dyn Io| {
             shard.counters.forwards_failed_total += 1;
-            shard.forwards_done.push(ForwardRecord {
-                in_channel_id: h.origin.channel_id,
-                in_htlc_id: h.origin.htlc_id,
-                out: None,
-                in_amount_msat: h.request.incoming_amount_msat,
-                out_amount_msat: Msat(0),
-                added_at: shard.now,
-                resolved_at: shard.now,
-                outcome: crate::forwards::outcome_of(&upstream),
-            });
+            shard.forwards_done.push(crate::forwards::refused(
+                h.origin.channel_id,
+                h.origin.htlc_id,
+                h.request.incoming_amount_msat,
+                shard.now,
+                crate::forwards::outcome_of(&upstream),
+            ));
             shard.send_upstream(h.origin, upstream, None, io);
         };
         let Some(slot) = self.slots.get_mut(&h.out_channel_id) else {
@@ -1832,17 +1810,18 @@ impl Shard {
 }
 
 /// Decodes a stored channel's state record with its stored onions (offered by the peer, HTLC
-/// id, packet): pure and independent per channel, so a restore runs it in parallel.
+/// id, packet; in that order, as `Loaded::onions_of` gives them): pure and independent per
+/// channel, so a restore runs it in parallel.
 pub(crate) fn decode_channel(
     stored: &ChannelRecord,
     onions: &[(bool, u64, &[u8; lnhub_wire::msgs::ONION_PACKET_LEN])],
 ) -> Result<Channel, lnhub_channel::DecodeError> {
     Channel::decode_with_onions(&stored.state, &mut |side, id| {
-        let by_peer = side == lnhub_tx::Side::Remote;
+        let key = (side == lnhub_tx::Side::Remote, id);
         onions
-            .iter()
-            .find(|(p, h, _)| (*p, *h) == (by_peer, id))
-            .map(|(_, _, onion)| **onion)
+            .binary_search_by(|(p, h, _)| (*p, *h).cmp(&key))
+            .ok()
+            .map(|i| *onions[i].2)
     })
 }
 
