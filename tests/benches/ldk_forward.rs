@@ -20,11 +20,36 @@ const IN_FLIGHT: usize = 100;
 /// ticks of 1/100 s on Linux).
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    stat_ticks(&stat).expect("/proc/<pid>/stat fields") as f64 / 100.0
+}
+
+/// User + system clock ticks from a `stat` line.
+fn stat_ticks(stat: &str) -> Option<u64> {
     // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let rest = &stat[stat.rfind(')').expect("comm field") + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU ticks per thread kind (thread name without its trailing number: `shard-`, `rayon-`,
+/// `store-writer`, and `lnhubd` for the connection loop), summed over the hub's threads.
+fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut by = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue;
+        };
+        let kind = comm.trim().trim_end_matches(|c: char| c.is_ascii_digit());
+        *by.entry(kind.to_string()).or_default() += stat_ticks(&stat).unwrap_or(0);
+    }
+    by
 }
 
 async fn run(amount_msat: u64, payments: usize) {
@@ -44,7 +69,16 @@ async fn run(amount_msat: u64, payments: usize) {
     // `LDK_FORWARD_PERF=<file>`: a CPU profile of the hub over the timed part (`perf report -i`).
     let perf = std::env::var("LDK_FORWARD_PERF").ok().map(|out| {
         std::process::Command::new("perf")
-            .args(["record", "-e", "cpu-clock", "-F", "4000", "-g", "-o"])
+            // DWARF unwinding: the release build keeps no frame pointers.
+            .args([
+                "record",
+                "-e",
+                "cpu-clock",
+                "-F",
+                "2000",
+                "--call-graph=dwarf,32768",
+            ])
+            .arg("-o")
             .arg(format!("{out}.{}sat", amount_msat / 1000))
             .args(["-p", &pid.to_string()])
             .stdout(std::process::Stdio::null())
@@ -53,6 +87,7 @@ async fn run(amount_msat: u64, payments: usize) {
             .expect("perf")
     });
     let cpu_before = cpu_seconds(pid);
+    let threads_before = cpu_by_thread(pid);
     let started = Instant::now();
     let mut pending = VecDeque::new();
     let (mut sent, mut done) = (0, 0);
@@ -73,6 +108,8 @@ async fn run(amount_msat: u64, payments: usize) {
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
+    let threads_after = cpu_by_thread(pid);
+
     if let Some(mut perf) = perf {
         let _ = std::process::Command::new("kill")
             .args(["-INT", &perf.id().to_string()])
@@ -86,6 +123,20 @@ async fn run(amount_msat: u64, payments: usize) {
         payments as f64 / secs,
         cpu / payments as f64 * 1e6
     );
+    let per_thread: Vec<String> = threads_after
+        .iter()
+        .map(|(kind, after)| {
+            let before = threads_before.get(kind).copied().unwrap_or(0);
+            // Ticks are 10 ms: microseconds per forward.
+            let us = (after - before) as f64 * 10_000.0 / payments as f64;
+            format!("{kind} {us:.0}")
+        })
+        .collect();
+    println!(
+        "  hub CPU per forward by thread (us): {}",
+        per_thread.join(", ")
+    );
+
     // The hub logs its store's totals when it stops (SIGTERM): bytes written per forward.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

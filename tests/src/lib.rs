@@ -50,6 +50,10 @@ impl Drop for TempDir {
 
 /// Path of the `lnhubd` binary of this build (`target/<profile>/lnhubd`).
 pub fn lnhubd_path() -> PathBuf {
+    // `LNHUBD=<path>`: another build, for before/after benchmark runs.
+    if let Some(path) = std::env::var_os("LNHUBD") {
+        return PathBuf::from(path);
+    }
     // Test executables live in target/<profile>/deps/; the binary one level up.
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
@@ -89,6 +93,13 @@ fn spawn_hub(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, PublicK
         .arg(data_dir)
         .args(["--listen", listen, "--log-level", "debug"])
         .args(extra)
+        // `LNHUBD_ARGS="--flag value ..."`: more arguments, for before/after benchmark runs
+        // (with `LNHUBD`).
+        .args(
+            std::env::var("LNHUBD_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use lnhub_engine::{
-    default_establish_config, Batch, Engine, EngineConfig, Loaded, OpenConfig, ShardConfig, Store,
-    StoreError, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH, DEFAULT_ROUNDS_PER_TURN,
+    default_establish_config, Batch, Completion, Engine, EngineConfig, Loaded, OpenConfig,
+    ShardConfig, Store, StoreError, Submitted, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
+    DEFAULT_ROUNDS_PER_TURN,
 };
 use lnhub_forward::{Limits, Policy};
 use lnhub_wire::types::Msat;
@@ -18,8 +19,12 @@ use crate::config::Config;
 struct Durable(lnhub_store::Handle);
 
 impl Store for Durable {
-    fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
-        self.0.commit(batch)
+    fn submit(&mut self, batch: Batch) -> Result<Submitted, StoreError> {
+        self.0.submit(batch).map(|()| Submitted::InFlight)
+    }
+
+    fn completions(&self) -> Option<crossbeam_channel::Receiver<Completion>> {
+        Some(self.0.answers().clone())
     }
 }
 

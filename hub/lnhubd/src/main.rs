@@ -38,6 +38,13 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .target(env_logger::Target::Stderr)
         .init();
+    // Named, so a per-thread CPU profile tells the signature and peel pool from the rest.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("rayon-{i}"))
+        .build_global()
+    {
+        log::warn!("rayon pool: {e}");
+    }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -405,7 +405,7 @@ fn run(mut db: Db, rx: Receiver<Submission>, stats: &Stats) {
             Err(RecvTimeoutError::Disconnected) => return,
         };
         group.push(first);
-        // Every shard waits for its one submission, so this takes at most one per shard.
+        // A shard has one batch in flight at a time, so this takes at most one per shard.
         group.extend(rx.try_iter());
         let result = match &failed {
             Some(e) => Err(e.clone()),
@@ -454,7 +454,8 @@ pub struct Writer {
 impl Writer {
     /// A submission handle for one shard.
     pub fn handle(&self) -> Handle {
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        // Unbounded: the writer never blocks on a shard; a shard has one batch in flight.
+        let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
         Handle {
             tx: self.tx.clone().expect("the writer is running"),
             reply_tx,
@@ -499,14 +500,26 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Makes `batch` durable (with whatever other shards submitted meanwhile, in one
-    /// transaction); returns once it is, with `batch` handed back unchanged.
-    pub fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+    /// Hands `batch` to the writer, which makes it durable with whatever other shards
+    /// submitted meanwhile, in one transaction; the answer (the batch back, and the result)
+    /// arrives on [`Handle::answers`], in the order of submission.
+    pub fn submit(&mut self, batch: Batch) -> Result<(), StoreError> {
         let submission = Submission {
-            batch: std::mem::take(batch),
+            batch,
             reply: self.reply_tx.clone(),
         };
-        self.tx.send(submission).map_err(|_| StoreError::Stopped)?;
+        self.tx.send(submission).map_err(|_| StoreError::Stopped)
+    }
+
+    /// Where the answers to [`Handle::submit`] arrive.
+    pub fn answers(&self) -> &Receiver<(Batch, Result<(), StoreError>)> {
+        &self.reply_rx
+    }
+
+    /// Makes `batch` durable and returns once it is, with `batch` handed back unchanged (for
+    /// a handle with nothing else in flight).
+    pub fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+        self.submit(std::mem::take(batch))?;
         let (back, result) = self.reply_rx.recv().map_err(|_| StoreError::Stopped)?;
         *batch = back;
         result

@@ -29,4 +29,4 @@ pub use shard::{
     Counters, ForwardLink, HandOff, Input, Io, Origin, Replays, Route, Routes, Shard, ShardConfig,
     Slot, Upstream, MAX_ROUNDS_PER_TURN,
 };
-pub use store::{MemoryStore, Store, StoreError};
+pub use store::{Completion, MemoryStore, Store, StoreError, Submitted};

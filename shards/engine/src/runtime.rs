@@ -13,13 +13,16 @@
 //!   on shards); it carries at most what the shard's bounded inputs produced, and the
 //!   connection room drops a peer whose socket backlog passes its bound.
 //!
-//! A shard thread blocks on its two queues, drains up to [`EngineConfig::max_batch`] inputs,
-//! runs one turn (time from the system clock), then wakes the connection thread. When no
-//! input waits and the turn left records for the next commit
-//! ([`crate::Shard::has_unwritten`]), it runs one more, empty turn to write them: a busy
-//! shard folds them into its next commit, an idle one writes them at once. Nothing
-//! sleeps on a timer. A store failure stops the process: releasing committing messages
-//! without durable state could lose funds.
+//! A shard thread blocks on its two queues and, while a batch of its is being written, on the
+//! store's answer; drains up to [`EngineConfig::max_batch`] inputs, runs one turn (time from
+//! the system clock), then wakes the connection thread. A turn submits the shard's records
+//! to the store's writer thread and goes on without waiting for the fsync; the store's answer
+//! ([`crate::Shard::persisted`]) releases what the batch gated, and the turn after it submits
+//! whatever changed meanwhile. The thread does not wait while the last turn left work
+//! ([`crate::Shard::has_pending_work`]) or records to submit with no batch in flight
+//! ([`crate::Shard::has_unwritten`]): a busy shard folds them into its next batch, an idle
+//! one writes them at once. Nothing sleeps on a timer. A store failure stops the process:
+//! releasing committing messages without durable state could lose funds.
 
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,7 +32,7 @@ use lnhub_wire::msgs::Message;
 use secp256k1::PublicKey;
 
 use crate::shard::{Input, Io, Routes, Shard, ShardConfig};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use lnhub_schema::Loaded;
 
 /// What shards ask the connection room to do.
@@ -201,23 +204,63 @@ impl Engine {
                         core_affinity::set_for_current(core);
                     }
                     let mut batch = Vec::with_capacity(max_batch);
+                    let completions = store.completions();
+                    let stop = |e: StoreError| -> ! {
+                        log::error!("shard {index}: {e}; stopping: state cannot be made durable");
+                        std::process::abort();
+                    };
                     loop {
-                        // Work left by the last turn: the next one runs at once, with whatever
-                        // arrived meanwhile. Otherwise wait for input; nothing for a `TICK`:
-                        // an empty turn, so clocks are looked at.
-                        let first = if shard.has_pending_work() {
+                        let mut io = ThreadIo {
+                            index,
+                            out: &out,
+                            cross: &cross,
+                        };
+                        // Work left by the last turn, or records to submit with no batch in
+                        // flight: the next turn runs at once, with whatever arrived meanwhile.
+                        // Otherwise wait for input or for the store's answer; nothing for a
+                        // `TICK`: an empty turn, so clocks are looked at.
+                        let busy = shard.has_pending_work()
+                            || (shard.has_unwritten() && !shard.commit_in_flight());
+                        let first = if busy {
                             None
                         } else {
-                            select! {
-                                recv(peer_rx) -> m => Some(m),
-                                recv(cross_rx) -> m => Some(m),
-                                default(TICK) => None,
+                            let answers = completions.as_ref().filter(|_| shard.commit_in_flight());
+                            match answers {
+                                Some(answers) => select! {
+                                    recv(answers) -> c => match c {
+                                        Ok(c) => {
+                                            if let Err(e) = shard.persisted(c, &mut io) {
+                                                stop(e);
+                                            }
+                                            None
+                                        }
+                                        Err(_) => stop(StoreError::Stopped),
+                                    },
+                                    recv(peer_rx) -> m => Some(m),
+                                    recv(cross_rx) -> m => Some(m),
+                                },
+                                None => select! {
+                                    recv(peer_rx) -> m => Some(m),
+                                    recv(cross_rx) -> m => Some(m),
+                                    default(TICK) => None,
+                                },
                             }
                         };
                         match first {
                             Some(Ok(first)) => batch.push(first),
                             Some(Err(_)) => return,
                             None => {}
+                        }
+                        // The store's answer, if it came meanwhile: what it gated goes out
+                        // now and the turn below builds on it.
+                        if let Some(answers) = completions.as_ref() {
+                            if shard.commit_in_flight() {
+                                if let Ok(c) = answers.try_recv() {
+                                    if let Err(e) = shard.persisted(c, &mut io) {
+                                        stop(e);
+                                    }
+                                }
+                            }
                         }
                         while batch.len() < max_batch {
                             match cross_rx.try_recv().or_else(|_| peer_rx.try_recv()) {
@@ -226,25 +269,8 @@ impl Engine {
                             }
                         }
                         shard.set_time(unix_now());
-                        let mut io = ThreadIo {
-                            index,
-                            out: &out,
-                            cross: &cross,
-                        };
-                        let mut result = shard.turn(batch.drain(..), store.as_mut(), &mut io);
-                        // Nothing waiting: write what the turn left for the next commit now.
-                        if result.is_ok()
-                            && shard.has_unwritten()
-                            && peer_rx.is_empty()
-                            && cross_rx.is_empty()
-                        {
-                            result = shard.turn(std::iter::empty(), store.as_mut(), &mut io);
-                        }
-                        if let Err(e) = result {
-                            log::error!(
-                                "shard {index}: {e}; stopping: state cannot be made durable"
-                            );
-                            std::process::abort();
+                        if let Err(e) = shard.turn(batch.drain(..), store.as_mut(), &mut io) {
+                            stop(e);
                         }
                         wake();
                     }

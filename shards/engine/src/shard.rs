@@ -14,9 +14,15 @@
 //! 3. **sign**: every channel with updates the peer has not signed for stages and signs its
 //!    `commitment_signed`, all in parallel on rayon (updates that arrived while a
 //!    `commitment_signed` was outstanding are coalesced into the next one by the channel);
+//!    skipped while a batch is in flight (see below);
 //! 4. **persist**: the writes of every channel that asked for one, and of forward links, go to
-//!    [`Store::commit`] in one batch (one fsync); only then are the held `revoke_and_ack`,
-//!    `commitment_signed` and fulfills released;
+//!    the store in one batch ([`Store::submit`], one fsync); only once it is durable are the
+//!    held `revoke_and_ack`, `commitment_signed` and fulfills released, and the forward links
+//!    released to other shards. The daemon's store answers later ([`Shard::persisted`]):
+//!    meanwhile the shard keeps taking inputs and verifying, and submits nothing more. It
+//!    does not sign either: a new `commitment_signed` could only leave with the next batch,
+//!    so signing once the first is durable loses nothing and coalesces every update that
+//!    arrived meanwhile into one commitment;
 //! 5. **forward**: HTLCs that became irrevocably committed are peeled in one rayon batch and
 //!    decided; accepted ones are handed to the shard that owns the outgoing channel (this one
 //!    included), failed ones are failed back with the exact BOLT 4 failure.
@@ -24,9 +30,9 @@
 //! Rounds repeat while they produce work (a hand-off to this shard, a deferred input), up to
 //! [`Shard::set_rounds_per_turn`] ([`MAX_ROUNDS_PER_TURN`] by default); what is left waits for
 //! the next turn, which the caller runs at once ([`Shard::has_pending_work`]). The daemon runs
-//! one round per turn: every round that persists commits, and a next turn that starts right
-//! after the commit folds in whatever arrived during it, so one commit covers more. Nothing
-//! sleeps or waits on a timer: a batch is whatever arrived.
+//! one round per turn with a store that answers after its fsync: the turn after the answer
+//! submits whatever changed during it, so one commit covers more. Nothing sleeps or waits on
+//! a timer: a batch is whatever arrived.
 //!
 //! This file still holds the turn, forwarding, closing and the store seam together (about
 //! 1,900 lines): it is due to be split by those concerns, with the shard made a pure crate.
@@ -53,7 +59,9 @@ use rayon::prelude::*;
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 use crate::open::{channel_update, OpenConfig, OpenOutcome, Opener};
-use crate::store::{delete_link, write_channel, write_link, write_opening, Store, StoreError};
+use crate::store::{
+    delete_link, write_channel, write_link, write_opening, Completion, Store, StoreError, Submitted,
+};
 use lnhub_schema::{
     encode_replay, replay_key, Batch, ChannelRecord, ForwardOutcome, ForwardRecord, OpeningRecord,
     Table,
@@ -63,6 +71,13 @@ use lnhub_schema::{
 /// step (a hand-off, a deferred input behind a verification); a handful covers any real turn,
 /// and what is left waits for the next turn.
 pub const MAX_ROUNDS_PER_TURN: usize = 8;
+
+/// Fewer channels than this are staged or signed on the shard's own thread. Handing work to
+/// rayon wakes pool threads that then spin before sleeping, tens of microseconds of CPU per
+/// batch, while one channel's step costs a few hundred: for two or three channels running
+/// them in turn costs less CPU, and a busy shard's rounds, with many channels, still go
+/// parallel.
+pub const MIN_PARALLEL_CHANNELS: usize = 4;
 
 /// How long (seconds) our closing message may wait for the peer's answer before the channel
 /// is failed (`closing_signed`: BOLT 2 MUST) or the connection closed (`closing_complete`).
@@ -312,6 +327,20 @@ struct ToPeel {
     cltv_expiry: u32,
 }
 
+/// What a submitted batch gates: released by [`Shard::persisted`] (or at once by a
+/// synchronous store).
+#[derive(Debug, Default)]
+struct Gated {
+    /// Channels and the persist sequence numbers the batch covers.
+    persists: Vec<(ChannelId, u64)>,
+    /// The same for channels in establishment.
+    opening_persists: Vec<(ChannelId, u64)>,
+    /// Every channel whose record the batch holds (their effects are drained after).
+    written: Vec<ChannelId>,
+    /// Inputs for shards that wait for the batch (see `Shard::held`).
+    inputs: Vec<(usize, Input)>,
+}
+
 /// One shard. See the module docs.
 pub struct Shard {
     config: ShardConfig,
@@ -366,12 +395,19 @@ pub struct Shard {
     forwards_done: Vec<ForwardRecord>,
     /// Replay-set entries this shard's block heights forgot, to delete with its next commit.
     replays_forgotten: Vec<(u32, u128)>,
-    links_to_release: Vec<LinkKey>,
+    /// Inputs for other shards (or this one) that may only leave once this shard's next batch
+    /// is durable: a released forward link (its incoming HTLC's resolution must be on disk
+    /// before the outgoing shard forgets the link) and the refusal of a forward (its
+    /// forwarding-log entry first).
+    held: Vec<(usize, Input)>,
     to_peel: Vec<ToPeel>,
     peel_slots: Vec<PeelSlot>,
     packet: Vec<u8>,
-    /// The turn's records, encoded here and handed to the store; reused.
-    batch: Batch,
+    /// The turn's records, encoded here and handed to the store; reused (`None` while it is
+    /// in flight).
+    batch: Option<Batch>,
+    /// What the batch in flight gates, released when the store says it is durable.
+    in_flight: Option<Gated>,
     /// See [`Shard::set_rounds_per_turn`].
     rounds_per_turn: usize,
 }
@@ -414,11 +450,12 @@ impl Shard {
             forwards_done: Vec::new(),
             restored_replays: HashMap::new(),
             replays_forgotten: Vec::new(),
-            links_to_release: Vec::new(),
+            held: Vec::new(),
             to_peel: Vec::new(),
             peel_slots: Vec::new(),
             packet: Vec::new(),
-            batch: Batch::new(),
+            batch: Some(Batch::new()),
+            in_flight: None,
             rounds_per_turn: MAX_ROUNDS_PER_TURN,
         }
     }
@@ -612,17 +649,6 @@ impl Shard {
                 break;
             }
         }
-        for (shard, channel_id, htlc_id) in self.links_to_release.drain(..) {
-            let input = Input::LinkDone {
-                channel_id,
-                htlc_id,
-            };
-            if shard == self.config.index {
-                self.pending.push_back(input);
-            } else {
-                io.to_shard(shard, input);
-            }
-        }
         // Released links are forgotten now and deleted with the next commit rather than in
         // one of their own (an fsync saved per turn): until then a restart restores such a
         // link, whose resolution the incoming channel then reports as already applied
@@ -644,27 +670,38 @@ impl Shard {
         // What the rounds did not finish (inputs behind the last round, channels with updates
         // to sign) waits for the next turn: the caller runs one without waiting for input
         // ([`Shard::has_pending_work`]).
-        if !self.has_pending_work() {
+        if self.pending.is_empty() && !self.has_unsigned() {
             self.touched.clear();
         }
         Ok(())
     }
 
-    /// Whether records wait for the next commit (released links, forwarding-log and replay-set
-    /// entries: nothing they gate is held). A runtime about to wait for input runs one more,
-    /// empty turn to write them, so an idle hub's store is up to date.
+    /// Whether anything waits for the next batch: channel and opening writes, forward links,
+    /// released links, forwarding-log and replay-set entries. A runtime about to wait for
+    /// input runs one more, empty turn to submit them (once no batch is in flight), so an idle
+    /// hub's store is up to date and nothing gated stays held.
     pub fn has_unwritten(&self) -> bool {
-        !(self.done_links.is_empty()
+        !(self.persists.is_empty()
+            && self.opening_persists.is_empty()
+            && self.new_links.is_empty()
+            && self.opened.is_empty()
+            && self.held.is_empty()
+            && self.done_links.is_empty()
             && self.forwards_done.is_empty()
             && self.replays_seen.is_empty()
             && self.replays_forgotten.is_empty())
     }
 
     /// Whether the last turn left work for the next one (inputs behind its last round,
-    /// channels with updates to sign): a runtime runs the next turn at once, taking whatever
-    /// input has arrived meanwhile, instead of waiting for input.
+    /// channels with updates to sign while no batch is in flight): a runtime runs the next
+    /// turn at once, taking whatever input has arrived meanwhile, instead of waiting for input.
     pub fn has_pending_work(&self) -> bool {
-        !self.pending.is_empty() || self.touched.iter().any(|id| self.needs_signing(id))
+        !self.pending.is_empty() || (self.in_flight.is_none() && self.has_unsigned())
+    }
+
+    /// Whether a touched channel has updates to sign.
+    fn has_unsigned(&self) -> bool {
+        self.touched.iter().any(|id| self.needs_signing(id))
     }
 
     /// How many rounds a turn runs at most before it returns, leaving the rest to the next
@@ -750,7 +787,7 @@ impl Shard {
                     slot.channel.handle_disconnect();
                 }
             }
-            Input::Add(handoff) => self.add_outgoing(handoff, io),
+            Input::Add(handoff) => self.add_outgoing(handoff),
             Input::Resolve {
                 channel_id,
                 htlc_id,
@@ -1016,6 +1053,13 @@ impl Shard {
     /// `commitment_signed`, all in parallel (each stage touches only its own channel); the
     /// signed stages are then applied in turn.
     fn sign_all(&mut self) {
+        // While a batch is in flight, a new `commitment_signed` could only leave with the next
+        // one: signing after it is durable loses nothing and covers every update that arrived
+        // meanwhile in one commitment (each commitment an HTLC sits in costs a signature and a
+        // check on each side).
+        if self.in_flight.is_some() {
+            return;
+        }
         let slots = &self.slots;
         let work: Vec<(ChannelId, ())> = self
             .touched
@@ -1047,7 +1091,8 @@ impl Shard {
         }
     }
 
-    /// Runs `f` on each listed channel (ids distinct) in parallel on rayon, with its work item:
+    /// Runs `f` on each listed channel (ids distinct) in parallel on rayon (in turn below
+    /// [`MIN_PARALLEL_CHANNELS`]), with its work item:
     /// each call touches only its own channel. The slots are taken out of the map for the
     /// duration, so the cost is the listed channels', not the shard's. Results come back by id.
     fn par_channels<W: Send, T: Send>(
@@ -1060,13 +1105,15 @@ impl Shard {
             .filter_map(|(id, w)| self.slots.remove(&id).map(|slot| (id, slot, w)))
             .collect();
         let secp = &self.secp;
-        let done: Vec<(ChannelId, Slot, T)> = taken
-            .into_par_iter()
-            .map(|(id, mut slot, w)| {
-                let result = f(secp, &mut slot.channel, w);
-                (id, slot, result)
-            })
-            .collect();
+        let one = |(id, mut slot, w): (ChannelId, Slot, W)| {
+            let result = f(secp, &mut slot.channel, w);
+            (id, slot, result)
+        };
+        let done: Vec<(ChannelId, Slot, T)> = if taken.len() < MIN_PARALLEL_CHANNELS {
+            taken.into_iter().map(one).collect()
+        } else {
+            taken.into_par_iter().map(one).collect()
+        };
         done.into_iter()
             .map(|(id, slot, result)| {
                 self.slots.insert(id, slot);
@@ -1238,23 +1285,26 @@ impl Shard {
         }
     }
 
-    /// Group commit: every channel that asked, plus forward links, in one store call; then
-    /// releases what the writes gated.
+    /// Group commit: every channel that asked, plus forward links, in one batch handed to the
+    /// store. A synchronous store makes it durable at once and what it gates is released
+    /// here; otherwise the batch is in flight, the turn goes on, and [`Shard::persisted`]
+    /// releases it. While a batch is in flight nothing more is submitted: what changes
+    /// meanwhile waits for the next batch.
     fn commit(&mut self, store: &mut dyn Store, io: &mut dyn Io) -> Result<(), StoreError> {
-        if self.persists.is_empty()
-            && self.opening_persists.is_empty()
-            && self.new_links.is_empty()
-            && self.opened.is_empty()
-            && !self.has_unwritten()
-        {
+        if self.in_flight.is_some() || !self.has_unwritten() {
             return Ok(());
         }
-        let opening_persists = std::mem::take(&mut self.opening_persists);
-        let persists = std::mem::take(&mut self.persists);
+        let mut gated = Gated {
+            persists: std::mem::take(&mut self.persists),
+            opening_persists: std::mem::take(&mut self.opening_persists),
+            written: Vec::new(),
+            inputs: std::mem::take(&mut self.held),
+        };
         // A link is written with its outgoing channel's state (which holds the added HTLC), even
         // when that channel asked for no write this turn: a link whose HTLC the record lacks
         // would stop the forward from ever being retried after a restart.
-        let mut unique: Vec<ChannelId> = persists
+        let mut unique: Vec<ChannelId> = gated
+            .persists
             .iter()
             .map(|(id, _)| *id)
             .chain(self.new_links.iter().map(|l| l.out_channel_id))
@@ -1262,23 +1312,24 @@ impl Shard {
             .collect();
         unique.sort_unstable_by_key(|id| id.0);
         unique.dedup();
-        let mut batch = std::mem::take(&mut self.batch);
+        let mut batch = self.batch.take().unwrap_or_default();
         batch.clear();
         for id in &unique {
             if let Some(slot) = self.slots.get_mut(id) {
                 write_channel(&mut batch, slot);
             }
         }
-        for link in &self.new_links {
-            write_link(&mut batch, link);
+        gated.written = unique;
+        for link in self.new_links.drain(..) {
+            write_link(&mut batch, &link);
         }
-        for (id, _) in &opening_persists {
+        for (id, _) in &gated.opening_persists {
             if let Some(o) = self.opener.opening.get(id) {
                 write_opening(&mut batch, id, o);
             }
         }
-        for (channel_id, htlc_id) in &self.done_links {
-            delete_link(&mut batch, channel_id, *htlc_id);
+        for (channel_id, htlc_id) in self.done_links.drain(..) {
+            delete_link(&mut batch, &channel_id, htlc_id);
         }
         for (expiry, tag, channel_id, htlc_id) in self.replays_seen.drain(..) {
             batch.put_with(Table::Replays, &replay_key(expiry, tag), |out| {
@@ -1291,25 +1342,55 @@ impl Shard {
         for f in self.forwards_done.drain(..) {
             lnhub_schema::put_forward(&mut batch, &f);
         }
-        let result = store.commit(&mut batch);
         self.counters.commits_total += 1;
         self.counters.records_total += batch.len() as u64;
         self.counters.bytes_written_total += batch.bytes() as u64;
-        self.batch = batch;
+        match store.submit(batch)? {
+            Submitted::Durable(batch) => {
+                self.batch = Some(batch);
+                self.release(gated, io);
+            }
+            Submitted::InFlight => self.in_flight = Some(gated),
+        }
+        Ok(())
+    }
+
+    /// The store's answer for the batch in flight: on success, releases what it gated (the
+    /// messages go out through `io`; forwards that became irrevocable wait for the next
+    /// turn, which the caller should run now: [`Shard::has_pending_work`]). An error is final:
+    /// nothing is released and the caller must stop.
+    pub fn persisted(&mut self, completion: Completion, io: &mut dyn Io) -> Result<(), StoreError> {
+        let (batch, result) = completion;
         result?;
-        self.new_links.clear();
-        self.done_links.clear();
-        for (id, seq) in persists {
+        self.batch = Some(batch);
+        match self.in_flight.take() {
+            Some(gated) => self.release(gated, io),
+            None => log::error!(
+                "shard {}: a store answer with no batch in flight",
+                self.config.index
+            ),
+        }
+        Ok(())
+    }
+
+    /// Whether a batch of this shard is being written.
+    pub fn commit_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Releases what a durable batch gated.
+    fn release(&mut self, gated: Gated, io: &mut dyn Io) {
+        for (id, seq) in gated.persists {
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.channel.handle_persisted(seq);
             }
             self.touched.insert(id);
         }
-        for id in unique {
+        for id in gated.written {
             self.drain_channel(id, io);
         }
         let mut peers = Vec::new();
-        for (id, seq) in opening_persists {
+        for (id, seq) in gated.opening_persists {
             if let Some(o) = self.opener.opening.get_mut(&id) {
                 o.est.handle_persisted(seq);
                 peers.push(o.peer);
@@ -1319,7 +1400,13 @@ impl Shard {
         for peer in peers {
             self.drain_openings(peer, io);
         }
-        Ok(())
+        for (shard, input) in gated.inputs {
+            if shard == self.config.index {
+                self.pending.push_back(input);
+            } else {
+                io.to_shard(shard, input);
+            }
+        }
     }
 
     /// Peels every HTLC that became irrevocably committed, in one rayon batch, and decides.
@@ -1327,7 +1414,22 @@ impl Shard {
         if self.to_peel.is_empty() {
             return;
         }
-        let work = std::mem::take(&mut self.to_peel);
+        let mut work = std::mem::take(&mut self.to_peel);
+        // An HTLC already being resolved is not forwarded again: after a restart its incoming
+        // channel re-reports it while its forward's stored resolution settles it; handed off
+        // after that, its outgoing shard (whose link may be gone) would take it for new.
+        let slots = &self.slots;
+        work.retain(|w| {
+            slots.get(&w.channel_id).is_some_and(|s| {
+                s.channel
+                    .book()
+                    .htlc(lnhub_tx::Side::Remote, w.htlc_id)
+                    .is_some_and(|h| h.removal.is_none())
+            })
+        });
+        if work.is_empty() {
+            return;
+        }
         self.peel_slots.resize_with(work.len(), PeelSlot::default);
         {
             let slots = &self.slots;
@@ -1554,7 +1656,7 @@ impl Shard {
     }
 
     /// The outgoing shard's half of a forward: apply the outgoing channel's policy and add.
-    fn add_outgoing(&mut self, h: HandOff, io: &mut dyn Io) {
+    fn add_outgoing(&mut self, h: HandOff) {
         if let Some((expiry, tag)) = h.replay {
             self.replays_seen
                 .push((expiry, tag, h.origin.channel_id, h.origin.htlc_id));
@@ -1563,7 +1665,7 @@ impl Shard {
             // Already forwarded: a restart re-reported the incoming HTLC.
             return;
         }
-        let bounce = |shard: &mut Shard, upstream: Upstream, io: &mut dyn Io| {
+        let bounce = |shard: &mut Shard, upstream: Upstream| {
             shard.counters.forwards_failed_total += 1;
             shard.forwards_done.push(crate::forwards::refused(
                 h.origin.channel_id,
@@ -1572,14 +1674,22 @@ impl Shard {
                 shard.now,
                 crate::forwards::outcome_of(&upstream),
             ));
-            shard.send_upstream(h.origin, upstream, None, io);
+            // The refusal goes upstream once its log entry is durable (another shard's
+            // batches are not ordered with this one's).
+            let input = Input::Resolve {
+                channel_id: h.origin.channel_id,
+                htlc_id: h.origin.htlc_id,
+                upstream,
+                link: None,
+            };
+            if h.origin.shard == shard.config.index {
+                shard.pending.push_back(input);
+            } else {
+                shard.held.push((h.origin.shard, input));
+            }
         };
         let Some(slot) = self.slots.get_mut(&h.out_channel_id) else {
-            return bounce(
-                self,
-                Upstream::FailedHere(FailureMessage::UnknownNextPeer),
-                io,
-            );
+            return bounce(self, Upstream::FailedHere(FailureMessage::UnknownNextPeer));
         };
         let view = OutgoingChannel {
             short_channel_id: slot.scid,
@@ -1629,11 +1739,11 @@ impl Shard {
                         let failure = FailureMessage::TemporaryChannelFailure {
                             channel_update: Vec::new(),
                         };
-                        bounce(self, Upstream::FailedHere(failure), io)
+                        bounce(self, Upstream::FailedHere(failure))
                     }
                 }
             }
-            Decision::Fail(failure) => bounce(self, Upstream::FailedHere(failure), io),
+            Decision::Fail(failure) => bounce(self, Upstream::FailedHere(failure)),
             Decision::FailMalformed {
                 failure_code,
                 sha256_of_onion,
@@ -1643,7 +1753,6 @@ impl Shard {
                     sha256_of_onion,
                     failure_code,
                 },
-                io,
             ),
         }
     }
@@ -1773,14 +1882,14 @@ impl Shard {
                 self.incoming.remove(&(channel_id, htlc_id));
                 self.touched.insert(channel_id);
                 if let Some(link) = link {
-                    self.links_to_release.push(link);
+                    self.hold_link_done(link);
                 }
             }
             Err(SendError::UnknownHtlc) => {
                 // Already resolved (a restart re-reported it): nothing left to do.
                 self.incoming.remove(&(channel_id, htlc_id));
                 if let Some(link) = link {
-                    self.links_to_release.push(link);
+                    self.hold_link_done(link);
                 }
             }
             Err(SendError::NotOperational) => {
@@ -1791,6 +1900,18 @@ impl Shard {
             Err(e) => log::error!("channel {channel_id}: cannot resolve HTLC {htlc_id}: {e:?}"),
         }
         let _ = io;
+    }
+
+    /// The outgoing shard may forget the forward link once this shard's next batch (with the
+    /// incoming HTLC's resolution) is durable.
+    fn hold_link_done(&mut self, (shard, channel_id, htlc_id): LinkKey) {
+        self.held.push((
+            shard,
+            Input::LinkDone {
+                channel_id,
+                htlc_id,
+            },
+        ));
     }
 
     fn retry_parked(&mut self, io: &mut dyn Io) {

@@ -2,11 +2,16 @@
 //! (`revoke_and_ack`, `commitment_signed`, an upstream fulfill) may leave.
 //!
 //! A shard encodes a whole turn's records (`lnhub-schema`) into one [`Batch`] it reuses turn
-//! after turn, on its own thread, and hands it to [`Store::commit`]: one transaction, however
-//! many channels changed. The call returns only once the batch is durable; only then does the
-//! shard release the messages it gates. The daemon's store (`lnhub-store`) sends the batch to
-//! one writer thread shared by every shard, which commits everything submitted since its last
-//! commit in one LMDB transaction and one fsync (group commit across shards).
+//! after turn, on its own thread, and hands it to [`Store::submit`]: one transaction, however
+//! many channels changed. A synchronous store answers at once ([`Submitted::Durable`]); the
+//! daemon's store (`lnhub-store`) answers later ([`Submitted::InFlight`]): it sends the batch
+//! to one writer thread shared by every shard, which commits everything submitted since its
+//! last commit in one LMDB transaction and one fsync (group commit across shards), and hands
+//! the batch back through [`Store::completions`]. Meanwhile the shard keeps taking inputs,
+//! verifying and signing; what it gated on the batch (`revoke_and_ack`, `commitment_signed`,
+//! fulfills, released forward links) leaves only when the shard is told the batch is durable
+//! ([`crate::Shard::persisted`]). A shard has at most one batch in flight: what changes
+//! meanwhile goes into its next one, submitted as soon as the first is durable.
 //!
 //! [`MemoryStore`] keeps the tables in memory ([`MemTables`]) and is read back through the
 //! same [`lnhub_schema::load`], so the deterministic simulator's crash-restarts go through the
@@ -23,11 +28,29 @@ use lnhub_wire::types::ChannelId;
 use crate::open::Opening;
 use crate::shard::{ForwardLink, Slot};
 
-/// Durable storage for shards.
+/// What a store did with a submitted batch.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Durable already (a synchronous store): the batch comes back for reuse.
+    Durable(Batch),
+    /// Being written: its [`Completion`] arrives on [`Store::completions`].
+    InFlight,
+}
+
+/// A store's answer for one submitted batch: the batch back (for reuse), and whether it is
+/// durable. An error is final: nothing the batch gated may leave, and the process stops.
+pub type Completion = (Batch, Result<(), StoreError>);
+
+/// Durable storage for shards: every write of a batch in one transaction.
 pub trait Store {
-    /// Makes every write of `batch` durable, in one transaction, before returning `Ok`. The
-    /// batch comes back as it went (the caller clears and reuses it).
-    fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError>;
+    /// Hands `batch` to the store. An `Err` here, like one in a [`Completion`], is final.
+    fn submit(&mut self, batch: Batch) -> Result<Submitted, StoreError>;
+
+    /// Where a store that answers later ([`Submitted::InFlight`]) sends its answers, in the
+    /// order of submission; `None` for a synchronous store.
+    fn completions(&self) -> Option<crossbeam_channel::Receiver<Completion>> {
+        None
+    }
 }
 
 /// Appends a channel's record: its state machine (without its HTLCs' onions) and what the
@@ -124,11 +147,18 @@ impl Default for MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+impl MemoryStore {
+    /// Applies `batch` to the tables (one commit).
+    pub fn apply(&mut self, batch: &Batch) {
         self.tables.apply(batch);
         self.commits += 1;
         self.records += batch.len() as u64;
-        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    fn submit(&mut self, batch: Batch) -> Result<Submitted, StoreError> {
+        self.apply(&batch);
+        Ok(Submitted::Durable(batch))
     }
 }

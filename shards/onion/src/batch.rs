@@ -41,8 +41,10 @@ impl Default for PeelSlot {
 }
 
 /// Batches smaller than this are peeled on the calling thread: one peel is
-/// ~70 us, so below a few peels the rayon hand-off is not worth it.
-pub const MIN_PARALLEL_BATCH: usize = 2;
+/// ~70 us, and handing a batch to rayon wakes pool threads that spin before
+/// sleeping (tens of microseconds of CPU), so below a few peels the hand-off
+/// costs more CPU than it saves time.
+pub const MIN_PARALLEL_BATCH: usize = 4;
 
 /// Peels `inputs[i]` into `slots[i]` for every `i`, in parallel on the
 /// current rayon pool. `slots` must be exactly as long as `inputs`.
