@@ -61,7 +61,7 @@ fn main() {
                     policy,
                 };
                 let mut value = Vec::new();
-                encode_channel(&mut value, &header, |out| hub.encode_without_onions(out));
+                encode_channel(&mut value, &header, |out| hub.encode_lean(out));
                 (hub.channel_id(), value)
             })
             .collect();

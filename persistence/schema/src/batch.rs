@@ -15,8 +15,9 @@ pub enum Table {
     Openings,
     /// Forwards in flight, by outgoing HTLC.
     Links,
-    /// The onion of every HTLC in a channel's books, written once when the HTLC enters them.
-    Onions,
+    /// What never changes about an HTLC in a channel's books (amount, hash, expiry, onion),
+    /// written once when the HTLC enters them and deleted when it leaves.
+    Htlcs,
     /// The onion replay set: one key per onion seen, until its expiry height passes.
     Replays,
     /// The forwarding log: one record per incoming HTLC the hub forwarded or failed.
@@ -32,7 +33,7 @@ impl Table {
         Table::Channels,
         Table::Openings,
         Table::Links,
-        Table::Onions,
+        Table::Htlcs,
         Table::Replays,
         Table::Forwards,
         Table::ForwardsByTime,
@@ -45,7 +46,7 @@ impl Table {
             Table::Channels => "channels",
             Table::Openings => "openings",
             Table::Links => "links",
-            Table::Onions => "onions",
+            Table::Htlcs => "htlcs",
             Table::Replays => "replays",
             Table::Forwards => "forwards",
             Table::ForwardsByTime => "forwards_by_time",

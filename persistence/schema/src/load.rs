@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use lnhub_wire::types::ChannelId;
 
 use crate::records::{
-    decode_channel, decode_link, decode_onion, decode_opening, decode_replay, parse_link_key,
-    parse_onion_key, parse_replay_key, ChannelRecord, LinkRecord, OpeningRecord, RecordError,
+    decode_channel, decode_htlc, decode_link, decode_opening, decode_replay, parse_htlc_key,
+    parse_link_key, parse_replay_key, ChannelRecord, HtlcRecord, LinkRecord, OpeningRecord,
+    RecordError,
 };
 use crate::{Batch, Table, SCHEMA_KEY, SCHEMA_VERSION};
-use lnhub_wire::msgs::ONION_PACKET_LEN;
 
 /// Everything the shards are rebuilt from, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,25 +25,20 @@ pub struct Loaded {
     pub openings: Vec<(ChannelId, OpeningRecord)>,
     /// Forwards in flight: outgoing channel, outgoing HTLC id, the link.
     pub links: Vec<(ChannelId, u64, LinkRecord)>,
-    /// HTLC onions: channel, offered by the peer, HTLC id, the packet.
-    pub onions: Vec<(ChannelId, bool, u64, Box<[u8; ONION_PACKET_LEN]>)>,
+    /// HTLCs' fixed terms: channel, offered by the peer, HTLC id, the record.
+    pub htlcs: Vec<(ChannelId, bool, u64, HtlcRecord)>,
     /// The onion replay set: expiry height, tag, and the incoming HTLC (channel, id) that
     /// first carried the onion.
     pub replays: Vec<(u32, u128, ChannelId, u64)>,
 }
 
 impl Loaded {
-    /// The onions stored for `channel_id`'s HTLCs: offered by the peer, HTLC id, packet.
-    pub fn onions_of(
-        &self,
-        channel_id: &ChannelId,
-    ) -> impl Iterator<Item = (bool, u64, &[u8; ONION_PACKET_LEN])> + '_ {
-        let start = self.onions.partition_point(|(id, ..)| id < channel_id);
-        let id = *channel_id;
-        self.onions[start..]
-            .iter()
-            .take_while(move |(c, ..)| *c == id)
-            .map(|(_, peer, htlc, onion)| (*peer, *htlc, &**onion))
+    /// The HTLC records stored for `channel_id`: offered by the peer, HTLC id, record; in
+    /// that order.
+    pub fn htlcs_of(&self, channel_id: &ChannelId) -> &[(ChannelId, bool, u64, HtlcRecord)] {
+        let start = self.htlcs.partition_point(|(id, ..)| id < channel_id);
+        let len = self.htlcs[start..].partition_point(|(id, ..)| id == channel_id);
+        &self.htlcs[start..start + len]
     }
 
     /// The stored channel (or opening) `channel_id`'s peer, if there is one.
@@ -116,29 +111,29 @@ pub fn load<'a>(
                 let (channel_id, htlc_id) = decode_replay(value).map_err(bad)?;
                 loaded.replays.push((expiry, tag, channel_id, htlc_id));
             }
-            Table::Onions => {
-                let (id, offered_by_peer, htlc_id) = parse_onion_key(key).ok_or_else(|| {
+            Table::Htlcs => {
+                let (id, offered_by_peer, htlc_id) = parse_htlc_key(key).ok_or_else(|| {
                     bad("key is not a channel id, an offerer and an HTLC id".into())
                 })?;
-                let onion = Box::new(decode_onion(value).map_err(bad)?);
-                loaded.onions.push((id, offered_by_peer, htlc_id, onion));
+                let record = decode_htlc(value).map_err(bad)?;
+                loaded.htlcs.push((id, offered_by_peer, htlc_id, record));
             }
         }
     }
     loaded.channels.sort_by_key(|a| a.0);
     loaded.openings.sort_by_key(|a| a.0);
     loaded.links.sort_by_key(|a| (a.0, a.1));
-    loaded.onions.sort_by_key(|a| (a.0, a.1, a.2));
-    for (id, offered_by_peer, htlc_id, _) in &loaded.onions {
+    loaded.htlcs.sort_by_key(|a| (a.0, a.1, a.2));
+    for (id, offered_by_peer, htlc_id, _) in &loaded.htlcs {
         if loaded
             .channels
             .binary_search_by(|(c, _)| c.cmp(id))
             .is_err()
         {
             return Err(RecordError::new(
-                Table::Onions,
-                &crate::records::onion_key(id, *offered_by_peer, *htlc_id),
-                "the onion of a channel that is not stored",
+                Table::Htlcs,
+                &crate::records::htlc_key(id, *offered_by_peer, *htlc_id),
+                "an HTLC of a channel that is not stored",
             ));
         }
     }

@@ -8,7 +8,7 @@
 use lnhub_forward::{Policy, PolicyHistory};
 use lnhub_onion::failure::{Failure, FailureMessage};
 use lnhub_wire::msgs::ONION_PACKET_LEN;
-use lnhub_wire::types::{ChannelId, Msat, PaymentPreimage, ShortChannelId};
+use lnhub_wire::types::{ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
 use ring::digest::{digest, SHA256};
 use secp256k1::PublicKey;
 
@@ -17,7 +17,7 @@ use crate::Table;
 const KIND_CHANNEL: u8 = 1;
 const KIND_OPENING: u8 = 2;
 const KIND_LINK: u8 = 3;
-const KIND_ONION: u8 = 4;
+const KIND_HTLC: u8 = 4;
 const KIND_REPLAY: u8 = 5;
 const KIND_FORWARD: u8 = 6;
 
@@ -26,7 +26,7 @@ const KIND_FORWARD: u8 = 6;
 const CHANNEL_VERSION: u8 = 1;
 const OPENING_VERSION: u8 = 1;
 const LINK_VERSION: u8 = 1;
-const ONION_VERSION: u8 = 1;
+const HTLC_VERSION: u8 = 1;
 const REPLAY_VERSION: u8 = 1;
 const FORWARD_VERSION: u8 = 1;
 
@@ -267,9 +267,28 @@ pub fn decode_link(value: &[u8]) -> Result<LinkRecord, String> {
     })
 }
 
-/// The key of an HTLC's onion: channel id, who offered the HTLC (`0` we did, `1` the peer),
+/// What never changes about an HTLC in a channel's books (the channel state machine's
+/// `HtlcTerms`), stored under the HTLC's own key ([`htlc_key`]): written once when the HTLC
+/// enters the books, deleted when it leaves. The channel's record keeps only its progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HtlcRecord {
+    /// `amount_msat`.
+    pub amount_msat: Msat,
+    /// `payment_hash`.
+    pub payment_hash: PaymentHash,
+    /// `cltv_expiry`.
+    pub cltv_expiry: u32,
+    /// Accepting it pushed the trimmed-HTLC exposure over its bound.
+    pub over_dust_exposure: bool,
+    /// The peer added it after our `shutdown`.
+    pub added_after_shutdown: bool,
+    /// `onion_routing_packet`.
+    pub onion: Box<[u8; ONION_PACKET_LEN]>,
+}
+
+/// The key of an HTLC's record: channel id, who offered the HTLC (`0` we did, `1` the peer),
 /// HTLC id big-endian.
-pub fn onion_key(channel_id: &ChannelId, offered_by_peer: bool, htlc_id: u64) -> [u8; 41] {
+pub fn htlc_key(channel_id: &ChannelId, offered_by_peer: bool, htlc_id: u64) -> [u8; 41] {
     let mut k = [0u8; 41];
     k[..32].copy_from_slice(&channel_id.0);
     k[32] = u8::from(offered_by_peer);
@@ -277,8 +296,8 @@ pub fn onion_key(channel_id: &ChannelId, offered_by_peer: bool, htlc_id: u64) ->
     k
 }
 
-/// The channel, offerer and HTLC id of an onion key, if it is one.
-pub fn parse_onion_key(key: &[u8]) -> Option<(ChannelId, bool, u64)> {
+/// The channel, offerer and HTLC id of an HTLC key, if it is one.
+pub fn parse_htlc_key(key: &[u8]) -> Option<(ChannelId, bool, u64)> {
     let key: &[u8; 41] = key.try_into().ok()?;
     let offered_by_peer = match key[32] {
         0 => false,
@@ -290,22 +309,47 @@ pub fn parse_onion_key(key: &[u8]) -> Option<(ChannelId, bool, u64)> {
     Some((id, offered_by_peer, htlc_id))
 }
 
-/// Appends an onion record.
-pub fn encode_onion(out: &mut Vec<u8>, onion: &[u8; ONION_PACKET_LEN]) {
-    let start = open_envelope(out, KIND_ONION, ONION_VERSION);
+/// Appends an HTLC record (fields by reference: the caller's HTLC is not copied).
+pub fn encode_htlc(
+    out: &mut Vec<u8>,
+    amount_msat: Msat,
+    payment_hash: &PaymentHash,
+    cltv_expiry: u32,
+    (over_dust_exposure, added_after_shutdown): (bool, bool),
+    onion: &[u8; ONION_PACKET_LEN],
+) {
+    let start = open_envelope(out, KIND_HTLC, HTLC_VERSION);
+    out.extend_from_slice(&amount_msat.0.to_be_bytes());
+    out.extend_from_slice(&payment_hash.0);
+    out.extend_from_slice(&cltv_expiry.to_be_bytes());
+    out.push(u8::from(over_dust_exposure) | u8::from(added_after_shutdown) << 1);
     out.extend_from_slice(onion);
     seal(out, start);
 }
 
-/// Decodes an onion record.
-pub fn decode_onion(value: &[u8]) -> Result<[u8; ONION_PACKET_LEN], String> {
-    let (mut r, rest) = unseal(value, KIND_ONION, ONION_VERSION, "onion")?;
+/// Decodes an HTLC record.
+pub fn decode_htlc(value: &[u8]) -> Result<HtlcRecord, String> {
+    let (mut r, rest) = unseal(value, KIND_HTLC, HTLC_VERSION, "HTLC")?;
     if !rest.is_empty() {
         return Err("bytes after the check".into());
     }
-    let onion = r.arr()?;
+    let amount_msat = Msat(r.u64()?);
+    let payment_hash = PaymentHash(r.arr()?);
+    let cltv_expiry = r.u32()?;
+    let flags = r.u8()?;
+    if flags > 0b11 {
+        return Err("unknown HTLC flags".into());
+    }
+    let onion = Box::new(r.arr()?);
     r.end()?;
-    Ok(onion)
+    Ok(HtlcRecord {
+        amount_msat,
+        payment_hash,
+        cltv_expiry,
+        over_dust_exposure: flags & 1 != 0,
+        added_after_shutdown: flags & 2 != 0,
+        onion,
+    })
 }
 
 /// The key of a replay-set entry: its expiry height big-endian (so the entries a new block

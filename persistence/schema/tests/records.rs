@@ -7,9 +7,9 @@ use lnhub_onion::failure::FailureMessage;
 use lnhub_schema::{
     decode_channel, decode_link, decode_opening, encode_channel, encode_link, encode_opening,
     link_key, load, parse_link_key, Batch, ChannelHeader, LinkRecord, MemTables, OpeningHeader,
-    Table, Upstream, SCHEMA_KEY,
+    Table, Upstream, SCHEMA_KEY, SCHEMA_VERSION,
 };
-use lnhub_wire::types::{ChannelId, Msat, PaymentPreimage, ShortChannelId};
+use lnhub_wire::types::{ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
 use proptest::prelude::*;
 use secp256k1::{PublicKey, Secp256k1, SecretKey};
 
@@ -236,9 +236,18 @@ fn load_refuses_other_schema_versions_unknown_meta_and_duplicates() {
         vec![(
             Table::Meta,
             SCHEMA_KEY.to_vec(),
-            2u32.to_be_bytes().to_vec(),
+            (SCHEMA_VERSION + 1).to_be_bytes().to_vec(),
         )],
-        "schema version 2",
+        &format!("schema version {}", SCHEMA_VERSION + 1),
+    );
+    // The layout before this one (onions, not HTLC records) is refused too.
+    refuse(
+        vec![(
+            Table::Meta,
+            SCHEMA_KEY.to_vec(),
+            (SCHEMA_VERSION - 1).to_be_bytes().to_vec(),
+        )],
+        &format!("schema version {}", SCHEMA_VERSION - 1),
     );
     refuse(
         vec![(Table::Meta, b"other".to_vec(), vec![])],
@@ -300,55 +309,75 @@ proptest! {
 }
 
 #[test]
-fn onion_records_round_trip_and_orphans_are_refused() {
-    use lnhub_schema::{decode_onion, encode_onion, onion_key, parse_onion_key};
+fn htlc_records_round_trip_and_orphans_are_refused() {
+    use lnhub_schema::{decode_htlc, encode_htlc, htlc_key, parse_htlc_key, HtlcRecord};
     let mut onion = [0u8; 1366];
     onion[0] = 0;
     onion[1365] = 0xee;
+    let record = HtlcRecord {
+        amount_msat: Msat(1_234_567),
+        payment_hash: PaymentHash([0x42; 32]),
+        cltv_expiry: 800_144,
+        over_dust_exposure: false,
+        added_after_shutdown: true,
+        onion: Box::new(onion),
+    };
     let mut bytes = Vec::new();
-    encode_onion(&mut bytes, &onion);
-    assert_eq!(decode_onion(&bytes).unwrap(), onion);
+    encode_htlc(
+        &mut bytes,
+        record.amount_msat,
+        &record.payment_hash,
+        record.cltv_expiry,
+        (record.over_dust_exposure, record.added_after_shutdown),
+        &record.onion,
+    );
+    assert_eq!(decode_htlc(&bytes).unwrap(), record);
     for cut in 0..bytes.len() {
-        assert!(decode_onion(&bytes[..cut]).is_err(), "cut at {cut}");
+        assert!(decode_htlc(&bytes[..cut]).is_err(), "cut at {cut}");
     }
     let mut bad = bytes.clone();
     bad[700] ^= 4;
-    assert!(decode_onion(&bad)
-        .unwrap_err()
-        .contains("checksum mismatch"));
-    let key = onion_key(&ChannelId([6; 32]), true, 9);
-    assert_eq!(parse_onion_key(&key), Some((ChannelId([6; 32]), true, 9)));
+    assert!(decode_htlc(&bad).unwrap_err().contains("checksum mismatch"));
+    let key = htlc_key(&ChannelId([6; 32]), true, 9);
+    assert_eq!(parse_htlc_key(&key), Some((ChannelId([6; 32]), true, 9)));
     let mut odd = key;
     odd[32] = 2;
-    assert_eq!(parse_onion_key(&odd), None);
+    assert_eq!(parse_htlc_key(&odd), None);
 
     let mut tables = MemTables::new();
     let mut batch = Batch::new();
     batch.put_with(Table::Channels, &[6; 32], |out| {
         encode_channel(out, &header(false), |o| o.push(1))
     });
-    batch.put(Table::Onions, &key, &bytes);
+    batch.put(Table::Htlcs, &key, &bytes);
     batch.put(
-        Table::Onions,
-        &onion_key(&ChannelId([6; 32]), false, 2),
+        Table::Htlcs,
+        &htlc_key(&ChannelId([6; 32]), false, 2),
         &bytes,
     );
     tables.apply(&batch);
     let loaded = tables.load().unwrap();
-    let of: Vec<_> = loaded.onions_of(&ChannelId([6; 32])).collect();
-    assert_eq!(of, vec![(false, 2, &onion), (true, 9, &onion)]);
-    assert_eq!(loaded.onions_of(&ChannelId([5; 32])).count(), 0);
-    // An onion whose channel is not stored.
+    let of: Vec<_> = loaded
+        .htlcs_of(&ChannelId([6; 32]))
+        .iter()
+        .map(|(_, p, h, r)| (*p, *h, r.clone()))
+        .collect();
+    assert_eq!(
+        of,
+        vec![(false, 2, record.clone()), (true, 9, record.clone())]
+    );
+    assert!(loaded.htlcs_of(&ChannelId([5; 32])).is_empty());
+    // An HTLC whose channel is not stored.
     batch.clear();
     batch.put(
-        Table::Onions,
-        &onion_key(&ChannelId([7; 32]), false, 1),
+        Table::Htlcs,
+        &htlc_key(&ChannelId([7; 32]), false, 1),
         &bytes,
     );
     tables.apply(&batch);
     let err = tables.load().unwrap_err().to_string();
     assert!(
-        err.contains("the onion of a channel that is not stored"),
+        err.contains("an HTLC of a channel that is not stored"),
         "{err}"
     );
 }

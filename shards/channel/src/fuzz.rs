@@ -425,32 +425,10 @@ impl Pair {
     }
 }
 
-/// Hands a message to a channel, the crypto done inline.
+/// Hands a message to a channel through the shard's router, the crypto
+/// done inline.
 fn handle(secp: &Secp256k1<All>, ch: &mut Channel, m: Message) -> Result<(), crate::ChannelError> {
-    match m {
-        Message::UpdateAddHtlc(m) => ch.handle_update_add_htlc(&m),
-        Message::UpdateFulfillHtlc(m) => ch.handle_update_fulfill_htlc(&m),
-        Message::UpdateFailHtlc(m) => ch.handle_update_fail_htlc(m),
-        Message::UpdateFailMalformedHtlc(m) => ch.handle_update_fail_malformed_htlc(&m),
-        Message::UpdateFee(m) => ch.handle_update_fee(&m),
-        Message::CommitmentSigned(m) => {
-            let staged = ch.stage_commitment_signed(secp, m)?;
-            let verified = staged.verify(secp);
-            ch.apply_commitment_signed(verified)
-        }
-        Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(secp, &m),
-        Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
-        Message::ChannelReady(m) => ch.handle_channel_ready(&m),
-        Message::Shutdown(m) => ch.handle_shutdown(&m),
-        m => match ch.stage_closing_message(&m) {
-            Some(Ok(staged)) => {
-                let verified = staged.verify(secp);
-                ch.apply_closing_verified(verified)
-            }
-            Some(Err(e)) => Err(e),
-            None => Ok(()),
-        },
-    }
+    ch.handle_message(secp, m)?.finish(secp, ch)
 }
 
 /// Node `i`'s `shutdown` script (P2WPKH).

@@ -8,8 +8,9 @@
 //! # What goes in
 //!
 //! Everything the state machine holds between calls: parameters, limits,
-//! policy and secrets, the books (every HTLC with its onion, every pending
-//! fee update), commitment numbers and points, the peer's revealed
+//! policy and secrets, the books (every HTLC with its onion, or, in a lean
+//! record, only its progress, its fixed terms kept apart: [`HtlcTerms`];
+//! every pending fee update), commitment numbers and points, the peer's revealed
 //! secrets, our last `commitment_signed` (retransmitted verbatim), the
 //! peer's signatures on our commitment, the send sequence numbers that
 //! order retransmissions, the `shutdown` terms and exchange, the closing negotiation (`closing_signed` or `option_simple_close`), and
@@ -97,13 +98,35 @@ use crate::simple_close::{CloseTerms, PendingSig, SentComplete, SigField, Simple
 /// Version 3 added the `closing_signed` negotiation ([`crate::closing`]).
 /// Version 4 added the variant of the peer's `closing_signed` and
 /// `option_simple_close` ([`crate::simple_close`]).
-/// Version 5 lets an HTLC's onion live outside the record
-/// ([`Channel::encode_without_onions`]).
-pub const STATE_VERSION: u8 = 5;
+/// Version 5 let an HTLC's onion live outside the record.
+/// Version 6 lets all of an HTLC's fixed terms live outside it
+/// ([`Channel::encode_lean`], [`HtlcTerms`]).
+pub const STATE_VERSION: u8 = 6;
 
-/// Looks up an HTLC's onion kept outside the record: offerer and id in,
-/// the packet out ([`Channel::decode_with_onions`]).
-pub type OnionLookup<'a> = dyn FnMut(Side, u64) -> Option<[u8; ONION_PACKET_LEN]> + 'a;
+/// What never changes about an HTLC once it is in the books: a store
+/// keeps it under the HTLC's own key, written once when the HTLC enters
+/// [`crate::book::Book::htlcs`] and deleted when it leaves, while the
+/// channel's record ([`Channel::encode_lean`]) keeps only the HTLC's
+/// progress (about 20 bytes instead of 1,430).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HtlcTerms {
+    /// `amount_msat`.
+    pub amount_msat: Msat,
+    /// `payment_hash`.
+    pub payment_hash: PaymentHash,
+    /// `cltv_expiry`.
+    pub cltv_expiry: u32,
+    /// See [`Htlc::over_dust_exposure`].
+    pub over_dust_exposure: bool,
+    /// See [`Htlc::added_after_shutdown`].
+    pub added_after_shutdown: bool,
+    /// `onion_routing_packet`.
+    pub onion_routing_packet: [u8; ONION_PACKET_LEN],
+}
+
+/// Looks up the terms of an HTLC kept outside the record: offerer and id
+/// in ([`Channel::decode_lean`]).
+pub type HtlcLookup<'a> = dyn FnMut(Side, u64) -> Option<HtlcTerms> + 'a;
 
 /// Length of the trailing checksum (a full SHA256: the record is written
 /// once per commitment round, so its cost is noise next to the fsync).
@@ -489,12 +512,21 @@ fn read_removal_kind(r: &mut R<'_>) -> Result<RemovalKind, DecodeError> {
     })
 }
 
-fn write_htlc(w: &mut W<'_>, h: &Htlc, external_onions: bool) {
+fn write_htlc(w: &mut W<'_>, h: &Htlc, lean: bool) {
     w.side(h.offerer);
     w.u64(h.id);
-    w.u64(h.amount_msat.0);
-    w.bytes(&h.payment_hash.0);
-    w.u32(h.cltv_expiry);
+    // The terms never change once added: a store may keep them under the
+    // HTLC's own key, written once, instead of in every record of the
+    // channel.
+    w.bool(lean);
+    if !lean {
+        w.u64(h.amount_msat.0);
+        w.bytes(&h.payment_hash.0);
+        w.u32(h.cltv_expiry);
+        w.bool(h.over_dust_exposure);
+        w.bool(h.added_after_shutdown);
+        w.bytes(&h.onion_routing_packet);
+    }
     w.state(h.add_state);
     w.u64(h.sent_seq);
     w.bool(h.removal.is_some());
@@ -503,26 +535,30 @@ fn write_htlc(w: &mut W<'_>, h: &Htlc, external_onions: bool) {
         w.state(rm.state);
         w.u64(rm.sent_seq);
     }
-    // The onion never changes once added: a store may keep it under its own key, written
-    // once, instead of in every record of the channel.
-    w.bool(external_onions);
-    if !external_onions {
-        w.bytes(&h.onion_routing_packet);
-    }
     w.bool(h.resolution_reported);
-    w.bool(h.over_dust_exposure);
-    w.bool(h.added_after_shutdown);
 }
 
-fn read_htlc(r: &mut R<'_>, onions: &mut OnionLookup<'_>) -> Result<Htlc, DecodeError> {
+fn read_htlc(r: &mut R<'_>, lookup: &mut HtlcLookup<'_>) -> Result<Htlc, DecodeError> {
     let offerer = r.side()?;
     let id = r.u64()?;
+    let terms = if r.bool()? {
+        lookup(offerer, id).ok_or(DecodeError::Invalid("an HTLC's stored terms are missing"))?
+    } else {
+        HtlcTerms {
+            amount_msat: Msat(r.u64()?),
+            payment_hash: PaymentHash(r.arr()?),
+            cltv_expiry: r.u32()?,
+            over_dust_exposure: r.bool()?,
+            added_after_shutdown: r.bool()?,
+            onion_routing_packet: r.arr::<ONION_PACKET_LEN>()?,
+        }
+    };
     Ok(Htlc {
         offerer,
         id,
-        amount_msat: Msat(r.u64()?),
-        payment_hash: PaymentHash(r.arr()?),
-        cltv_expiry: r.u32()?,
+        amount_msat: terms.amount_msat,
+        payment_hash: terms.payment_hash,
+        cltv_expiry: terms.cltv_expiry,
         add_state: r.state()?,
         sent_seq: r.u64()?,
         removal: r.option(|r| {
@@ -532,18 +568,14 @@ fn read_htlc(r: &mut R<'_>, onions: &mut OnionLookup<'_>) -> Result<Htlc, Decode
                 sent_seq: r.u64()?,
             })
         })?,
-        onion_routing_packet: if r.bool()? {
-            onions(offerer, id).ok_or(DecodeError::Invalid("an HTLC's onion is missing"))?
-        } else {
-            r.arr::<ONION_PACKET_LEN>()?
-        },
+        onion_routing_packet: terms.onion_routing_packet,
         resolution_reported: r.bool()?,
-        over_dust_exposure: r.bool()?,
-        added_after_shutdown: r.bool()?,
+        over_dust_exposure: terms.over_dust_exposure,
+        added_after_shutdown: terms.added_after_shutdown,
     })
 }
 
-fn write_book(w: &mut W<'_>, b: &Book, external_onions: bool) {
+fn write_book(w: &mut W<'_>, b: &Book, lean: bool) {
     w.side(b.funder);
     w.u64(b.capacity_msat);
     w.u64(b.base_local_msat);
@@ -557,7 +589,7 @@ fn write_book(w: &mut W<'_>, b: &Book, external_onions: bool) {
     }
     w.count(b.htlcs.len());
     for h in &b.htlcs {
-        write_htlc(w, h, external_onions);
+        write_htlc(w, h, lean);
     }
     w.u64(b.next_local_htlc_id);
     w.u64(b.next_remote_htlc_id);
@@ -565,7 +597,7 @@ fn write_book(w: &mut W<'_>, b: &Book, external_onions: bool) {
     w.u64(b.remote_commitment_number);
 }
 
-fn read_book(r: &mut R<'_>, onions: &mut OnionLookup<'_>) -> Result<Book, DecodeError> {
+fn read_book(r: &mut R<'_>, lookup: &mut HtlcLookup<'_>) -> Result<Book, DecodeError> {
     let funder = r.side()?;
     let capacity_msat = r.u64()?;
     let base_local_msat = r.u64()?;
@@ -583,7 +615,7 @@ fn read_book(r: &mut R<'_>, onions: &mut OnionLookup<'_>) -> Result<Book, Decode
     let n = r.count(MAX_HTLCS, "HTLC count")?;
     let mut htlcs = Vec::with_capacity(n);
     for _ in 0..n {
-        htlcs.push(read_htlc(r, onions)?);
+        htlcs.push(read_htlc(r, lookup)?);
     }
     let book = Book {
         funder,
@@ -846,19 +878,19 @@ impl Channel {
     /// Appends the channel's record to `out` (the caller reuses it):
     /// everything a restarted node needs, see the module docs.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        self.encode_onions(out, false);
+        self.encode_with(out, false);
     }
 
-    /// [`Channel::encode`] without the HTLCs' onions (1,366 bytes each,
-    /// most of a busy channel's record): the caller keeps each onion
-    /// under its own key from the time its HTLC enters
-    /// [`crate::book::Book::htlcs`] until it leaves, and gives them back
-    /// to [`Channel::decode_with_onions`].
-    pub fn encode_without_onions(&self, out: &mut Vec<u8>) {
-        self.encode_onions(out, true);
+    /// [`Channel::encode`] without the HTLCs' fixed terms ([`HtlcTerms`]:
+    /// the onion's 1,366 bytes, amount, hash, expiry), most of a busy
+    /// channel's record: the caller keeps each HTLC's terms under its own
+    /// key from the time the HTLC enters [`crate::book::Book::htlcs`] until
+    /// it leaves, and gives them back to [`Channel::decode_lean`].
+    pub fn encode_lean(&self, out: &mut Vec<u8>) {
+        self.encode_with(out, true);
     }
 
-    fn encode_onions(&self, out: &mut Vec<u8>, external_onions: bool) {
+    fn encode_with(&self, out: &mut Vec<u8>, lean: bool) {
         let start = out.len();
         let mut w = W(out);
         w.u8(STATE_VERSION);
@@ -868,7 +900,7 @@ impl Channel {
         write_limits(&mut w, &self.remote_limits);
         write_policy(&mut w, &self.policy);
         write_secrets(&mut w, &self.secrets);
-        write_book(&mut w, &self.book, external_onions);
+        write_book(&mut w, &self.book, lean);
         w.bool(self.failed);
         w.u8(match self.link {
             Link::Up => 0,
@@ -924,17 +956,14 @@ impl Channel {
     /// that was encoded, or why the bytes are not one. Never panics, on
     /// any input. A restarted node then calls [`Channel::handle_restart`].
     pub fn decode(bytes: &[u8]) -> Result<Channel, DecodeError> {
-        Channel::decode_with_onions(bytes, &mut |_, _| None)
+        Channel::decode_lean(bytes, &mut |_, _| None)
     }
 
-    /// Reads a record written by either encoder; `onions` gives back
-    /// the onions [`Channel::encode_without_onions`] left out (an HTLC
-    /// whose onion it does not have makes the record invalid).
-    pub fn decode_with_onions(
-        bytes: &[u8],
-        onions: &mut OnionLookup<'_>,
-    ) -> Result<Channel, DecodeError> {
-        unseal(bytes, STATE_VERSION, |r| read_channel(r, onions))
+    /// Reads a record written by either encoder; `lookup` gives back the
+    /// terms [`Channel::encode_lean`] left out (an HTLC whose terms it
+    /// does not have makes the record invalid).
+    pub fn decode_lean(bytes: &[u8], lookup: &mut HtlcLookup<'_>) -> Result<Channel, DecodeError> {
+        unseal(bytes, STATE_VERSION, |r| read_channel(r, lookup))
     }
 
     /// The node restarted from a record just decoded: see the module docs
@@ -1180,14 +1209,14 @@ fn read_shutdown(r: &mut R<'_>) -> Result<(ShutdownTerms, ShutdownState), Decode
     Ok((terms, state))
 }
 
-fn read_channel(r: &mut R<'_>, onions: &mut OnionLookup<'_>) -> Result<Channel, DecodeError> {
+fn read_channel(r: &mut R<'_>, lookup: &mut HtlcLookup<'_>) -> Result<Channel, DecodeError> {
     let channel_id = ChannelId(r.arr()?);
     let params = read_params(r)?;
     let local_limits = read_limits(r)?;
     let remote_limits = read_limits(r)?;
     let policy = read_policy(r)?;
     let secrets = read_secrets(r)?;
-    let book = read_book(r, onions)?;
+    let book = read_book(r, lookup)?;
     if book.funder != params.funder()
         || Some(book.capacity_msat) != params.funding_amount().to_sat().checked_mul(1000)
     {

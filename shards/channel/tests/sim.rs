@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bitcoin::hashes::{sha256, Hash};
 use common::{establish_pair, pair_with_terms, receive_commitment, sign, Agreement, Rng};
-use lnhub_channel::{verify_batch, Channel, Effect, Resolution, SendError, ShutdownTerms, View};
+use lnhub_channel::{Channel, Effect, Resolution, SendError, ShutdownTerms, View};
 use lnhub_tx::{ChannelType, Side};
 use lnhub_wire::msgs::ONION_PACKET_LEN;
 use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage, Sat};
@@ -400,36 +400,17 @@ impl Sim {
                 n.ch.link()
             );
         }
-        let r = match m {
-            Message::UpdateAddHtlc(m) => n.ch.handle_update_add_htlc(&m),
-            Message::UpdateFulfillHtlc(m) => n.ch.handle_update_fulfill_htlc(&m),
-            Message::UpdateFailHtlc(m) => n.ch.handle_update_fail_htlc(m),
-            Message::UpdateFailMalformedHtlc(m) => n.ch.handle_update_fail_malformed_htlc(&m),
-            Message::UpdateFee(m) => n.ch.handle_update_fee(&m),
-            Message::CommitmentSigned(m) if batch => match n.ch.stage_commitment_signed(&secp, m) {
-                Ok(staged) => {
-                    let verified = verify_batch(&secp, vec![staged]).pop().expect("one result");
-                    n.ch.apply_commitment_signed(verified)
-                }
-                Err(e) => Err(e),
-            },
-            Message::CommitmentSigned(m) => receive_commitment(&secp, &mut n.ch, m),
-            Message::RevokeAndAck(m) => n.ch.handle_revoke_and_ack(&secp, &m),
-            Message::ChannelReestablish(m) => n.ch.handle_channel_reestablish(&secp, &m),
-            Message::ChannelReady(m) => n.ch.handle_channel_ready(&m),
-            Message::Shutdown(m) => n.ch.handle_shutdown(&m),
-            m @ (Message::ClosingSigned(_)
-            | Message::ClosingComplete(_)
-            | Message::ClosingSig(_)) => {
-                match n.ch.stage_closing_message(&m).expect("a closing message") {
-                    Ok(staged) => {
-                        let verified = staged.verify(&secp);
-                        n.ch.apply_closing_verified(verified)
-                    }
-                    Err(e) => Err(e),
-                }
+        // The shard's router; with `batch`, the commitment's signatures are checked the
+        // shard's way (one batch), otherwise one by one.
+        let r = match n.ch.handle_message(&secp, m) {
+            Ok(lnhub_channel::Routed::NotForChannel(t)) => {
+                return Err(format!("{} got unexpected message type {t}", n.name))
             }
-            other => return Err(format!("{} got unexpected {other:?}", n.name)),
+            Ok(lnhub_channel::Routed::Commitment(m)) if !batch => {
+                receive_commitment(&secp, &mut n.ch, m)
+            }
+            Ok(routed) => routed.finish(&secp, &mut n.ch),
+            Err(e) => Err(e),
         };
         match r {
             // A closed channel drops what the peer repeats after a
@@ -449,28 +430,10 @@ impl Sim {
         let mut ch = self.node(i).ch.clone();
         let name = msg_name(&m);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let r = match m {
-                Message::UpdateAddHtlc(m) => ch.handle_update_add_htlc(&m),
-                Message::UpdateFulfillHtlc(m) => ch.handle_update_fulfill_htlc(&m),
-                Message::UpdateFailHtlc(m) => ch.handle_update_fail_htlc(m),
-                Message::UpdateFailMalformedHtlc(m) => ch.handle_update_fail_malformed_htlc(&m),
-                Message::UpdateFee(m) => ch.handle_update_fee(&m),
-                Message::CommitmentSigned(m) => receive_commitment(&secp, &mut ch, m),
-                Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(&secp, &m),
-                Message::ChannelReestablish(m) => ch.handle_channel_reestablish(&secp, &m),
-                Message::Shutdown(m) => ch.handle_shutdown(&m),
-                m @ (Message::ClosingSigned(_)
-                | Message::ClosingComplete(_)
-                | Message::ClosingSig(_)) => match ch.stage_closing_message(&m) {
-                    Some(Ok(staged)) => {
-                        let verified = staged.verify(&secp);
-                        ch.apply_closing_verified(verified)
-                    }
-                    Some(Err(e)) => Err(e),
-                    None => Ok(()),
-                },
-                _ => Ok(()),
-            };
+            // Through the shard's router, like any peer message.
+            let r = ch
+                .handle_message(&secp, m)
+                .and_then(|routed| routed.finish(&secp, &mut ch));
             // Whatever happened, the copy still answers queries.
             let _ = ch.can_sign();
             while ch.poll_effect().is_some() {}

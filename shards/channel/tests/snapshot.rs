@@ -7,7 +7,7 @@ mod common;
 
 use bitcoin::hashes::{sha256, Hash};
 use common::{deliver, drain, pair, pump, sign, Agreement, Reported, Rng};
-use lnhub_channel::{Channel, DecodeError, Effect, STATE_VERSION};
+use lnhub_channel::{Channel, DecodeError, Effect, HtlcTerms, STATE_VERSION};
 use lnhub_tx::ChannelType;
 use lnhub_wire::msgs::ONION_PACKET_LEN;
 use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage};
@@ -93,38 +93,49 @@ fn records_round_trip_exactly() {
 /// Without its onions the record is about 1,366 bytes per HTLC smaller; given them back it
 /// decodes into the same channel, and without one of them it is refused.
 #[test]
-fn records_without_onions_round_trip_with_them_given_back() {
+fn lean_records_round_trip_with_the_htlc_terms_given_back() {
     let secp = Secp256k1::new();
     let (a, b) = busy_pair(&secp);
     for ch in [&a, &b] {
         let htlcs = ch.book().htlcs();
         assert!(htlcs.len() >= 3, "HTLCs in flight both ways");
         let mut lean = Vec::new();
-        ch.encode_without_onions(&mut lean);
+        ch.encode_lean(&mut lean);
         let full = record(ch);
-        assert_eq!(full.len() - lean.len(), htlcs.len() * ONION_PACKET_LEN);
-        let onion_of = |side, id| {
+        // Per HTLC: the onion, amount (8), hash (32), expiry (4) and two flags stay out.
+        assert_eq!(
+            full.len() - lean.len(),
+            htlcs.len() * (ONION_PACKET_LEN + 8 + 32 + 4 + 2)
+        );
+        let terms_of = |side, id| {
             htlcs
                 .iter()
                 .find(|h| h.offerer == side && h.id == id)
-                .map(|h| h.onion_routing_packet)
+                .map(|h| HtlcTerms {
+                    amount_msat: h.amount_msat,
+                    payment_hash: h.payment_hash,
+                    cltv_expiry: h.cltv_expiry,
+                    over_dust_exposure: h.over_dust_exposure,
+                    added_after_shutdown: h.added_after_shutdown,
+                    onion_routing_packet: h.onion_routing_packet,
+                })
         };
-        let back = Channel::decode_with_onions(&lean, &mut |side, id| onion_of(side, id))
-            .expect("decodes with its onions");
+        let back = Channel::decode_lean(&lean, &mut |side, id| terms_of(side, id))
+            .expect("decodes with its HTLCs' terms");
         assert!(back == *ch, "the same channel");
         assert_eq!(
             record(&back),
             full,
-            "re-encoding with onions is the full record"
+            "re-encoding with the terms is the full record"
         );
         assert_eq!(
             Channel::decode(&lean).err(),
-            Some(DecodeError::Invalid("an HTLC's onion is missing"))
+            Some(DecodeError::Invalid("an HTLC's stored terms are missing"))
         );
         let (skip_side, skip_id) = (htlcs[0].offerer, htlcs[0].id);
-        let missing_one = Channel::decode_with_onions(&lean, &mut |side, id| {
+        let missing_one = Channel::decode_lean(&lean, &mut |side, id| {
             ((side, id) != (skip_side, skip_id))
-                .then(|| onion_of(side, id))
+                .then(|| terms_of(side, id))
                 .flatten()
         });
         assert!(missing_one.is_err());

@@ -24,18 +24,21 @@ pub fn restore(shards: &mut [Shard], loaded: &Loaded) -> Result<(), String> {
         .channels
         .par_iter()
         .map(|(id, record)| {
-            let onions: Vec<_> = loaded.onions_of(id).collect();
-            let channel = decode_channel(record, &onions)
+            let htlcs = loaded.htlcs_of(id);
+            let channel = decode_channel(record, htlcs)
                 .map_err(|e| format!("channel {id}: state record refused: {e:?}"))?;
             Ok((
                 channel,
-                onions.iter().map(|(p, h, _)| (*p, *h)).collect::<Vec<_>>(),
+                htlcs
+                    .iter()
+                    .map(|(_, p, h, _)| (*p, *h))
+                    .collect::<Vec<_>>(),
             ))
         })
         .collect::<Result<_, String>>()?;
-    for ((_, record), (channel, onions)) in loaded.channels.iter().zip(decoded) {
+    for ((_, record), (channel, htlcs)) in loaded.channels.iter().zip(decoded) {
         let s = shard_of(&record.header.peer, n);
-        shards[s].insert_restored(channel, record, onions);
+        shards[s].insert_restored(channel, record, htlcs);
     }
     for (id, record) in &loaded.openings {
         let s = shard_of(&record.header.peer, n);

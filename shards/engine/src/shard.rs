@@ -44,7 +44,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
-use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, Resolution, SendError};
+use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, Resolution, Routed, SendError};
 use lnhub_forward::{decide, Decision, Limits, OutgoingChannel, PolicyHistory, Request};
 use lnhub_onion::error_packet::{
     create_error_packet, malformed_to_error_packet, obfuscate_error_packet,
@@ -307,7 +307,7 @@ pub struct Slot {
     parked: Vec<(u64, Upstream, Option<LinkKey>)>,
     /// The HTLCs (offered by the peer, id) whose onion is in the store: each is written once,
     /// with the first record of the channel that holds the HTLC.
-    pub(crate) onions_on_disk: HashSet<(bool, u64)>,
+    pub(crate) htlcs_on_disk: HashSet<(bool, u64)>,
 }
 
 /// A message whose handling needs curve arithmetic, set aside for the round's parallel step.
@@ -529,7 +529,7 @@ impl Shard {
             disabled: false,
             connected,
             parked: Vec::new(),
-            onions_on_disk: HashSet::new(),
+            htlcs_on_disk: HashSet::new(),
         };
         self.slots.insert(channel_id, slot);
     }
@@ -548,23 +548,23 @@ impl Shard {
     /// Restores a channel after a restart, decoded from its stored record
     /// ([`decode_channel`], which [`crate::restore()`] runs in parallel): releases what its last
     /// write gated and lets it re-report the forwards and resolutions it may not have seen
-    /// acted on (at least once: the shard de-duplicates). `onions_on_disk` are the (offered by
-    /// the peer, HTLC id) of every onion stored for it. The peer counts as disconnected until
+    /// acted on (at least once: the shard de-duplicates). `htlcs_on_disk` are the (offered by
+    /// the peer, HTLC id) of every HTLC record stored for it. The peer counts as disconnected until
     /// it reconnects.
     pub(crate) fn insert_restored(
         &mut self,
         mut channel: Channel,
         stored: &ChannelRecord,
-        onions_on_disk: impl IntoIterator<Item = (bool, u64)>,
+        htlcs_on_disk: impl IntoIterator<Item = (bool, u64)>,
     ) {
         channel.handle_restart();
         let id = channel.channel_id();
         let h = &stored.header;
         self.insert_channel(channel, h.peer, h.scid, h.policy, false);
         let slot = self.slots.get_mut(&id).expect("just inserted");
-        // Every stored onion, even one whose HTLC the record no longer holds: the next write
-        // deletes those.
-        slot.onions_on_disk = onions_on_disk.into_iter().collect();
+        // Every stored HTLC record, even one whose HTLC the channel's record no longer holds:
+        // the next write deletes those.
+        slot.htlcs_on_disk = htlcs_on_disk.into_iter().collect();
         self.touched.insert(id);
     }
 
@@ -866,52 +866,27 @@ impl Shard {
             return;
         }
         self.touched.insert(channel_id);
-        let ch = &mut slot.channel;
-        let secp = &self.secp;
-        let result = match msg {
-            Message::UpdateAddHtlc(m) => ch.handle_update_add_htlc(&m),
-            Message::UpdateFulfillHtlc(m) => ch.handle_update_fulfill_htlc(&m),
-            Message::UpdateFailHtlc(m) => ch.handle_update_fail_htlc(m),
-            Message::UpdateFailMalformedHtlc(m) => ch.handle_update_fail_malformed_htlc(&m),
-            Message::UpdateFee(m) => ch.handle_update_fee(&m),
-            // Like `commitment_signed`: its secret check is curve arithmetic, done with the
-            // round's others in parallel.
-            Message::RevokeAndAck(m) => {
-                self.to_stage.push((channel_id, Aside::Revoke(m)));
-                self.staged_ids.insert(channel_id);
-                Ok(())
-            }
-            Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
-            Message::ChannelReady(m) => ch.handle_channel_ready(&m),
-            // Staged with the round's others, in parallel, at the verify step (its key
-            // derivations and transaction building are the expensive part after signatures);
-            // the channel's later inputs wait for it (`blocked`).
-            Message::CommitmentSigned(m) => {
+        let result = match slot.channel.handle_message(&self.secp, msg) {
+            Ok(Routed::Done) => Ok(()),
+            // The two that need curve arithmetic are set aside for the round's verify step and
+            // run there with the other channels', in parallel; the channel's later inputs wait
+            // for it (`blocked`).
+            Ok(Routed::Commitment(m)) => {
                 self.to_stage.push((channel_id, Aside::Commit(m)));
                 self.staged_ids.insert(channel_id);
                 Ok(())
             }
-            Message::Shutdown(m) => ch.handle_shutdown(&m),
-            // Closing negotiation is rare: its one or two signature checks run inline.
-            m @ (Message::ClosingSigned(_)
-            | Message::ClosingComplete(_)
-            | Message::ClosingSig(_)) => {
-                match ch.stage_closing_message(&m).expect("a closing message") {
-                    Ok(staged) => {
-                        let verified = staged.verify(secp);
-                        ch.apply_closing_verified(verified)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Message::Error(_) | Message::Warning(_) => Ok(()),
-            other => {
-                log::debug!(
-                    "channel {channel_id}: ignoring message type {}",
-                    other.msg_type()
-                );
+            Ok(Routed::Revoke(m)) => {
+                self.to_stage.push((channel_id, Aside::Revoke(m)));
+                self.staged_ids.insert(channel_id);
                 Ok(())
             }
+            Ok(Routed::NotForChannel(msg_type)) => {
+                // BOLT 1 `error` and `warning` are the connection room's business.
+                log::debug!("channel {channel_id}: ignoring message type {msg_type}");
+                Ok(())
+            }
+            Err(e) => Err(e),
         };
         if let Err(e) = result {
             self.channel_error(channel_id, node_id, e, io);
@@ -1930,19 +1905,27 @@ impl Shard {
     }
 }
 
-/// Decodes a stored channel's state record with its stored onions (offered by the peer, HTLC
-/// id, packet; in that order, as `Loaded::onions_of` gives them): pure and independent per
-/// channel, so a restore runs it in parallel.
+/// Decodes a stored channel's state record with its stored HTLC records (`Loaded::htlcs_of`:
+/// in (offered by the peer, HTLC id) order): pure and independent per channel, so a restore
+/// runs it in parallel.
 pub(crate) fn decode_channel(
     stored: &ChannelRecord,
-    onions: &[(bool, u64, &[u8; lnhub_wire::msgs::ONION_PACKET_LEN])],
+    htlcs: &[(ChannelId, bool, u64, lnhub_schema::HtlcRecord)],
 ) -> Result<Channel, lnhub_channel::DecodeError> {
-    Channel::decode_with_onions(&stored.state, &mut |side, id| {
+    Channel::decode_lean(&stored.state, &mut |side, id| {
         let key = (side == lnhub_tx::Side::Remote, id);
-        onions
-            .binary_search_by(|(p, h, _)| (*p, *h).cmp(&key))
-            .ok()
-            .map(|i| *onions[i].2)
+        let i = htlcs
+            .binary_search_by(|(_, p, h, _)| (*p, *h).cmp(&key))
+            .ok()?;
+        let h = &htlcs[i].3;
+        Some(lnhub_channel::HtlcTerms {
+            amount_msat: h.amount_msat,
+            payment_hash: h.payment_hash,
+            cltv_expiry: h.cltv_expiry,
+            over_dust_exposure: h.over_dust_exposure,
+            added_after_shutdown: h.added_after_shutdown,
+            onion_routing_packet: *h.onion,
+        })
     })
 }
 

@@ -19,7 +19,7 @@
 
 pub use lnhub_schema::StoreError;
 use lnhub_schema::{
-    encode_channel, encode_link, encode_onion, encode_opening, link_key, onion_key, Batch,
+    encode_channel, encode_htlc, encode_link, encode_opening, htlc_key, link_key, Batch,
     ChannelHeader, LinkRecord, MemTables, OpeningHeader, Table,
 };
 use lnhub_tx::Side;
@@ -53,10 +53,10 @@ pub trait Store {
     }
 }
 
-/// Appends a channel's record: its state machine (without its HTLCs' onions) and what the
-/// shard keeps beside it; the onion of every HTLC that entered the channel's books since its
-/// last record, and the deletion of those that left. The channel's opening record, if any, is
-/// deleted in the same batch.
+/// Appends a channel's record: its state machine (without its HTLCs' fixed terms) and what
+/// the shard keeps beside it; the record of every HTLC that entered the channel's books since
+/// its last record (amount, hash, expiry, onion: written once), and the deletion of those that
+/// left. The channel's opening record, if any, is deleted in the same batch.
 pub fn write_channel(batch: &mut Batch, slot: &mut Slot) {
     let id = slot.channel.channel_id();
     let header = ChannelHeader {
@@ -66,25 +66,32 @@ pub fn write_channel(batch: &mut Batch, slot: &mut Slot) {
     };
     let channel = &slot.channel;
     batch.put_with(Table::Channels, &id.0, |out| {
-        encode_channel(out, &header, |out| channel.encode_without_onions(out))
+        encode_channel(out, &header, |out| channel.encode_lean(out))
     });
     batch.delete(Table::Openings, &id.0);
     let book = channel.book();
     for h in book.htlcs() {
         let key = (h.offerer == Side::Remote, h.id);
-        if slot.onions_on_disk.insert(key) {
-            batch.put_with(Table::Onions, &onion_key(&id, key.0, key.1), |out| {
-                encode_onion(out, &h.onion_routing_packet)
+        if slot.htlcs_on_disk.insert(key) {
+            batch.put_with(Table::Htlcs, &htlc_key(&id, key.0, key.1), |out| {
+                encode_htlc(
+                    out,
+                    h.amount_msat,
+                    &h.payment_hash,
+                    h.cltv_expiry,
+                    (h.over_dust_exposure, h.added_after_shutdown),
+                    &h.onion_routing_packet,
+                )
             });
         }
     }
     // The set now holds every HTLC of the books: anything more has left them.
-    if slot.onions_on_disk.len() > book.htlcs().len() {
-        slot.onions_on_disk.retain(|&(by_peer, htlc_id)| {
+    if slot.htlcs_on_disk.len() > book.htlcs().len() {
+        slot.htlcs_on_disk.retain(|&(by_peer, htlc_id)| {
             let offerer = if by_peer { Side::Remote } else { Side::Local };
             let kept = book.htlc(offerer, htlc_id).is_some();
             if !kept {
-                batch.delete(Table::Onions, &onion_key(&id, by_peer, htlc_id));
+                batch.delete(Table::Htlcs, &htlc_key(&id, by_peer, htlc_id));
             }
             kept
         });

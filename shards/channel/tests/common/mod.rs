@@ -276,24 +276,9 @@ pub fn deliver(
     ch: &mut Channel,
     m: lnhub_wire::Message,
 ) -> Result<(), ChannelError> {
-    use lnhub_wire::Message;
-    match m {
-        Message::UpdateAddHtlc(m) => ch.handle_update_add_htlc(&m),
-        Message::UpdateFulfillHtlc(m) => ch.handle_update_fulfill_htlc(&m),
-        Message::UpdateFailHtlc(m) => ch.handle_update_fail_htlc(m),
-        Message::UpdateFailMalformedHtlc(m) => ch.handle_update_fail_malformed_htlc(&m),
-        Message::UpdateFee(m) => ch.handle_update_fee(&m),
-        Message::CommitmentSigned(m) => receive_commitment(secp, ch, m),
-        Message::RevokeAndAck(m) => ch.handle_revoke_and_ack(secp, &m),
-        Message::ChannelReestablish(m) => ch.handle_channel_reestablish(secp, &m),
-        Message::ChannelReady(m) => ch.handle_channel_ready(&m),
-        Message::Shutdown(m) => ch.handle_shutdown(&m),
-        m @ (Message::ClosingSigned(_) | Message::ClosingComplete(_) | Message::ClosingSig(_)) => {
-            let staged = ch.stage_closing_message(&m).expect("a closing message")?;
-            let verified = staged.verify(secp);
-            ch.apply_closing_verified(verified)
-        }
-        other => panic!("unexpected message {other:?}"),
+    match ch.handle_message(secp, m)? {
+        lnhub_channel::Routed::NotForChannel(t) => panic!("unexpected message type {t}"),
+        routed => routed.finish(secp, ch),
     }
 }
 
