@@ -74,6 +74,10 @@
 //! **Failures**: LDK 0.2 exposes no BOLT 4 failure code in its events outside its own tests;
 //! [`PaymentFailure`] therefore also carries the `Onion Error[from <node>: <name>(0x<code>)]`
 //! lines LDK logs when it decodes a failure onion ([`OnionError`]).
+//!
+//! Long because it assembles one LDK node whole (the parts listed above, the event task,
+//! payments and the failure-log reader) behind the one type the tests drive; its parts only
+//! make sense together.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -25,6 +25,9 @@ use lnhub_peer::PeerConfig;
 use lnhub_wire::features::{self, Features};
 
 fn main() -> ExitCode {
+    // A panic on any thread stops the process: a restart recovers from the store, while a
+    // half-alive hub would drop a dead shard's messages silently.
+    lnhub_engine::abort_on_panic();
     let flags = config::Flags::parse();
     let config = match config::Config::load(flags) {
         Ok(c) => c,

@@ -1,6 +1,9 @@
 //! Cooperative close, `shutdown` phase (BOLT 2 "Closing Initiation:
 //! `shutdown`" and the `shutdown` line of "Message Retransmission"): one
 //! test per requirement.
+//!
+//! Long because it is a checklist: one short test per BOLT 2 requirement
+//! of the `shutdown` phase, in the spec's order.
 
 mod common;
 

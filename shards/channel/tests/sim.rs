@@ -28,6 +28,10 @@
 //! `SIM_SEEDS=N` runs N seeds (from `SIM_SEED_START`, default 0),
 //! `SIM_SEED=S` exactly one, `SIM_TRACE=1` prints every message. A failure
 //! prints its seed.
+//!
+//! Long because one simulator is one piece: its nodes, its random
+//! peers (honest and hostile), its interleavings and its end-of-run
+//! checks share their state, and splitting them would only scatter it.
 
 mod common;
 

@@ -22,7 +22,7 @@ pub use lnhub_schema::{Batch, Loaded, MemTables};
 pub use open::{default_establish_config, OpenConfig, Opening};
 pub use restore::restore;
 pub use runtime::{
-    shard_of, Engine, EngineConfig, Output, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
+    abort_on_panic, shard_of, Engine, EngineConfig, Output, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
     DEFAULT_ROUNDS_PER_TURN,
 };
 pub use shard::{

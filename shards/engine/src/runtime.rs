@@ -325,6 +325,24 @@ impl Engine {
     }
 }
 
+/// Makes any panic, on any thread (a shard, the rayon pool, the connection loop), stop the
+/// whole process once the default hook has printed it. A half-alive hub is worse than a dead
+/// one: a shard that died drops its peers' messages silently while the rest keeps running,
+/// and a lock it held poisons the others. Stopped, it is restarted and recovers everything
+/// from the store, whose every commit is whole. The daemon installs this first thing.
+pub fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = std::thread::current();
+        log::error!(
+            "thread {} panicked: stopping the process (a restart recovers from the store)",
+            thread.name().unwrap_or("unnamed")
+        );
+        std::process::abort();
+    }));
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

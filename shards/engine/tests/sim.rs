@@ -16,6 +16,9 @@
 //! step of the simulation makes it durable (a crash loses whatever is still in flight).
 //!
 //! `SIM_SEEDS=N` runs N seeds (default 40); `SIM_SEED=S` runs one. A failure prints its seed.
+//!
+//! Long because one simulator is one piece: the hub, its peers, the store's answers, crashes
+//! and the end-of-run checks (balances, outcomes, forwarding log) share their state.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -388,3 +388,34 @@ proptest! {
         fuzz_decode(&out);
     }
 }
+
+/// `attribution_data`'s accessors read each slot big-endian and answer `None` past the last
+/// (20 hold times, 210 truncated HMACs) instead of panicking on the caller's index.
+#[test]
+fn attribution_data_slots_are_bounded() {
+    use lnhub_wire::msgs::{AttributionData, ATTRIBUTION_DATA_LEN};
+    let mut bytes = [0u8; ATTRIBUTION_DATA_LEN];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let a = AttributionData(bytes);
+    assert_eq!(a.htlc_hold_time(0), Some(0x0001_0203));
+    assert_eq!(
+        a.htlc_hold_time(19),
+        Some(u32::from_be_bytes([76, 77, 78, 79]))
+    );
+    assert_eq!(a.htlc_hold_time(20), None);
+    assert_eq!(a.truncated_hmac(0), Some([80, 81, 82, 83]));
+    let last = ATTRIBUTION_DATA_LEN - 4;
+    assert_eq!(
+        a.truncated_hmac(209),
+        Some([
+            last as u8,
+            (last + 1) as u8,
+            (last + 2) as u8,
+            (last + 3) as u8
+        ])
+    );
+    assert_eq!(a.truncated_hmac(210), None);
+    assert_eq!(a.truncated_hmac(usize::MAX), None);
+}

@@ -39,21 +39,22 @@ impl core::fmt::Debug for AttributionData {
 }
 
 impl AttributionData {
-    /// `htlc_hold_times[i]` (i < 20), in 100 ms units.
-    pub fn htlc_hold_time(&self, i: usize) -> u32 {
-        let b = &self.0[i * 4..i * 4 + 4];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    /// `htlc_hold_times[i]`, in 100 ms units; `None` past the 20th.
+    pub fn htlc_hold_time(&self, i: usize) -> Option<u32> {
+        if i >= ATTRIBUTION_HOLD_TIMES {
+            return None;
+        }
+        let b: [u8; 4] = self.0[i * 4..i * 4 + 4].try_into().ok()?;
+        Some(u32::from_be_bytes(b))
     }
 
-    /// `truncated_hmacs[i]` (i < 210).
-    pub fn truncated_hmac(&self, i: usize) -> [u8; 4] {
+    /// `truncated_hmacs[i]`; `None` past the 210th.
+    pub fn truncated_hmac(&self, i: usize) -> Option<[u8; 4]> {
+        if i >= ATTRIBUTION_HMACS {
+            return None;
+        }
         let off = ATTRIBUTION_HOLD_TIMES * 4 + i * 4;
-        [
-            self.0[off],
-            self.0[off + 1],
-            self.0[off + 2],
-            self.0[off + 3],
-        ]
+        self.0[off..off + 4].try_into().ok()
     }
 }
 
