@@ -21,8 +21,8 @@ use bitcoin::hashes::Hash;
 use bitcoin::transaction::Version;
 use bitcoin::{OutPoint, ScriptBuf, Sequence, Transaction, TxIn, Txid, Witness};
 use lnhub_channel::{
-    Channel, Effect, Establishing, LocalKeys, NegotiatedType, OpenRequest, PeerContext, Resolution,
-    View,
+    Channel, Effect, Establishing, LocalKeys, NegotiatedType, OpenRequest, PeerContext,
+    RemovalKind, View,
 };
 use lnhub_onion::error_packet::decode_error_packet;
 use lnhub_onion::payload::PaymentData;
@@ -99,7 +99,7 @@ impl Sender {
 
     /// Runs the commitment dance until `htlc_id` is resolved and the channel is quiescent;
     /// every persist completes at once.
-    fn settle(&mut self, ch: &mut Channel, htlc_id: u64) -> Resolution {
+    fn settle(&mut self, ch: &mut Channel, htlc_id: u64) -> RemovalKind {
         let mut report = common::Reported::default();
         loop {
             common::sign(&self.secp, ch).expect("sign our commitment");
@@ -291,7 +291,7 @@ fn malformed_onion_is_answered_with_update_fail_malformed_htlc() {
         );
         assert_eq!(
             resolution,
-            Resolution::FailedMalformed {
+            RemovalKind::FailMalformed {
                 sha256_of_onion: sha256_of_onion(&onion),
                 failure_code: expected_code,
             }
@@ -320,7 +320,7 @@ fn malformed_onion_is_answered_with_update_fail_malformed_htlc() {
             .any(|m| matches!(m, Message::UpdateFailMalformedHtlc(_))),
         "a valid onion is not reported malformed"
     );
-    let Resolution::Failed { reason } = resolution else {
+    let RemovalKind::Fail(reason) = resolution else {
         panic!("expected Failed, got {resolution:?}")
     };
     assert_eq!(reason, fail.reason);

@@ -65,9 +65,9 @@ use secp256k1::PublicKey;
 use crate::book::{Book, BookEvent};
 use crate::close::{ShutdownState, ShutdownTerms};
 use crate::config::{ChannelPolicy, ChannelSecrets, FundedChannel, SideLimits};
-use crate::effects::{Effect, Outbox, Resolution};
+use crate::effects::{Effect, Outbox};
 use crate::error::ChannelError;
-use crate::htlc::{Htlc, RemovalKind};
+use crate::htlc::Htlc;
 
 /// The connection, as the channel sees it (BOLT 2 "Message
 /// Retransmission").
@@ -338,21 +338,12 @@ impl Channel {
                     self.emit(effect);
                 }
                 BookEvent::OutboundRemoved { reported: true, .. } => {}
+                // A fulfill was reported when it arrived (durable), not when it left the books.
+                BookEvent::OutboundRemoved { kind, .. } if kind.is_fulfill() => {}
                 BookEvent::OutboundRemoved { id, kind, .. } => {
-                    let resolution = match kind {
-                        RemovalKind::Fulfill(_) => continue,
-                        RemovalKind::Fail(reason) => Resolution::Failed { reason },
-                        RemovalKind::FailMalformed {
-                            sha256_of_onion,
-                            failure_code,
-                        } => Resolution::FailedMalformed {
-                            sha256_of_onion,
-                            failure_code,
-                        },
-                    };
                     self.emit(Effect::Resolved {
                         htlc_id: id,
-                        resolution,
+                        resolution: kind,
                     });
                 }
                 BookEvent::InboundRemoved { .. } => {}

@@ -11,32 +11,10 @@
 
 use std::collections::VecDeque;
 
-use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage};
-use lnhub_wire::Message;
+use lnhub_wire::types::{Msat, PaymentHash};
 
-/// How an HTLC we offered ended, as reported to the caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Resolution {
-    /// The peer revealed the preimage (reported as soon as it is durable:
-    /// pass it upstream at once).
-    Fulfilled {
-        /// The preimage.
-        payment_preimage: PaymentPreimage,
-    },
-    /// The peer failed it; reported once the removal is irrevocably
-    /// committed, so the incoming HTLC may now be failed.
-    Failed {
-        /// The encrypted `reason`, to relay upstream.
-        reason: Vec<u8>,
-    },
-    /// The peer could not parse the onion; reported like `Failed`.
-    FailedMalformed {
-        /// `sha256_of_onion`.
-        sha256_of_onion: [u8; 32],
-        /// `failure_code`.
-        failure_code: u16,
-    },
-}
+use crate::htlc::RemovalKind;
+use lnhub_wire::Message;
 
 /// An output of the channel, drained with [`crate::Channel::poll_effect`].
 ///
@@ -92,7 +70,7 @@ pub enum Effect {
         /// The HTLC's `id`.
         htlc_id: u64,
         /// How.
-        resolution: Resolution,
+        resolution: RemovalKind,
     },
 }
 

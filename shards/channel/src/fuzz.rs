@@ -30,7 +30,7 @@ use lnhub_wire::Message;
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 use crate::{
-    Channel, ChannelPolicy, ChannelSecrets, Effect, FundedChannel, Resolution, ShutdownTerms,
+    Channel, ChannelPolicy, ChannelSecrets, Effect, FundedChannel, RemovalKind, ShutdownTerms,
     SideLimits,
 };
 
@@ -253,7 +253,7 @@ impl Pair {
                     let me = &mut self.n[i];
                     let (_, preimage) = me.sent[&htlc_id];
                     let fulfilled = match resolution {
-                        Resolution::Fulfilled { payment_preimage } => {
+                        RemovalKind::Fulfill(payment_preimage) => {
                             assert_eq!(payment_preimage.0, preimage, "preimage");
                             true
                         }

@@ -98,7 +98,11 @@ pub fn applies(proposer: Side, state: UpdateState, view: View) -> bool {
     }
 }
 
-/// How an HTLC is removed (BOLT 2 "Removing an HTLC").
+/// How an HTLC is removed (BOLT 2 "Removing an HTLC"): the one outcome type of
+/// the channel, in its books and in what it reports for the HTLCs we offered
+/// ([`crate::Effect::Resolved`]: a fulfill as soon as it is durable, so the
+/// preimage goes upstream at once; a failure once its removal is irrevocably
+/// committed, so the incoming HTLC may now be failed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RemovalKind {
     /// `update_fulfill_htlc`: the amount goes to the receiver of the HTLC.

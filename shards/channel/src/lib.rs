@@ -76,11 +76,11 @@ pub use config::{
     ChannelPolicy, ChannelSecrets, EstablishConfig, FundedChannel, PeerContext, PeerParamLimits,
     SideLimits,
 };
-pub use effects::{Effect, Outbox, Resolution};
+pub use effects::{Effect, Outbox};
 pub use error::{ChannelError, SendError};
 pub use establish::{EstablishState, Establishing, LocalKeys, OpenRequest};
 pub use establish_snapshot::ESTABLISH_STATE_VERSION;
-pub use htlc::{UpdateState, View};
+pub use htlc::{RemovalKind, UpdateState, View};
 pub use router::Routed;
 pub use simple_close::{CloseTerms, SigField, SimpleState};
 pub use snapshot::{DecodeError, HtlcLookup, HtlcTerms, STATE_VERSION};

@@ -18,7 +18,7 @@ use lnhub_wire::Message;
 use crate::book::Prospective;
 use crate::channel::Channel;
 use crate::config::CLTV_EXPIRY_TIMESTAMP_THRESHOLD;
-use crate::effects::{Effect, Resolution};
+use crate::effects::Effect;
 use crate::error::{ChannelError, SendError};
 use crate::htlc::{Htlc, Removal, RemovalKind, UpdateState, View};
 use crate::limits::FEE_SPIKE_BUFFER_FEERATE_MULTIPLE;
@@ -379,7 +379,7 @@ impl Channel {
     }
 
     /// The peer's `update_fulfill_htlc`. The preimage is reported
-    /// ([`Resolution::Fulfilled`]) once it is durable.
+    /// ([`RemovalKind::Fulfill`]) once it is durable.
     pub fn handle_update_fulfill_htlc(
         &mut self,
         msg: &UpdateFulfillHtlc,
@@ -411,9 +411,7 @@ impl Channel {
         self.request_persist();
         self.emit(Effect::Resolved {
             htlc_id: msg.id,
-            resolution: Resolution::Fulfilled {
-                payment_preimage: msg.payment_preimage,
-            },
+            resolution: RemovalKind::Fulfill(msg.payment_preimage),
         });
         Ok(())
     }

@@ -6,7 +6,7 @@ mod common;
 
 use bitcoin::hashes::{sha256, Hash};
 use common::{deliver, drain, pair, pump, receive_commitment, sign, Agreement, Reported};
-use lnhub_channel::{Channel, ChannelError, Effect, Resolution, SendError};
+use lnhub_channel::{Channel, ChannelError, Effect, RemovalKind, SendError};
 use lnhub_tx::shachain::generate_from_seed;
 use lnhub_tx::ChannelType;
 use lnhub_wire::msgs::{
@@ -561,9 +561,7 @@ fn preimage_is_reported_once_durable_and_failure_once_irrevocable() {
         a.poll_effect(),
         Some(Effect::Resolved {
             htlc_id: id,
-            resolution: Resolution::Fulfilled {
-                payment_preimage: preimage(1)
-            }
+            resolution: RemovalKind::Fulfill(preimage(1))
         })
     );
     let (ra, _) = pump(&secp, &mut a, &mut b).unwrap();
@@ -573,15 +571,7 @@ fn preimage_is_reported_once_durable_and_failure_once_irrevocable() {
     let id = committed_htlc(&secp, &mut a, &mut b, preimage(3), 10_000_000);
     b.send_fail_htlc(id, vec![7; 32]).unwrap();
     let (ra, _) = pump(&secp, &mut a, &mut b).unwrap();
-    assert_eq!(
-        ra.resolved,
-        vec![(
-            id,
-            Resolution::Failed {
-                reason: vec![7; 32]
-            }
-        )]
-    );
+    assert_eq!(ra.resolved, vec![(id, RemovalKind::Fail(vec![7; 32]))]);
 }
 
 #[test]

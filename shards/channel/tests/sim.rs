@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bitcoin::hashes::{sha256, Hash};
 use common::{establish_pair, pair_with_terms, receive_commitment, sign, Agreement, Rng};
-use lnhub_channel::{Channel, Effect, Resolution, SendError, ShutdownTerms, View};
+use lnhub_channel::{Channel, Effect, RemovalKind, SendError, ShutdownTerms, View};
 use lnhub_tx::{ChannelType, Side};
 use lnhub_wire::msgs::ONION_PACKET_LEN;
 use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage, Sat};
@@ -217,13 +217,13 @@ impl Sim {
                         .get(&htlc_id)
                         .ok_or(format!("{} resolves unknown HTLC {htlc_id}", me.name))?;
                     let outcome = match resolution {
-                        Resolution::Fulfilled { payment_preimage } => {
+                        RemovalKind::Fulfill(payment_preimage) => {
                             if payment_preimage.0 != s.preimage {
                                 return Err(format!("{} HTLC {htlc_id}: wrong preimage", me.name));
                             }
                             Outcome::Fulfilled
                         }
-                        Resolution::Failed { .. } | Resolution::FailedMalformed { .. } => {
+                        RemovalKind::Fail(..) | RemovalKind::FailMalformed { .. } => {
                             Outcome::Failed
                         }
                     };

@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 #[path = "../../channel/tests/common/mod.rs"]
 mod testing;
 
-use lnhub_channel::{Channel, Effect, Resolution};
+use lnhub_channel::{Channel, Effect, RemovalKind};
 use lnhub_engine::{
     Batch, Input, Io, MemoryStore, Routes, Shard, ShardConfig, Store, StoreError, Submitted,
 };
@@ -504,7 +504,7 @@ impl Sim {
         }
     }
 
-    fn payer_resolved(&mut self, i: usize, htlc_id: u64, resolution: Resolution) {
+    fn payer_resolved(&mut self, i: usize, htlc_id: u64, resolution: RemovalKind) {
         let (seed, crashes) = (self.seed, self.crashes);
         let payment = self
             .payments
@@ -517,14 +517,14 @@ impl Sim {
         );
         payment.resolved_epoch = crashes;
         payment.outcome = Some(match resolution {
-            Resolution::Fulfilled { payment_preimage } => {
+            RemovalKind::Fulfill(payment_preimage) => {
                 assert_eq!(
                     payment_preimage, payment.preimage,
                     "seed {seed}: wrong preimage"
                 );
                 Outcome::Fulfilled
             }
-            Resolution::Failed { reason } => {
+            RemovalKind::Fail(reason) => {
                 let decoded = decode_error_packet(&payment.secrets, &reason)
                     .unwrap_or_else(|e| panic!("seed {seed}: undecodable failure: {e:?}"));
                 let failure = decoded
@@ -535,7 +535,7 @@ impl Sim {
                     code: failure.message.failure_code(),
                 }
             }
-            Resolution::FailedMalformed { .. } => {
+            RemovalKind::FailMalformed { .. } => {
                 panic!("seed {seed}: the hub never sends malformed here")
             }
         });

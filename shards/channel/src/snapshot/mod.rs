@@ -96,7 +96,7 @@ use crate::channel::{Channel, Link, EVENTS_CAPACITY};
 use crate::close::{ShutdownState, ShutdownTerms};
 use crate::closing::{ClosingState, Proposal, Received, Variant};
 use crate::config::{ChannelPolicy, ChannelSecrets, SideLimits};
-use crate::effects::{Effect, Outbox, Resolution};
+use crate::effects::{Effect, Outbox};
 use crate::htlc::{applies, Htlc, Removal, RemovalKind, UpdateState, View};
 use crate::simple_close::{CloseTerms, PendingSig, SentComplete, SigField, SimpleState};
 
@@ -319,9 +319,7 @@ impl Channel {
                     if let RemovalKind::Fulfill(p) = &rm.kind {
                         again.push(Effect::Resolved {
                             htlc_id: h.id,
-                            resolution: Resolution::Fulfilled {
-                                payment_preimage: *p,
-                            },
+                            resolution: RemovalKind::Fulfill(*p),
                         });
                     }
                 }

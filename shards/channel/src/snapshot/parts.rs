@@ -418,24 +418,7 @@ pub(crate) fn write_effect(w: &mut W<'_>, e: &Effect) {
         } => {
             w.u8(4);
             w.u64(*htlc_id);
-            match resolution {
-                Resolution::Fulfilled { payment_preimage } => {
-                    w.u8(0);
-                    w.bytes(&payment_preimage.0);
-                }
-                Resolution::Failed { reason } => {
-                    w.u8(1);
-                    w.blob(reason);
-                }
-                Resolution::FailedMalformed {
-                    sha256_of_onion,
-                    failure_code,
-                } => {
-                    w.u8(2);
-                    w.bytes(sha256_of_onion);
-                    w.u16(*failure_code);
-                }
-            }
+            write_removal_kind(w, resolution);
         }
     }
 }
@@ -457,19 +440,7 @@ pub(crate) fn read_effect(r: &mut R<'_>) -> Result<Effect, DecodeError> {
         },
         4 => Effect::Resolved {
             htlc_id: r.u64()?,
-            resolution: match r.u8()? {
-                0 => Resolution::Fulfilled {
-                    payment_preimage: PaymentPreimage(r.arr()?),
-                },
-                1 => Resolution::Failed {
-                    reason: r.blob("failure reason")?.to_vec(),
-                },
-                2 => Resolution::FailedMalformed {
-                    sha256_of_onion: r.arr()?,
-                    failure_code: r.u16()?,
-                },
-                _ => return Err(DecodeError::Invalid("resolution")),
-            },
+            resolution: read_removal_kind(r)?,
         },
         5 => Effect::ClosingTx {
             tx: bitcoin::consensus::encode::deserialize(r.blob("closing tx")?)

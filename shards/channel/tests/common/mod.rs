@@ -266,7 +266,7 @@ pub fn receive_commitment(
 pub struct Reported {
     pub broadcasts: Vec<bitcoin::Txid>,
     pub forwards: Vec<u64>,
-    pub resolved: Vec<(u64, lnhub_channel::Resolution)>,
+    pub resolved: Vec<(u64, lnhub_channel::RemovalKind)>,
     pub closing_txs: Vec<bitcoin::Transaction>,
 }
 

@@ -370,7 +370,7 @@ impl Shard {
         &mut self,
         channel_id: ChannelId,
         htlc_id: u64,
-        resolution: Resolution,
+        resolution: RemovalKind,
         io: &mut dyn Io,
     ) {
         let Some(link) = self.links.get_mut(&(channel_id, htlc_id)) else {
@@ -378,9 +378,9 @@ impl Shard {
             return;
         };
         let upstream = match resolution {
-            Resolution::Fulfilled { payment_preimage } => Upstream::Fulfilled(payment_preimage),
-            Resolution::Failed { reason } => Upstream::FailedDownstream(reason),
-            Resolution::FailedMalformed {
+            RemovalKind::Fulfill(payment_preimage) => Upstream::Fulfilled(payment_preimage),
+            RemovalKind::Fail(reason) => Upstream::FailedDownstream(reason),
+            RemovalKind::FailMalformed {
                 sha256_of_onion,
                 failure_code,
             } => Upstream::FailedMalformed {

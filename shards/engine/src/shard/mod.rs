@@ -58,7 +58,7 @@ pub(crate) use restart::decode_channel;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
-use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, Resolution, Routed, SendError};
+use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, RemovalKind, Routed, SendError};
 use lnhub_forward::{decide, Decision, Limits, OutgoingChannel, PolicyHistory, Request};
 use lnhub_onion::error_packet::{
     create_error_packet, malformed_to_error_packet, obfuscate_error_packet,
