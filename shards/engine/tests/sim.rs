@@ -579,33 +579,11 @@ impl Sim {
 
     fn run_shard(&mut self, s: usize) {
         let inputs: Vec<Input> = self.shard_inputs[s].drain(..).collect();
-        let mut disconnects = Vec::new();
-        let mut io = SimIo {
-            shard: s,
-            hub_connection: &mut self.hub_connection,
-            live: &self.live,
-            to_peers: &mut self.to_peers,
-            to_shards: &mut self.shard_inputs,
-            disconnects: &mut disconnects,
-        };
-        let mut store = SimStore {
-            store: &mut self.store,
-            in_flight: &mut self.in_flight[s],
-            deferred: self.deferred,
-        };
-        self.shards[s]
-            .turn(inputs, &mut store, &mut io)
-            .expect("memory store never fails");
-        assert!(
-            disconnects.is_empty(),
-            "seed {}: hub disconnected {:?}",
-            self.seed,
-            disconnects
-        );
-        // What the hub wrote to a connection that is already gone is lost with it.
-        for peer in self.peers.iter().filter(|p| !p.connected) {
-            self.to_peers.remove(&peer.node_id);
-        }
+        self.with_hub_io(s, |mut store, shard, io| {
+            shard
+                .turn(inputs, &mut store, io)
+                .expect("memory store never fails");
+        });
     }
 
     /// The store makes shard `s`'s batch in flight durable and tells the shard.
@@ -614,6 +592,16 @@ impl Sim {
             return;
         };
         self.store.apply(&batch);
+        self.with_hub_io(s, |_, shard, io| {
+            shard
+                .persisted((batch, Ok(())), io)
+                .expect("a durable batch");
+        });
+    }
+
+    /// Runs `f` on shard `s` with the hub's view of the world; the hub must not disconnect
+    /// anyone, and what it wrote to a connection that is already gone is lost with it.
+    fn with_hub_io(&mut self, s: usize, f: impl FnOnce(SimStore<'_>, &mut Shard, &mut SimIo<'_>)) {
         let mut disconnects = Vec::new();
         let mut io = SimIo {
             shard: s,
@@ -623,13 +611,17 @@ impl Sim {
             to_shards: &mut self.shard_inputs,
             disconnects: &mut disconnects,
         };
-        self.shards[s]
-            .persisted((batch, Ok(())), &mut io)
-            .expect("a durable batch");
+        let store = SimStore {
+            store: &mut self.store,
+            in_flight: &mut self.in_flight[s],
+            deferred: self.deferred,
+        };
+        f(store, &mut self.shards[s], &mut io);
         assert!(
             disconnects.is_empty(),
-            "seed {}: hub disconnected",
-            self.seed
+            "seed {}: hub disconnected {:?}",
+            self.seed,
+            disconnects
         );
         for peer in self.peers.iter().filter(|p| !p.connected) {
             self.to_peers.remove(&peer.node_id);
