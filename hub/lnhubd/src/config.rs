@@ -53,6 +53,22 @@ pub struct Flags {
     /// Shard threads [default: one per core].
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
+    /// Peers without a channel connected at once [default: 1024]; peers with channels are
+    /// always let in.
+    #[arg(long, value_name = "N")]
+    pub max_peers: Option<usize>,
+}
+
+/// A flag error as one line ("invalid flag: ..."), whatever clap found wrong: its own
+/// message spans several lines (a tip, the usage).
+pub fn flag_error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unreadable arguments");
+    format!("invalid flag: {}", first.trim_start_matches("error: "))
 }
 
 fn default_data_dir() -> PathBuf {
@@ -82,8 +98,8 @@ pub struct RawConfig {
     pub pong_timeout_secs: Option<u64>,
     /// See [`Flags::log_level`].
     pub log_level: Option<String>,
-    /// Most simultaneous peer connections [default: 1024]. Each costs about 200 KiB of
-    /// buffers at most, so the default bounds them to ~200 MiB.
+    /// See [`Flags::max_peers`]. All connections' buffers together are bounded by
+    /// `max_peers` x 256 KiB (see the README's "Memory").
     pub max_peers: Option<usize>,
     /// See [`Flags::shards`].
     pub shards: Option<usize>,
@@ -268,7 +284,10 @@ impl Config {
                 format!("{log_level:?} is not one of error, warn, info, debug, trace"),
             );
         }
-        let max_peers = raw.max_peers.unwrap_or(DEFAULT_MAX_PEERS);
+        let max_peers = flags
+            .max_peers
+            .or(raw.max_peers)
+            .unwrap_or(DEFAULT_MAX_PEERS);
         if !(1..=65_536).contains(&max_peers) {
             return err("max_peers", format!("{max_peers} is outside 1..=65536"));
         }
@@ -345,18 +364,22 @@ fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
                 .to_string();
             let at = e
                 .span()
-                .map(|s| {
-                    format!(
-                        " (line {})",
-                        text[..s.start.min(text.len())].lines().count().max(1)
-                    )
-                })
+                .map(|s| format!(" (line {})", line_of(&text, s.start)))
                 .unwrap_or_default();
             ConfigError(format!("invalid config: {}: {first}{at}", path.display()))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RawConfig::default()),
         Err(e) => Err(ConfigError(format!("cannot read {}: {e}", path.display()))),
     }
+}
+
+/// The 1-based line of byte `offset` in `text` (an offset at a line's start is on that line).
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    1 + text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
 }
 
 /// Parses a 33-byte compressed public key written as 66 hex characters.
@@ -447,6 +470,29 @@ mod tests {
         let raw: RawConfig = toml::from_str("htlc_minimum_msat = 0").unwrap();
         let e = Config::validate(flags(&["--data-dir", "/tmp/x"]), raw).unwrap_err();
         assert!(e.0.contains("htlc_minimum_msat"), "{e}");
+    }
+
+    #[test]
+    fn toml_errors_name_their_own_line() {
+        let text = "network = \"regtest\"\nlisen = 1\n";
+        let start = text.find("lisen").unwrap();
+        assert_eq!(line_of(text, start), 2);
+        assert_eq!(line_of(text, 0), 1);
+        assert_eq!(line_of(text, text.len()), 3);
+    }
+
+    #[test]
+    fn flag_errors_are_one_line() {
+        for args in [
+            &["lnhubd", "--no-such-flag"][..],
+            &["lnhubd", "--shards", "many"],
+            &["lnhubd", "--max-peers"],
+        ] {
+            let e = Flags::try_parse_from(args.iter().copied()).unwrap_err();
+            let line = flag_error_line(&e);
+            assert!(line.starts_with("invalid flag: "), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
     }
 
     #[test]

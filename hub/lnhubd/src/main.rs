@@ -28,7 +28,18 @@ fn main() -> ExitCode {
     // A panic on any thread stops the process: a restart recovers from the store, while a
     // half-alive hub would drop a dead shard's messages silently.
     lnhub_engine::abort_on_panic();
-    let flags = config::Flags::parse();
+    let flags = match config::Flags::try_parse() {
+        Ok(flags) => flags,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: what was asked for, on standard output.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("lnhubd: {}", config::flag_error_line(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match config::Config::load(flags) {
         Ok(c) => c,
         Err(e) => {
@@ -69,6 +80,12 @@ fn run(config: config::Config) -> Result<(), String> {
         pong_timeout: config.pong_timeout,
     };
     let node_id = key.node_id;
+    if let Some(own) = config.connect.iter().find(|p| p.node_id == node_id) {
+        return Err(format!(
+            "invalid config: connect: {}@{} is this node's own id",
+            own.node_id, own.addr
+        ));
+    }
     let data_dir = config.data_dir.clone();
     let summary = format!(
         "network {}, data dir {}, {} peer(s) to dial, {} trusted peer(s)",
@@ -95,10 +112,18 @@ fn run(config: config::Config) -> Result<(), String> {
         loaded.links.len(),
         loaded.replays.len()
     );
+    // Peers we hold channels with always get a connection slot (see net.rs).
+    let channel_peers = loaded
+        .channels
+        .iter()
+        .map(|(id, _)| id)
+        .chain(loaded.openings.iter().map(|(id, _)| id))
+        .filter_map(|id| loaded.peer_of(id))
+        .collect();
     let writer = db.start_writer();
     let engine_config = config.clone();
     let node_secret = key.secret;
-    let mut node = net::Node::bind(config, key, peer_config, |waker| {
+    let mut node = net::Node::bind(config, key, peer_config, channel_peers, |waker| {
         engine::start(&engine_config, node_secret, &writer, &loaded, waker).map(Some)
     })?;
     drop(loaded);

@@ -1,34 +1,40 @@
 //! The connection room's shell: one mio event loop that owns every peer socket.
 //!
 //! It accepts inbound connections, dials configured peers (reconnecting with exponential
-//! backoff), runs the BOLT 8 handshake ([`lnhub_noise`]) and then each connection's BOLT 1
-//! state machine ([`lnhub_peer`]). All protocol decisions live in those pure crates; this file
-//! only moves bytes, keeps time and enforces the resource bounds:
+//! backoff), and drives one [`lnhub_conn::Connection`] per socket: the BOLT 8 handshake and
+//! framing, BOLT 1 and the per-connection bounds are decided there, sans-IO and tested without
+//! a socket. This file moves bytes, keeps time, hands channel messages to the shards and
+//! enforces what spans connections:
 //!
-//! - at most `max_peers` connections; more are accepted and closed at once;
-//! - a handshake must finish within [`HANDSHAKE_TIMEOUT`];
-//! - at most [`MAX_OUTBOUND_BYTES`] wait to be written to one socket: above that the loop stops
-//!   reading from that socket (back-pressure) until the peer has read its backlog;
-//! - reads are drained to `WouldBlock` as mio's edge-triggered readiness requires.
+//! - admission ([`lnhub_conn::admission`]): handshakes have their own budget and a
+//!   per-address limit, idle ones are cut when a newcomer needs the slot, peers without
+//!   channels count against `max_peers`, peers with channels and peers we dial always get in;
+//! - one memory budget for every connection's buffers together
+//!   ([`memory_budget`]): past it, the connection holding the most is closed;
+//! - log lines about unauthenticated connections are rate-limited and summarised;
+//! - dialling never blocks the loop: host names are resolved on a helper thread;
+//! - reads are drained to `WouldBlock` as mio's edge-triggered readiness requires, except
+//!   while the connection pauses reading (a held message, a backlog): then reading resumes
+//!   explicitly when the pause ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use secp256k1::PublicKey;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use lnhub_conn::admission::{Admission, AdmissionConfig, Decision, LogBudget};
+use lnhub_conn::{Connection, Event, Limits, READ_CHUNK};
 use lnhub_engine::{Engine, Input, Output};
-use lnhub_noise::{
-    InitiatorHandshake, ResponderAwaitingActThree, ResponderHandshake, Transport, ACT_ONE_LEN,
-    ACT_THREE_LEN, ACT_TWO_LEN,
-};
-use lnhub_peer::{Peer, PeerConfig, PeerEvent};
+use lnhub_peer::PeerConfig;
 use lnhub_wire::msgs::Message;
 
 use crate::config::{self, Config, PeerAddr};
@@ -36,66 +42,58 @@ use crate::keys::{self, NodeKey};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const ENGINE: Token = Token(2);
+/// The loop's one waker: the engine has output, or a host name was resolved.
+const WAKER: Token = Token(2);
 const FIRST_CONN: usize = 3;
 
-/// Time allowed for the three BOLT 8 acts; a connection that stalls longer only holds a slot.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes allowed to wait for one slow socket before we stop reading from it. Four largest
-/// messages: enough for bursts, small enough that 1024 peers hold at most ~256 MiB.
-pub const MAX_OUTBOUND_BYTES: usize = 4 * (65535 + 34);
 /// First reconnection delay; doubles after each failure up to [`MAX_BACKOFF`].
 pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest reconnection delay: a peer that comes back is found within a minute.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Bytes waiting for one socket beyond which the peer is dropped: the engine does not stop
-/// producing for a peer that stops reading, so this bounds what such a peer can make us hold.
-pub const MAX_BACKLOG_BYTES: usize = 16 << 20;
-/// Size of the read scratch buffer: one full BOLT 8 frame.
-const READ_CHUNK: usize = 65535 + 34;
+/// Each peer's share of the connection memory budget: a connection's fixed buffers
+/// ([`lnhub_conn::MAX_FIXED_BYTES`], ~192 KiB, mostly unused on an idle link) and room for bursts; one
+/// connection may use far more (its backlog up to [`lnhub_conn::MAX_BACKLOG`]) while others
+/// use less.
+pub const MEMORY_PER_PEER: usize = 256 * 1024;
 
-enum Handshake {
-    Initiator(InitiatorHandshake),
-    Responder(ResponderHandshake),
-    ResponderActThree(ResponderAwaitingActThree),
+/// All connection buffers together, at most: `max_peers` x [`MEMORY_PER_PEER`] (256 MiB at
+/// the default 1,024 peers).
+pub fn memory_budget(max_peers: usize) -> usize {
+    max_peers.saturating_mul(MEMORY_PER_PEER)
 }
 
-// One per connection, so the size difference costs nothing worth a Box.
-#[allow(clippy::large_enum_variant)]
-enum Phase {
-    Handshake {
-        hs: Handshake,
-        buf: Vec<u8>,
-        deadline: Instant,
-    },
-    Active {
-        transport: Transport,
-        peer: Peer,
-        node_id: PublicKey,
-    },
-}
+/// Message types the hub sends only to peers it has a channel with: once one goes to a
+/// peer, the peer is protected by admission (see [`lnhub_conn::admission`]).
+const CHANNEL_PEER_TYPES: [u16; 3] = [
+    36,  // channel_ready
+    132, // commitment_signed
+    136, // channel_reestablish
+];
 
 struct Conn {
     stream: TcpStream,
+    /// The remote address (for a dial, the one we connected to).
     addr: SocketAddr,
-    phase: Option<Phase>,
-    outbound: Vec<u8>,
-    written: usize,
-    /// Index into `Node::dialers` when we dialed this connection.
+    conn: Connection,
+    /// Index into `Node::dialers` when we dialled this connection.
     dialer: Option<usize>,
-    /// The node id we dialed (the initiator knows it before the handshake).
-    dialed_node_id: Option<PublicKey>,
-    /// Channel messages its shard had no room for yet (at most one read chunk's worth): while
-    /// any wait, the socket is not read.
-    held: std::collections::VecDeque<Input>,
+    /// `Ready` seen: the peer is in `by_node_id`.
+    ready: bool,
+    /// The socket was not read to `WouldBlock` because the connection paused reading.
+    unread: bool,
     /// Interest currently registered (to avoid needless reregistration).
     interest: Interest,
-    closing: bool,
+    /// Why the shell is closing it (the connection's own reason, or an I/O one).
+    closing: Option<String>,
+    /// Bytes counted for this connection in `Node::memory`.
+    charged: usize,
 }
 
 struct Dialer {
     peer: PeerAddr,
     token: Option<Token>,
+    /// A host name is being resolved on a helper thread.
+    resolving: bool,
     next_attempt: Instant,
     backoff: Duration,
 }
@@ -105,18 +103,27 @@ pub struct Node {
     config: Config,
     key: NodeKey,
     peer_config: PeerConfig,
+    limits: Limits,
     poll: Poll,
+    waker: Arc<Waker>,
     listener: TcpListener,
     signals: Signals,
     conns: HashMap<Token, Conn>,
     by_node_id: HashMap<PublicKey, Token>,
     dialers: Vec<Dialer>,
+    resolved_tx: Sender<(usize, io::Result<SocketAddr>)>,
+    resolved_rx: Receiver<(usize, io::Result<SocketAddr>)>,
+    admission: Admission<IpAddr>,
+    /// Peers with channels (from the store, then from what the engine sends them).
+    channel_peers: HashSet<PublicKey>,
+    /// Log lines about unauthenticated connections.
+    stranger_log: LogBudget,
+    /// Bytes held by all connections' buffers, and the bound on it.
+    memory: usize,
+    memory_budget: usize,
     next_token: usize,
     scratch: Vec<u8>,
     plain: Vec<u8>,
-    /// Peer events produced while reading, handled in `finish` (reused buffer; at most one
-    /// per message of one read chunk).
-    events: Vec<PeerEvent>,
     /// The channel engine (`None`: channels are refused at the connection level).
     engine: Option<Engine>,
     /// For each peer, the connection the engine's output is currently for (set when its shard
@@ -126,16 +133,19 @@ pub struct Node {
 
 impl Node {
     /// Binds the listener and prepares the dialers; `engine` is started with the waker this
-    /// loop creates. Prints nothing yet.
+    /// loop creates. `channel_peers` are the peers the store holds channels with. Prints
+    /// nothing yet.
     pub fn bind(
         config: Config,
         key: NodeKey,
         peer_config: PeerConfig,
-        engine: impl FnOnce(std::sync::Arc<mio::Waker>) -> Result<Option<Engine>, String>,
+        channel_peers: HashSet<PublicKey>,
+        engine: impl FnOnce(Arc<Waker>) -> Result<Option<Engine>, String>,
     ) -> Result<Node, String> {
         let poll = Poll::new().map_err(|e| format!("event loop: {e}"))?;
-        let waker = mio::Waker::new(poll.registry(), ENGINE).map_err(|e| format!("waker: {e}"))?;
-        let engine = engine(std::sync::Arc::new(waker))?;
+        let waker =
+            Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| format!("waker: {e}"))?);
+        let engine = engine(waker.clone())?;
         let listen = config.listen;
         let cannot_listen = |e: io::Error| format!("cannot listen on {listen}: {e}");
         let mut listener = TcpListener::bind(listen).map_err(cannot_listen)?;
@@ -153,24 +163,34 @@ impl Node {
             .map(|p| Dialer {
                 peer: p.clone(),
                 token: None,
+                resolving: false,
                 next_attempt: now,
                 backoff: MIN_BACKOFF,
             })
             .collect();
+        let (resolved_tx, resolved_rx) = crossbeam_channel::unbounded();
         Ok(Node {
+            admission: Admission::new(AdmissionConfig::new(config.max_peers)),
+            memory_budget: memory_budget(config.max_peers),
+            memory: 0,
+            channel_peers,
+            stranger_log: LogBudget::default(),
+            limits: Limits::default(),
             config,
             key,
             peer_config,
             poll,
+            waker,
             listener,
             signals,
             conns: HashMap::new(),
             by_node_id: HashMap::new(),
             dialers,
+            resolved_tx,
+            resolved_rx,
             next_token: FIRST_CONN,
             scratch: vec![0; READ_CHUNK],
             plain: Vec::with_capacity(READ_CHUNK),
-            events: Vec::new(),
             engine,
             engine_conns: HashMap::new(),
         })
@@ -198,9 +218,10 @@ impl Node {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    ENGINE => {
+                    WAKER => {
                         self.engine_output();
                         self.retry_held();
+                        self.dial_resolved();
                     }
                     SIGNALS => {
                         if self.signals.pending().next().is_some() {
@@ -226,9 +247,8 @@ impl Node {
     fn shutdown(&mut self) {
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
         for token in tokens {
-            if let Some(conn) = self.conns.get_mut(&token) {
-                conn.closing = true;
-                let _ = write_out(conn);
+            if let Some(c) = self.conns.get_mut(&token) {
+                let _ = write_out(c);
             }
             self.remove(token);
         }
@@ -240,84 +260,164 @@ impl Node {
         t
     }
 
+    /// A line about an unauthenticated connection, within the rate limit.
+    fn stranger_info(&mut self, now: Instant, line: impl FnOnce() -> String) {
+        if self.stranger_log.allow(now) {
+            info!("{}", line());
+        }
+    }
+
     fn accept_all(&mut self) {
         loop {
-            match self.listener.accept() {
-                Ok((mut stream, addr)) => {
-                    if self.conns.len() >= self.config.max_peers {
-                        warn!("refusing connection from {addr}: max_peers reached");
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    let token = self.alloc_token();
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, token, Interest::READABLE)
-                    {
-                        warn!("cannot register {addr}: {e}");
-                        continue;
-                    }
-                    let ephemeral = match keys::fresh_secret() {
-                        Ok(k) => k,
-                        Err(e) => {
-                            warn!("{e}");
-                            continue;
-                        }
-                    };
-                    let hs = ResponderHandshake::new(&self.key.secret, &ephemeral);
-                    debug!("inbound connection from {addr}");
-                    self.conns.insert(
-                        token,
-                        Conn::new(stream, addr, Handshake::Responder(hs), None),
-                    );
-                }
+            let (mut stream, addr) = match self.listener.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    warn!("accept failed: {e}");
+                    // Out of file descriptors, most likely: say so, once per window.
+                    let now = Instant::now();
+                    self.stranger_info(now, || format!("accept failed: {e}"));
                     return;
+                }
+            };
+            let now = Instant::now();
+            let token = self.alloc_token();
+            match self.admission.accept(token.0 as u64, addr.ip(), now) {
+                Decision::Refuse(why) => {
+                    self.stranger_info(now, || format!("refusing connection from {addr}: {why}"));
+                    continue;
+                }
+                Decision::AdmitEvicting(old) => {
+                    let old = Token(old as usize);
+                    if let Some(c) = self.conns.get_mut(&old) {
+                        c.closing = Some("idle handshake closed to make room".into());
+                    }
+                    self.remove(old);
+                }
+                Decision::Admit => {}
+            }
+            let _ = stream.set_nodelay(true);
+            let ephemeral = match keys::fresh_secret() {
+                Ok(k) => k,
+                Err(e) => {
+                    warn!("{e}");
+                    self.admission.remove(token.0 as u64);
+                    continue;
+                }
+            };
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE)
+            {
+                warn!("cannot register {addr}: {e}");
+                self.admission.remove(token.0 as u64);
+                continue;
+            }
+            let conn = Connection::inbound(
+                &self.key.secret,
+                &ephemeral,
+                self.peer_config.clone(),
+                self.limits.clone(),
+                now,
+            );
+            debug!("inbound connection from {addr}");
+            self.conns
+                .insert(token, Conn::new(stream, addr, conn, None));
+            self.finish(token);
+        }
+    }
+
+    /// Starts dialler `index`: at once for an IP address, after a helper thread resolved a
+    /// host name (the loop never waits for a resolver).
+    fn dial(&mut self, index: usize, now: Instant) {
+        let peer = self.dialers[index].peer.clone();
+        if let Ok(addr) = peer.addr.parse::<SocketAddr>() {
+            return self.dial_addr(index, addr, now);
+        }
+        self.dialers[index].resolving = true;
+        let tx = self.resolved_tx.clone();
+        let waker = self.waker.clone();
+        let host = peer.addr.clone();
+        let spawned = std::thread::Builder::new()
+            .name("resolver".into())
+            .spawn(move || {
+                let _ = tx.send((index, config::resolve(&host)));
+                let _ = waker.wake();
+            });
+        if let Err(e) = spawned {
+            self.dialers[index].resolving = false;
+            info!(
+                "dial {}@{} failed: no resolver thread: {e}",
+                peer.node_id, peer.addr
+            );
+            self.backoff(index, now);
+        }
+    }
+
+    /// Dials what the resolver threads found.
+    fn dial_resolved(&mut self) {
+        while let Ok((index, result)) = self.resolved_rx.try_recv() {
+            self.dialers[index].resolving = false;
+            let now = Instant::now();
+            match result {
+                Ok(addr) => self.dial_addr(index, addr, now),
+                Err(e) => {
+                    let d = &self.dialers[index];
+                    info!(
+                        "dial {}@{} failed: cannot resolve: {e}; next attempt in {} s",
+                        d.peer.node_id,
+                        d.peer.addr,
+                        d.backoff.as_secs()
+                    );
+                    self.backoff(index, now);
                 }
             }
         }
     }
 
-    fn dial(&mut self, index: usize, now: Instant) {
-        let peer = self.dialers[index].peer.clone();
-        let attempt = config::resolve(&peer.addr).and_then(TcpStream::connect);
-        let mut stream = match attempt {
+    fn dial_addr(&mut self, index: usize, addr: SocketAddr, now: Instant) {
+        let node_id = self.dialers[index].peer.node_id;
+        if self.by_node_id.contains_key(&node_id) {
+            return; // It connected to us meanwhile.
+        }
+        let mut stream = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
-                info!("dial {}@{} failed: {e}", peer.node_id, peer.addr);
-                self.backoff(index, now);
-                return;
+                info!(
+                    "dial {node_id}@{addr} failed: {e}; next attempt in {} s",
+                    self.dialers[index].backoff.as_secs()
+                );
+                return self.backoff(index, now);
             }
         };
         let _ = stream.set_nodelay(true);
         let token = self.alloc_token();
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
-            warn!("cannot register dial to {}: {e}", peer.addr);
-            self.backoff(index, now);
-            return;
+            warn!("cannot register dial to {addr}: {e}");
+            return self.backoff(index, now);
         }
         let ephemeral = match keys::fresh_secret() {
             Ok(k) => k,
             Err(e) => {
                 warn!("{e}");
-                return;
+                return self.backoff(index, now);
             }
         };
-        let (hs, act_one) = InitiatorHandshake::new(&self.key.secret, &peer.node_id, &ephemeral);
-        let addr = stream
-            .peer_addr()
-            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-        let mut conn = Conn::new(stream, addr, Handshake::Initiator(hs), Some(index));
-        conn.interest = interest;
-        conn.dialed_node_id = Some(peer.node_id);
-        conn.outbound.extend_from_slice(&act_one);
-        self.conns.insert(token, conn);
+        let conn = Connection::outbound(
+            &self.key.secret,
+            &node_id,
+            &ephemeral,
+            self.peer_config.clone(),
+            self.limits.clone(),
+            now,
+        );
+        let mut c = Conn::new(stream, addr, conn, Some(index));
+        c.interest = interest;
+        self.conns.insert(token, c);
         self.dialers[index].token = Some(token);
-        debug!("dialing {}@{}", peer.node_id, peer.addr);
+        debug!("dialing {node_id}@{addr}");
     }
 
     fn backoff(&mut self, index: usize, now: Instant) {
@@ -327,258 +427,307 @@ impl Node {
         d.backoff = (d.backoff * 2).min(MAX_BACKOFF);
     }
 
-    /// Reads until `WouldBlock` (or back-pressure), handling each chunk's messages and their
-    /// events before reading the next, so nothing accumulates beyond one chunk.
+    /// Reads while the connection wants bytes, handling each chunk's events before reading
+    /// the next, so nothing accumulates beyond one chunk.
     fn read_ready(&mut self, token: Token) {
         loop {
-            let Some(conn) = self.conns.get_mut(&token) else {
+            let Some(c) = self.conns.get_mut(&token) else {
                 return;
             };
-            if conn.closing || conn.backlog() > MAX_OUTBOUND_BYTES || !conn.held.is_empty() {
-                // Back-pressure: leave the bytes in the kernel until the peer reads what we
-                // sent, or until its shard has taken what we hold for it.
+            if c.closing.is_some() {
                 return;
             }
-            let n = match conn.stream.read(&mut self.scratch) {
+            if !c.conn.wants_read() {
+                // Paused (a held message, a backlog): the bytes stay in the kernel, and
+                // `finish` reads them when the pause ends.
+                c.unread = true;
+                return;
+            }
+            let n = match c.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    debug!("{} closed the connection", conn.addr);
-                    conn.closing = true;
+                    c.closing = Some("closed by the peer".into());
                     return;
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.unread = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    debug!("read from {} failed: {e}", conn.addr);
-                    conn.closing = true;
+                    c.closing = Some(format!("read failed: {e}"));
                     return;
                 }
             };
-            let now = Instant::now();
-            let data = &self.scratch[..n];
-            if let Err(e) = conn.handle_bytes(
-                data,
-                now,
-                &self.peer_config,
-                &mut self.plain,
-                &mut self.events,
-            ) {
-                info!("dropping {}: {e}", conn.addr);
-                conn.closing = true;
-                return;
-            }
+            c.conn.receive(&self.scratch[..n]);
             self.dispatch(token);
         }
     }
 
     fn flush(&mut self, token: Token) {
-        if let Some(conn) = self.conns.get_mut(&token) {
-            if let Err(e) = write_out(conn) {
-                debug!("write to {} failed: {e}", conn.addr);
-                conn.closing = true;
+        if let Some(c) = self.conns.get_mut(&token) {
+            if let Err(e) = write_out(c) {
+                c.closing = Some(format!("write failed: {e}"));
             }
         }
     }
 
-    /// Handles the events a connection's peer state machine produced.
+    /// Handles what the connection has to say, until it has nothing more or pauses.
     fn dispatch(&mut self, token: Token) {
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return;
-        };
-        let Some(Phase::Active { peer, node_id, .. }) = &mut conn.phase else {
-            return;
-        };
-        let node_id = *node_id;
-        self.events.extend(std::iter::from_fn(|| peer.poll_event()));
-        let mut ready = false;
-        let mut common = lnhub_wire::features::Features::empty();
-        for event in self.events.drain(..) {
-            match event {
-                PeerEvent::Ready {
-                    features,
-                    negotiated,
-                } => {
-                    info!(
-                        "peer {node_id} ready at {} (features {features:?})",
-                        conn.addr
-                    );
-                    ready = true;
-                    common = negotiated;
+        let now = Instant::now();
+        loop {
+            let Some(c) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if c.closing.is_some() {
+                return;
+            }
+            let Some(event) = c.conn.poll(now, &mut self.plain) else {
+                return;
+            };
+            let node_id = c.conn.node_id();
+            match (event, node_id) {
+                (Event::Authenticated(node_id), _) => self.authenticated(token, node_id, now),
+                (
+                    Event::Ready {
+                        features,
+                        negotiated,
+                    },
+                    Some(node_id),
+                ) => {
+                    info!("peer {node_id} ready at {} (features {features:?})", c.addr);
+                    c.ready = true;
+                    self.peer_ready(token, node_id, negotiated);
                 }
-                PeerEvent::Channel(msg) => {
-                    if let Some(engine) = &self.engine {
-                        // Back-pressure per socket: once one message waits, the ones behind it
-                        // wait too, and the socket is not read until they are all queued.
-                        let input = Input::Peer { node_id, msg };
-                        if !conn.held.is_empty() {
-                            conn.held.push_back(input);
-                        } else if let Err(input) = engine.try_send(&node_id, input) {
-                            conn.held.push_back(input);
-                        }
+                (Event::Channel(msg), Some(node_id)) => {
+                    let Some(engine) = &self.engine else {
+                        refuse_channel_message(&mut c.conn, &msg, &mut self.plain);
                         continue;
-                    }
-                    // No channel engine: every channel is unknown. BOLT 1 says to answer
-                    // channel messages (types 32-255) for unknown channels with an `error`
-                    // for that channel_id, which also tells an opener clearly that we do not
-                    // accept channels.
-                    let channel_type = (32..=255).contains(&msg.msg_type());
-                    if let (true, Some(channel_id)) = (channel_type, msg.channel_id()) {
-                        let text = match msg {
-                            Message::OpenChannel(_) => "lnhub does not accept channels yet",
-                            _ => "unknown channel",
-                        };
-                        peer.send_error(channel_id, text);
+                    };
+                    // Back-pressure per socket: a message its shard has no room for is held,
+                    // and nothing behind it is decoded (nor the socket read) until it is taken.
+                    if let Err(Input::Peer { msg, .. }) =
+                        engine.try_send(&node_id, Input::Peer { node_id, msg })
+                    {
+                        c.conn.hold(msg);
                     }
                 }
-                PeerEvent::Gossip(msg) => debug!("gossip from {node_id}: type {}", msg.msg_type()),
-                PeerEvent::Error { channel_id, data } => {
+                (Event::Gossip(msg), Some(node_id)) => {
+                    debug!("gossip from {node_id}: type {}", msg.msg_type())
+                }
+                (Event::Error { channel_id, data }, Some(node_id)) => {
                     warn!("error from {node_id} on {channel_id}: {}", printable(&data))
                 }
-                PeerEvent::Warning { channel_id, data } => {
+                (Event::Warning { channel_id, data }, Some(node_id)) => {
                     warn!(
                         "warning from {node_id} on {channel_id}: {}",
                         printable(&data)
                     )
                 }
-                PeerEvent::Disconnect(reason) => {
-                    info!("disconnecting {node_id}: {reason}");
-                    conn.closing = true;
-                }
-            }
-        }
-        if ready {
-            if let Some(&old) = self.by_node_id.get(&node_id) {
-                if old != token {
-                    info!("{node_id} reconnected; closing its previous connection");
-                    self.remove(old);
-                }
-            }
-            self.by_node_id.insert(node_id, token);
-            if let Some(engine) = &self.engine {
-                let connection = token.0 as u64;
-                engine.send(
-                    &node_id,
-                    Input::PeerConnected {
-                        node_id,
-                        connection,
-                        features: common.clone(),
-                    },
-                );
+                (Event::Closed(reason), _) => c.closing = Some(reason.to_string()),
+                (_, None) => {} // Every event past the handshake has a node id.
             }
         }
     }
 
-    /// After I/O on a connection: handles events, encrypts and writes output, applies a
-    /// close, and adjusts the registered interest.
+    /// The handshake of `token` proved `node_id`: admission decides whether it stays.
+    fn authenticated(&mut self, token: Token, node_id: PublicKey, now: Instant) {
+        let Some(c) = self.conns.get(&token) else {
+            return;
+        };
+        if node_id == self.key.node_id {
+            // Only a dial to ourselves gets here (config refuses our id; nobody else holds
+            // our key).
+            return self.close(token, "that is this node's own id".into());
+        }
+        let protected = c.dialer.is_some()
+            || self.channel_peers.contains(&node_id)
+            || self.config.connect.iter().any(|p| p.node_id == node_id);
+        if let Decision::Refuse(why) = self.admission.authenticated(token.0 as u64, protected) {
+            let addr = c.addr;
+            self.stranger_info(now, || format!("refusing {node_id} at {addr}: {why}"));
+            if let Some(c) = self.conns.get_mut(&token) {
+                c.conn.discard_output(); // No `init` for a refused peer.
+            }
+            self.close(token, why.to_string());
+        }
+    }
+
+    /// `init` exchanged: the connection becomes the peer's live one and the engine learns it.
+    fn peer_ready(
+        &mut self,
+        token: Token,
+        node_id: PublicKey,
+        negotiated: lnhub_wire::features::Features,
+    ) {
+        if let Some(&old) = self.by_node_id.get(&node_id) {
+            if old != token {
+                info!("{node_id} reconnected; closing its previous connection");
+                self.close(old, "replaced by a new connection".into());
+                self.remove(old);
+            }
+        }
+        self.by_node_id.insert(node_id, token);
+        if let Some(engine) = &self.engine {
+            engine.send(
+                &node_id,
+                Input::PeerConnected {
+                    node_id,
+                    connection: token.0 as u64,
+                    features: negotiated,
+                },
+            );
+        }
+    }
+
+    fn close(&mut self, token: Token, reason: String) {
+        if let Some(c) = self.conns.get_mut(&token) {
+            c.closing.get_or_insert(reason);
+        }
+    }
+
+    /// After I/O on a connection: handles events, writes output, applies a close, keeps the
+    /// memory budget, adjusts the registered interest, and resumes paused reading.
     fn finish(&mut self, token: Token) {
         loop {
             self.dispatch(token);
-            let Some(conn) = self.conns.get_mut(&token) else {
+            let Some(c) = self.conns.get_mut(&token) else {
                 return;
             };
-            if let Err(e) = conn
-                .pump_output(&mut self.plain)
-                .map_err(io::Error::other)
-                .and_then(|()| write_out(conn))
-            {
-                debug!("{}: {e}", conn.addr);
-                conn.closing = true;
+            // Also when closing: a connection's last words (a `warning`) go out first, as far
+            // as the socket takes them now.
+            if let Err(e) = write_out(c) {
+                c.closing
+                    .get_or_insert_with(|| format!("write failed: {e}"));
             }
-            if conn.closing {
+            if c.closing.is_some() {
                 return self.remove(token);
             }
-            // Interest: writable while output is pending; readable unless back-pressured.
-            let blocked = conn.backlog() > MAX_OUTBOUND_BYTES;
-            let want = match (blocked, conn.backlog() > 0) {
-                (true, _) => Interest::WRITABLE,
-                (false, true) => Interest::READABLE | Interest::WRITABLE,
-                (false, false) => Interest::READABLE,
+            let now_holds = c.conn.memory();
+            self.memory = self.memory - c.charged + now_holds;
+            c.charged = now_holds;
+            let want = if c.conn.backlog() > 0 {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
             };
-            if want == conn.interest {
-                return;
-            }
-            let was_blocked = !conn.interest.is_readable();
-            if self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, token, want)
-                .is_ok()
+            if want != c.interest
+                && self
+                    .poll
+                    .registry()
+                    .reregister(&mut c.stream, token, want)
+                    .is_ok()
             {
-                conn.interest = want;
+                c.interest = want;
             }
-            if !(was_blocked && want.is_readable()) {
+            let resume = c.unread && c.conn.wants_read();
+            if self.memory > self.memory_budget {
+                self.enforce_memory_budget();
+            }
+            if !resume {
                 return;
             }
-            // Leaving back-pressure: bytes may already wait in the kernel, and with
-            // edge-triggered readiness no new event announces them. Read, then go round.
+            // Leaving a pause: bytes may already wait in the kernel, and with edge-triggered
+            // readiness no new event announces them. Read, then go round.
             self.read_ready(token);
         }
     }
 
+    /// Closes the connections holding the most until all fit the budget again.
+    fn enforce_memory_budget(&mut self) {
+        while self.memory > self.memory_budget {
+            let Some((&token, c)) = self.conns.iter().max_by_key(|(_, c)| c.charged) else {
+                return;
+            };
+            warn!(
+                "closing {} ({}): it holds {} KiB and all connections {} KiB, past the budget \
+                 of {} KiB",
+                c.conn.node_id().map(|n| n.to_string()).unwrap_or_default(),
+                c.addr,
+                c.charged / 1024,
+                self.memory / 1024,
+                self.memory_budget / 1024
+            );
+            self.close(token, "connection memory budget".into());
+            self.remove(token);
+        }
+    }
+
     fn remove(&mut self, token: Token) {
-        let Some(mut conn) = self.conns.remove(&token) else {
+        let Some(mut c) = self.conns.remove(&token) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        if let Some(Phase::Active { node_id, .. }) = conn.phase {
+        self.memory -= c.charged;
+        self.admission.remove(token.0 as u64);
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let reason = c.closing.take().unwrap_or_else(|| "closed".into());
+        let now = Instant::now();
+        if let Some(index) = c.dialer {
+            if !c.ready {
+                let d = &self.dialers[index];
+                info!(
+                    "dial {}@{} failed: {reason}; next attempt in {} s",
+                    d.peer.node_id,
+                    c.addr,
+                    d.backoff.as_secs()
+                );
+            }
+        } else if c.conn.is_handshaking() {
+            let addr = c.addr;
+            self.stranger_info(now, || {
+                format!("connection from {addr} closed in the handshake: {reason}")
+            });
+        }
+        if let Some(node_id) = c.conn.node_id().filter(|_| c.ready) {
             if self.engine_conns.get(&node_id) == Some(&token) {
                 self.engine_conns.remove(&node_id);
             }
             if self.by_node_id.get(&node_id) == Some(&token) {
                 self.by_node_id.remove(&node_id);
-                info!("peer {node_id} disconnected");
+                info!("peer {node_id} disconnected: {reason}");
                 if let Some(engine) = &self.engine {
                     // What the peer sent before it left still goes first (rare: blocking).
-                    for input in conn.held.drain(..) {
-                        engine.send(&node_id, input);
+                    if let Some(msg) = c.conn.take_held() {
+                        engine.send(&node_id, Input::Peer { node_id, msg });
                     }
                     engine.send(&node_id, Input::PeerDisconnected { node_id });
                 }
             }
         }
-        if let Some(index) = conn.dialer {
+        if let Some(index) = c.dialer {
             if self.dialers[index].token == Some(token) {
-                let active = matches!(conn.phase, Some(Phase::Active { .. }));
-                if active {
+                if c.ready {
                     self.dialers[index].backoff = MIN_BACKOFF;
                 }
-                self.backoff(index, Instant::now());
+                self.backoff(index, now);
             }
         }
     }
 
     /// Offers held messages to their shards again (a shard finished a turn, so its queue may
-    /// have room); a connection whose messages are all queued is read again.
+    /// have room); a connection whose message is taken decodes and reads again.
     fn retry_held(&mut self) {
         let Some(engine) = &self.engine else { return };
         let waiting: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| !c.held.is_empty())
+            .filter(|(_, c)| c.conn.has_held())
             .map(|(t, _)| *t)
             .collect();
         let mut resumed = Vec::new();
         for token in waiting {
-            let Some(conn) = self.conns.get_mut(&token) else {
+            let Some(c) = self.conns.get_mut(&token) else {
                 continue;
             };
-            let Some(Phase::Active { node_id, .. }) = &conn.phase else {
+            let (Some(node_id), Some(msg)) = (c.conn.node_id(), c.conn.take_held()) else {
                 continue;
             };
-            let node_id = *node_id;
-            while let Some(input) = conn.held.pop_front() {
-                if let Err(input) = engine.try_send(&node_id, input) {
-                    conn.held.push_front(input);
-                    break;
-                }
-            }
-            if conn.held.is_empty() {
-                resumed.push(token);
+            match engine.try_send(&node_id, Input::Peer { node_id, msg }) {
+                Err(Input::Peer { msg, .. }) => c.conn.hold(msg),
+                _ => resumed.push(token),
             }
         }
         for token in resumed {
-            // Edge-triggered readiness: bytes may already wait in the kernel.
-            self.read_ready(token);
             self.finish(token);
         }
     }
@@ -605,6 +754,15 @@ impl Node {
                 Output::Send { node_id, msg } => (node_id, Some(msg)),
                 Output::Disconnect { node_id } => (node_id, None),
             };
+            if let Some(msg) = &msg {
+                if CHANNEL_PEER_TYPES.contains(&msg.msg_type())
+                    && self.channel_peers.insert(node_id)
+                {
+                    if let Some(token) = self.by_node_id.get(&node_id) {
+                        self.admission.protect(token.0 as u64);
+                    }
+                }
+            }
             // Only to the connection the shard last confirmed, and only while it is the
             // peer's live one: output made for an earlier connection is dropped (its channels
             // retransmit what the peer needs after channel_reestablish).
@@ -612,20 +770,25 @@ impl Node {
             let Some(&token) = self.engine_conns.get(&node_id).filter(|t| Some(*t) == live) else {
                 continue;
             };
-            let Some(conn) = self.conns.get_mut(&token) else {
+            let Some(c) = self.conns.get_mut(&token) else {
                 continue;
             };
             match msg {
+                // A refused send closes the connection (its backlog is past the bound); the
+                // close is polled in `finish`.
                 Some(msg) => {
-                    if let Err(e) = conn.send_message(&msg, &mut self.plain) {
-                        info!("dropping {node_id}: {e}");
-                        conn.closing = true;
-                    }
+                    c.conn.send(&msg, &mut self.plain);
                 }
-                None => conn.closing = true,
+                None => {
+                    c.closing
+                        .get_or_insert_with(|| "closed by the engine".into());
+                }
             }
-            touched.push(token);
+            if touched.last() != Some(&token) {
+                touched.push(token);
+            }
         }
+        touched.sort_unstable();
         touched.dedup();
         for token in touched {
             self.finish(token);
@@ -636,26 +799,27 @@ impl Node {
         let due: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline().is_some_and(|t| now >= t))
+            .filter(|(_, c)| c.conn.deadline().is_some_and(|t| now >= t))
             .map(|(t, _)| *t)
             .collect();
         for token in due {
-            let Some(conn) = self.conns.get_mut(&token) else {
-                continue;
-            };
-            match &mut conn.phase {
-                Some(Phase::Handshake { .. }) => {
-                    info!("handshake with {} timed out", conn.addr);
-                    conn.closing = true;
-                }
-                Some(Phase::Active { peer, .. }) => peer.handle_timeout(now),
-                None => {}
+            if let Some(c) = self.conns.get_mut(&token) {
+                c.conn.handle_timeout(now, &mut self.plain);
             }
             self.finish(token);
+        }
+        if let Some(left_out) = self.stranger_log.summary(now) {
+            info!(
+                "{left_out} more line(s) about unauthenticated connections left out (at most {} \
+                 per {} s)",
+                self.stranger_log.lines_per_window(),
+                lnhub_conn::admission::LOG_WINDOW.as_secs()
+            );
         }
         for index in 0..self.dialers.len() {
             let d = &self.dialers[index];
             if d.token.is_none()
+                && !d.resolving
                 && now >= d.next_attempt
                 && !self.by_node_id.contains_key(&d.peer.node_id)
             {
@@ -665,229 +829,60 @@ impl Node {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let conns = self.conns.values().filter_map(Conn::deadline);
+        let conns = self.conns.values().filter_map(|c| c.conn.deadline());
         let dials = self
             .dialers
             .iter()
-            .filter(|d| d.token.is_none())
+            .filter(|d| d.token.is_none() && !d.resolving)
             .map(|d| d.next_attempt);
-        conns.chain(dials).min()
+        conns.chain(dials).chain(self.stranger_log.deadline()).min()
     }
 }
 
 impl Conn {
-    fn new(stream: TcpStream, addr: SocketAddr, hs: Handshake, dialer: Option<usize>) -> Conn {
+    fn new(stream: TcpStream, addr: SocketAddr, conn: Connection, dialer: Option<usize>) -> Conn {
         Conn {
             stream,
             addr,
-            phase: Some(Phase::Handshake {
-                hs,
-                buf: Vec::with_capacity(ACT_THREE_LEN),
-                deadline: Instant::now() + HANDSHAKE_TIMEOUT,
-            }),
-            outbound: Vec::with_capacity(4096),
-            written: 0,
+            conn,
             dialer,
-            dialed_node_id: None,
-            held: std::collections::VecDeque::new(),
+            ready: false,
+            unread: false,
             interest: Interest::READABLE,
-            closing: false,
+            closing: None,
+            charged: 0,
         }
-    }
-
-    /// Encrypted bytes waiting for the socket.
-    fn backlog(&self) -> usize {
-        self.outbound.len() - self.written
-    }
-
-    /// When this connection's timers next need attention.
-    fn deadline(&self) -> Option<Instant> {
-        match &self.phase {
-            Some(Phase::Handshake { deadline, .. }) => Some(*deadline),
-            Some(Phase::Active { peer, .. }) => peer.poll_timeout(),
-            None => None,
-        }
-    }
-
-    /// Consumes bytes read from the socket: handshake acts, then transport frames.
-    fn handle_bytes(
-        &mut self,
-        mut data: &[u8],
-        now: Instant,
-        peer_config: &PeerConfig,
-        plain: &mut Vec<u8>,
-        events: &mut Vec<PeerEvent>,
-    ) -> Result<(), String> {
-        while !data.is_empty() {
-            match self.phase.take() {
-                Some(Phase::Handshake {
-                    hs,
-                    mut buf,
-                    deadline,
-                }) => {
-                    let need = match hs {
-                        Handshake::Initiator(_) => ACT_TWO_LEN,
-                        Handshake::Responder(_) => ACT_ONE_LEN,
-                        Handshake::ResponderActThree(_) => ACT_THREE_LEN,
-                    };
-                    let take = (need - buf.len()).min(data.len());
-                    buf.extend_from_slice(&data[..take]);
-                    data = &data[take..];
-                    if buf.len() < need {
-                        self.phase = Some(Phase::Handshake { hs, buf, deadline });
-                        continue;
-                    }
-                    self.phase = Some(self.advance_handshake(hs, &buf, now, peer_config)?);
-                }
-                Some(Phase::Active {
-                    mut transport,
-                    mut peer,
-                    node_id,
-                }) => {
-                    let result = feed_transport(&mut transport, &mut peer, data, now, events);
-                    self.phase = Some(Phase::Active {
-                        transport,
-                        peer,
-                        node_id,
-                    });
-                    result?;
-                    data = &[];
-                }
-                None => return Err("connection in no phase".into()),
-            }
-        }
-        self.pump_output(plain)
-    }
-
-    fn advance_handshake(
-        &mut self,
-        hs: Handshake,
-        act: &[u8],
-        now: Instant,
-        peer_config: &PeerConfig,
-    ) -> Result<Phase, String> {
-        match hs {
-            Handshake::Responder(r) => {
-                let act: &[u8; ACT_ONE_LEN] = act.try_into().map_err(|_| "act one length")?;
-                let (next, act_two) = r
-                    .handle_act_one(act)
-                    .map_err(|e| format!("handshake act one: {e}"))?;
-                self.outbound.extend_from_slice(&act_two);
-                let deadline = now + HANDSHAKE_TIMEOUT;
-                Ok(Phase::Handshake {
-                    hs: Handshake::ResponderActThree(next),
-                    buf: Vec::with_capacity(ACT_THREE_LEN),
-                    deadline,
-                })
-            }
-            Handshake::ResponderActThree(r) => {
-                let act: &[u8; ACT_THREE_LEN] = act.try_into().map_err(|_| "act three length")?;
-                let (transport, node_id) = r
-                    .handle_act_three(act)
-                    .map_err(|e| format!("handshake act three: {e}"))?;
-                debug!("handshake with {node_id} at {} complete", self.addr);
-                Ok(Phase::Active {
-                    transport,
-                    peer: Peer::new(peer_config.clone(), now),
-                    node_id,
-                })
-            }
-            Handshake::Initiator(i) => {
-                let act: &[u8; ACT_TWO_LEN] = act.try_into().map_err(|_| "act two length")?;
-                let (act_three, transport) = i
-                    .handle_act_two(act)
-                    .map_err(|e| format!("handshake act two: {e}"))?;
-                self.outbound.extend_from_slice(&act_three);
-                let node_id = self.dialed_node_id.ok_or("initiator without node id")?;
-                Ok(Phase::Active {
-                    transport,
-                    peer: Peer::new(peer_config.clone(), now),
-                    node_id,
-                })
-            }
-        }
-    }
-
-    /// Encrypts one message from the channel engine into the outbound buffer.
-    fn send_message(&mut self, msg: &Message, plain: &mut Vec<u8>) -> Result<(), String> {
-        let backlog = self.backlog();
-        if backlog > MAX_BACKLOG_BYTES {
-            return Err(format!("peer does not read: {backlog} bytes waiting"));
-        }
-        let Some(Phase::Active { transport, .. }) = &mut self.phase else {
-            return Err("connection not active".into());
-        };
-        plain.clear();
-        msg.encode(plain);
-        transport
-            .encrypt_message(plain, &mut self.outbound)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Encrypts every message the peer state machine wants to send.
-    fn pump_output(&mut self, plain: &mut Vec<u8>) -> Result<(), String> {
-        if let Some(Phase::Active {
-            transport, peer, ..
-        }) = &mut self.phase
-        {
-            loop {
-                plain.clear();
-                if !peer.poll_transmit(plain) {
-                    break;
-                }
-                transport
-                    .encrypt_message(plain, &mut self.outbound)
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(())
     }
 }
 
-fn feed_transport(
-    transport: &mut Transport,
-    peer: &mut Peer,
-    mut data: &[u8],
-    now: Instant,
-    events: &mut Vec<PeerEvent>,
-) -> Result<(), String> {
-    // The decoder holds at most one frame; offer the rest after draining what it holds.
+/// Without a channel engine every channel is unknown. BOLT 1 says to answer channel messages
+/// (types 32-255) for unknown channels with an `error` for that channel_id, which also tells
+/// an opener clearly that we do not accept channels.
+fn refuse_channel_message(conn: &mut Connection, msg: &Message, plain: &mut Vec<u8>) {
+    let channel_type = (32..=255).contains(&msg.msg_type());
+    if let (true, Some(channel_id)) = (channel_type, msg.channel_id()) {
+        let text = match msg {
+            Message::OpenChannel(_) => "lnhub does not accept channels yet",
+            _ => "unknown channel",
+        };
+        conn.send_error(channel_id, text, plain);
+    }
+}
+
+fn write_out(c: &mut Conn) -> io::Result<()> {
     loop {
-        let accepted = transport
-            .feed(data)
-            .map_err(|e| format!("transport: {e}"))?;
-        data = &data[accepted..];
-        while let Some(msg) = transport
-            .next_message()
-            .map_err(|e| format!("transport: {e}"))?
-        {
-            peer.handle_message(msg, now);
-            events.extend(std::iter::from_fn(|| peer.poll_event()));
-        }
-        if data.is_empty() {
+        let out = c.conn.output();
+        if out.is_empty() {
             return Ok(());
         }
-    }
-}
-
-fn write_out(conn: &mut Conn) -> io::Result<()> {
-    while conn.written < conn.outbound.len() {
-        match conn.stream.write(&conn.outbound[conn.written..]) {
+        match c.stream.write(out) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => conn.written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Ok(n) => c.conn.consume(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    if conn.written == conn.outbound.len() {
-        conn.outbound.clear();
-        conn.written = 0;
-    } else if conn.written > conn.outbound.len() / 2 {
-        conn.outbound.drain(..conn.written);
-        conn.written = 0;
-    }
-    Ok(())
 }
 
 /// Peer-supplied text made safe for one log line.

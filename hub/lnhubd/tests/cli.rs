@@ -113,6 +113,24 @@ fn bad_config_is_one_line_naming_the_field() {
     assert!(e.contains("forward_log_retention_days"), "{e}");
     let e = run_expecting_failure(&dir, None, &["--connect", "nobody@127.0.0.1:9735"]);
     assert!(e.contains("connect"), "{e}");
+    // What the flag parser rejects is one line and status 1 too.
+    let e = run_expecting_failure(&dir, None, &["--no-such-flag"]);
+    assert!(e.contains("--no-such-flag"), "{e}");
+    let e = run_expecting_failure(&dir, None, &["--shards", "many"]);
+    assert!(e.contains("many"), "{e}");
+    // A TOML error names the line it is on.
+    let e = run_expecting_failure(&dir, Some("network = \"regtest\"\nlisen = 1\n"), &[]);
+    assert!(e.contains("line 2"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dialling_our_own_id_is_a_config_error() {
+    let dir = temp_dir("own-id");
+    let (node_id, _) = start_and_stop(&dir);
+    let id = node_id.strip_prefix("node_id=").unwrap();
+    let e = run_expecting_failure(&dir, None, &["--connect", &format!("{id}@127.0.0.1:1")]);
+    assert!(e.contains("own id"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
