@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use lnhub_engine::{Routes, Shard, ShardConfig};
+use lnhub_engine::{Shard, ShardConfig};
 use lnhub_forward::{Limits, Policy, PolicyHistory};
 use lnhub_schema::{encode_channel, put_forward, ChannelHeader, ForwardOutcome, ForwardRecord};
 use lnhub_store::{Batch, Db, Options, Table};
@@ -107,7 +107,6 @@ fn main() {
     let (db, loaded) = Db::open(&dir, Options::default()).expect("reopen");
     let opened = started.elapsed();
     let node_secret = SecretKey::from_slice(&[0x42; 32]).unwrap();
-    let routes = Routes::default();
     let mut shards: Vec<Shard> = (0..2)
         .map(|index| {
             let config = ShardConfig {
@@ -117,10 +116,11 @@ fn main() {
                 chain_hash: lnhub_wire::types::ChainHash::REGTEST,
                 open: None,
             };
-            Shard::new(config, routes.clone(), 0, 1_700_000_000)
+            Shard::new(config, 0, 1_700_000_000)
         })
         .collect();
-    lnhub_engine::restore(&mut shards, &loaded).expect("restore");
+    let mut replays = lnhub_onion::ReplaySet::new(lnhub_onion::ReplayConfig::default(), 0);
+    lnhub_engine::restore(&mut shards, &loaded, &mut replays).expect("restore");
     let restored = started.elapsed() - opened;
     let in_shards: usize = shards.iter().map(|s| s.slots().count()).sum();
     assert_eq!(in_shards, channels);

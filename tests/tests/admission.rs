@@ -70,10 +70,13 @@ async fn idle_sockets_and_strangers_do_not_lock_out_a_channel_peer() {
     let (hub_id, addr) = (hub.node_id, hub.addr);
     let started = Instant::now();
     let (idle, strangers, refused_got) = tokio::task::spawn_blocking(move || {
-        // A flood of bad handshakes: act one of the wrong version, 300 times.
+        // A flood of bad handshakes: act one of the wrong version, 300 times, each read until
+        // the hub closes it (so the flood is over before the strangers come).
         for _ in 0..300 {
             if let Ok(mut sock) = TcpStream::connect(addr) {
                 let _ = std::io::Write::write_all(&mut sock, &[0xff; 50]);
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = sock.read(&mut [0u8; 64]);
             }
         }
         // max_peers authenticated strangers (no channels) take every peer slot...

@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use lnhub_engine::{
-    default_establish_config, Batch, Completion, Engine, EngineConfig, Loaded, OpenConfig,
-    ShardConfig, Store, StoreError, Submitted, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
-    DEFAULT_ROUNDS_PER_TURN,
+    default_establish_config, Batch, Engine, EngineConfig, Loaded, OpenConfig, ShardConfig, Store,
+    StoreError, Submitted, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH, DEFAULT_ROUNDS_PER_TURN,
 };
 use lnhub_forward::{Limits, Policy};
 use lnhub_wire::types::Msat;
@@ -21,10 +20,6 @@ struct Durable(lnhub_store::Handle);
 impl Store for Durable {
     fn submit(&mut self, batch: Batch) -> Result<Submitted, StoreError> {
         self.0.submit(batch).map(|()| Submitted::InFlight)
-    }
-
-    fn completions(&self) -> Option<crossbeam_channel::Receiver<Completion>> {
-        Some(self.0.answers().clone())
     }
 }
 
@@ -65,7 +60,14 @@ pub fn start(
             chain_hash,
             open: Some(open.clone()),
         },
-        |_| Box::new(Durable(writer.handle())) as Box<dyn Store + Send>,
+        |_| {
+            let handle = writer.handle();
+            let answers = handle.answers().clone();
+            (
+                Box::new(Durable(handle)) as Box<dyn Store + Send>,
+                Some(answers),
+            )
+        },
         loaded,
         Arc::new(move || {
             let _ = waker.wake();

@@ -2,8 +2,8 @@
 //!
 //! Queues (crossbeam):
 //! - **connection room -> shard**: bounded ([`EngineConfig::queue_depth`]). When a shard's
-//!   queue is full the connection room holds that peer's messages (at most one read's worth)
-//!   and stops reading its socket until the shard catches up ([`Engine::try_send`]); other
+//!   queue is full the connection room holds that peer's message (one message) and stops
+//!   decoding and reading its socket until the shard catches up ([`Engine::try_send`]); other
 //!   peers keep flowing. Connection events, rare, use the blocking [`Engine::send`].
 //! - **shard -> shard** (forwards and their resolutions): unbounded, because a shard must never
 //!   block on another (two full queues would deadlock). What flows there is bounded anyway:
@@ -31,9 +31,12 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendErr
 use lnhub_wire::msgs::Message;
 use secp256k1::PublicKey;
 
-use crate::shard::{Input, Io, Routes, Shard, ShardConfig};
-use crate::store::{Store, StoreError};
+use std::sync::{Arc, Mutex};
+
+use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_schema::Loaded;
+use lnhub_shard::{shard_of, Completion, Input, Io, Route, Shard, ShardConfig, Store, StoreError};
+use lnhub_wire::types::ShortChannelId;
 
 /// What shards ask the connection room to do.
 // `Send` carries an `update_add_htlc` with its onion inline: boxing would allocate per message.
@@ -102,20 +105,23 @@ pub struct Engine {
     _threads: Vec<JoinHandle<()>>,
 }
 
-/// Which shard owns a peer's channels. All of one peer's channels live on one shard, so its
-/// channel messages and its connection events stay in one ordered queue, and nothing has to be
-/// re-routed when a channel's id changes at funding.
-pub fn shard_of(node_id: &PublicKey, shards: usize) -> usize {
-    let bytes = node_id.serialize();
-    // The key's bytes are uniformly distributed; the last eight are as good as a hash.
-    let tail = u64::from_be_bytes(bytes[25..33].try_into().expect("33-byte key"));
-    (tail % shards as u64) as usize
-}
-
 struct ThreadIo<'a> {
     index: usize,
     out: &'a Sender<Output>,
     cross: &'a [Sender<Input>],
+    /// The hub's onion replay set: the one state every shard shares, behind the one lock
+    /// (taken once per peel batch and once per block).
+    replays: &'a Mutex<ReplaySet>,
+}
+
+impl ThreadIo<'_> {
+    fn replays(&self) -> std::sync::MutexGuard<'_, ReplaySet> {
+        // A panic aborts the process (`abort_on_panic`), so a poisoned lock is never seen by
+        // a running hub; taking the guard anyway keeps this total.
+        self.replays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Io for ThreadIo<'_> {
@@ -139,17 +145,45 @@ impl Io for ThreadIo<'_> {
         assert_ne!(shard, self.index, "a shard keeps its own inputs");
         let _ = self.cross[shard].send(input);
     }
+    fn publish_route(&mut self, scid: ShortChannelId, route: Route) {
+        for (shard, tx) in self.cross.iter().enumerate() {
+            if shard != self.index {
+                let _ = tx.send(Input::Route { scid, route });
+            }
+        }
+    }
+    fn check_replays(
+        &mut self,
+        onions: &[([u8; 32], u32)],
+        results: &mut Vec<Result<(), ReplayError>>,
+    ) {
+        results.clear();
+        if onions.is_empty() {
+            return;
+        }
+        let mut set = self.replays();
+        results.extend(
+            onions
+                .iter()
+                .map(|(secret, expiry)| set.check_and_insert(secret, *expiry)),
+        );
+    }
+    fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>) {
+        self.replays()
+            .handle_block_height_with(height, |tag, expiry| forgotten.push((expiry, tag)));
+    }
 }
 
 impl Engine {
     /// Starts one thread per shard. `shard_config(i)` and `store(i)` give shard `i` its
-    /// settings and its store; the shards are first rebuilt from `loaded` (what the store
-    /// read at start-up, see [`crate::restore()`]); `wake` is called after every turn that
-    /// produced output. Fails, starting nothing, if a stored record does not decode.
+    /// settings, its store and, for a store that answers later, where its answers arrive;
+    /// the shards are first rebuilt from `loaded` (what the store read at start-up, see
+    /// [`crate::restore()`]); `wake` is called after every turn that produced output. Fails,
+    /// starting nothing, if a stored record does not decode.
     pub fn start(
         config: &EngineConfig,
         mut shard_config: impl FnMut(usize) -> ShardConfig,
-        mut store: impl FnMut(usize) -> Box<dyn Store + Send>,
+        mut store: impl FnMut(usize) -> (Box<dyn Store + Send>, Option<Receiver<Completion>>),
         loaded: &Loaded,
         wake: std::sync::Arc<dyn Fn() + Send + Sync>,
     ) -> Result<Engine, String> {
@@ -157,11 +191,7 @@ impl Engine {
             config.shards > 0 && config.queue_depth > 0,
             "validated engine config"
         );
-        let routes = Routes::default();
-        let replays = std::sync::Arc::new(std::sync::Mutex::new(lnhub_onion::ReplaySet::new(
-            lnhub_onion::ReplayConfig::default(),
-            0,
-        )));
+        let mut replays = ReplaySet::new(ReplayConfig::default(), 0);
         let (out_tx, out_rx) = unbounded();
         let (peer_tx, peer_rx): (Vec<_>, Vec<_>) = (0..config.shards)
             .map(|_| bounded(config.queue_depth))
@@ -176,18 +206,19 @@ impl Engine {
         let now = unix_now();
         let mut shards: Vec<Shard> = (0..config.shards)
             .map(|index| {
-                let mut shard = Shard::new(shard_config(index), routes.clone(), 0, now);
-                shard.share_replays(replays.clone());
+                let mut shard = Shard::new(shard_config(index), 0, now);
                 shard.set_rounds_per_turn(config.rounds_per_turn);
                 shard
             })
             .collect();
-        crate::restore(&mut shards, loaded)?;
+        lnhub_shard::restore(&mut shards, loaded, &mut replays)?;
+        let replays = Arc::new(Mutex::new(replays));
         let mut threads = Vec::new();
         for ((index, (peer_rx, cross_rx)), mut shard) in
             peer_rx.into_iter().zip(cross_rx).enumerate().zip(shards)
         {
-            let mut store = store(index);
+            let (mut store, completions) = store(index);
+            let replays = replays.clone();
             let out = out_tx.clone();
             let cross: Vec<Sender<Input>> = cross_tx.clone();
             let wake = wake.clone();
@@ -204,7 +235,6 @@ impl Engine {
                         core_affinity::set_for_current(core);
                     }
                     let mut batch = Vec::with_capacity(max_batch);
-                    let completions = store.completions();
                     let stop = |e: StoreError| -> ! {
                         log::error!("shard {index}: {e}; stopping: state cannot be made durable");
                         std::process::abort();
@@ -214,6 +244,7 @@ impl Engine {
                             index,
                             out: &out,
                             cross: &cross,
+                            replays: &replays,
                         };
                         // Work left by the last turn, or records to submit with no batch in
                         // flight: the next turn runs at once, with whatever arrived meanwhile.
@@ -268,8 +299,8 @@ impl Engine {
                                 Err(_) => break,
                             }
                         }
-                        shard.set_time(unix_now());
-                        if let Err(e) = shard.turn(batch.drain(..), store.as_mut(), &mut io) {
+                        let now = unix_now();
+                        if let Err(e) = shard.turn(now, batch.drain(..), store.as_mut(), &mut io) {
                             stop(e);
                         }
                         wake();

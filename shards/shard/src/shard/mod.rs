@@ -34,45 +34,48 @@
 //! submits whatever changed during it, so one commit covers more. Nothing sleeps or waits on
 //! a timer: a batch is whatever arrived.
 //!
-//! This file holds the shard's types, the turn and the routing of inputs; the steps live
-//! beside it: `parallel` (verify and sign), `persist` (the store seam), `forward` (peel,
+//! This file holds the shard, the turn and the routing of inputs; beside it: `types` (inputs,
+//! the `Io` seam, settings, counters, slots, forward records), and the steps: `parallel`
+//! (verify and sign), `persist` (the store seam), `forward` (peel,
 //! decide, hand off, resolve), `closing` (the cooperative close), `restart` (rebuilding from
-//! the store). The shard is still in the shell crate `lnhub-engine` (it shares the route map
-//! and the replay set through locks); making it a pure crate of its own is the next step.
+//! the store).
 //!
-//! The shard does no I/O itself: messages to peers and inputs for other shards go out through
-//! the [`Io`] the caller passes, durable writes through the [`Store`]. The threaded runtime
-//! and the deterministic simulator drive the very same code.
+//! The shard does no I/O itself and shares no memory with other shards: messages to peers,
+//! inputs for other shards and the hub's replay set go through the [`Io`] the caller passes,
+//! durable writes through the [`Store`]. Each shard keeps its own copy of the route map
+//! (`short_channel_id` -> owning shard), learnt at restore and from [`Input::Route`]s that a
+//! shard opening a channel sends every other shard ([`Io::publish_route`]). The threaded
+//! runtime and the deterministic simulator drive the very same code.
 
 mod closing;
 mod forward;
 mod parallel;
 mod persist;
 mod restart;
+mod types;
 
 pub use closing::CLOSING_REPLY_TIMEOUT_SECS;
 pub use parallel::MIN_PARALLEL_CHANNELS;
 use persist::Gated;
 pub(crate) use restart::decode_channel;
+pub use types::*;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
 
 use lnhub_channel::{verify_batch, Channel, ChannelError, Effect, RemovalKind, Routed, SendError};
-use lnhub_forward::{decide, Decision, Limits, OutgoingChannel, PolicyHistory, Request};
+use lnhub_forward::{decide, Decision, OutgoingChannel, PolicyHistory, Request};
 use lnhub_onion::error_packet::{
     create_error_packet, malformed_to_error_packet, obfuscate_error_packet,
 };
 use lnhub_onion::failure::{Failure, FailureMessage};
-use lnhub_onion::{peel_batch, HopAction, OnionFailure, OnionPacket, PeelInput, PeelSlot};
-use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
-use lnhub_wire::features::Features;
+use lnhub_onion::{peel_batch, HopAction, OnionFailure, PeelInput, PeelSlot};
+use lnhub_onion::{ReplayError, ReplaySet};
 use lnhub_wire::msgs::{CommitmentSigned, ErrorMessage, Message, RevokeAndAck, Warning};
-use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, ShortChannelId};
+use lnhub_wire::types::{ChannelId, Msat, PaymentHash, ShortChannelId};
 use rayon::prelude::*;
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
-use crate::open::{channel_update, OpenConfig, OpenOutcome, Opener};
+use crate::open::{channel_update, OpenOutcome, Opener};
 use crate::store::{
     delete_link, write_channel, write_link, write_opening, Completion, Store, StoreError, Submitted,
 };
@@ -85,231 +88,6 @@ use lnhub_schema::{
 /// step (a hand-off, a deferred input behind a verification); a handful covers any real turn,
 /// and what is left waits for the next turn.
 pub const MAX_ROUNDS_PER_TURN: usize = 8;
-
-/// A forward link's key with the shard that holds it: (shard, outgoing channel, HTLC id).
-pub type LinkKey = (usize, ChannelId, u64);
-
-/// Where a channel lives: which shard, and its id there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Route {
-    /// Index of the owning shard.
-    pub shard: usize,
-    /// The channel.
-    pub channel_id: ChannelId,
-}
-
-/// `short_channel_id` (real or alias) to channel, shared by all shards; written only when a
-/// channel opens or closes, read once per forward.
-pub type Routes = Arc<RwLock<HashMap<ShortChannelId, Route>>>;
-
-/// Onions seen recently, shared by all shards (a replayed onion can come in on any channel):
-/// locked once per peel batch.
-pub type Replays = Arc<Mutex<ReplaySet>>;
-
-/// The incoming HTLC a forward started from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Origin {
-    /// Shard of the incoming channel.
-    pub shard: usize,
-    /// Incoming channel.
-    pub channel_id: ChannelId,
-    /// Incoming HTLC id.
-    pub htlc_id: u64,
-}
-
-/// A forward in flight, kept (durably) by the outgoing shard until the incoming HTLC is
-/// resolved: the outgoing HTLC pays back to `origin`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ForwardLink {
-    /// Outgoing channel.
-    pub out_channel_id: ChannelId,
-    /// Outgoing HTLC id.
-    pub out_htlc_id: u64,
-    /// The incoming HTLC.
-    pub origin: Origin,
-    /// Incoming amount (for the forwarding record: fee earned = in - out).
-    pub in_amount_msat: Msat,
-    /// Outgoing amount.
-    pub out_amount_msat: Msat,
-    /// When the outgoing HTLC was added (unix seconds).
-    pub added_at: u64,
-    /// How the outgoing HTLC ended, recorded in the same write as the outgoing channel's
-    /// state that reports it: after a restart the resolution is sent upstream again, even if
-    /// the outgoing HTLC has since left its channel's books.
-    pub resolution: Option<Upstream>,
-}
-
-/// An accepted-so-far forward, on its way to the outgoing channel's shard, which applies its
-/// policy and adds the HTLC.
-#[derive(Debug, Clone)]
-pub struct HandOff {
-    /// The incoming HTLC.
-    pub origin: Origin,
-    /// The outgoing channel.
-    pub out_channel_id: ChannelId,
-    /// What the onion asks for, for the forwarding decision.
-    pub request: Request,
-    /// `payment_hash` of both HTLCs.
-    pub payment_hash: PaymentHash,
-    /// The peeled onion for the next hop.
-    pub onion: OnionPacket,
-    /// The onion's new replay-set entry (expiry, tag), when the incoming shard is another:
-    /// the outgoing shard writes it in the same commit as the outgoing HTLC, so no forward
-    /// leaves before its entry is durable.
-    pub replay: Option<(u32, u128)>,
-}
-
-/// How a forward ended downstream (or could not start), sent to the incoming shard; the
-/// record type of `lnhub-schema`, since a forward link stores it.
-pub use lnhub_schema::Upstream;
-
-/// What a shard consumes.
-// Hand-offs carry their 1366-byte onion inline: a queue slot is allocated once, a box would
-// allocate per forward.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A channel message from a connected peer.
-    Peer {
-        /// The peer.
-        node_id: PublicKey,
-        /// The message (its `channel_id` picks the channel).
-        msg: Message,
-    },
-    /// The peer's connection is up (after `init`): channels resume with `channel_reestablish`.
-    PeerConnected {
-        /// The peer.
-        node_id: PublicKey,
-        /// The features both `init`s negotiated (`lnhub_wire::features::negotiate`): they
-        /// fix what new channels with this peer may use.
-        features: Features,
-        /// Which connection (the connection room's number for it): everything the shard
-        /// sends after this belongs to it, see [`Io::connected`].
-        connection: u64,
-    },
-    /// The peer's connection is gone.
-    PeerDisconnected {
-        /// The peer.
-        node_id: PublicKey,
-    },
-    /// Add this forward to one of our channels.
-    Add(HandOff),
-    /// Resolve this incoming HTLC of one of our channels.
-    Resolve {
-        /// Incoming channel.
-        channel_id: ChannelId,
-        /// Incoming HTLC id.
-        htlc_id: u64,
-        /// How.
-        upstream: Upstream,
-        /// The forward link to release once this resolution is durable (`None` when the
-        /// forward never reached an outgoing channel).
-        link: Option<LinkKey>,
-    },
-    /// The incoming side of a forward is resolved durably: forget its link.
-    LinkDone {
-        /// Outgoing channel.
-        channel_id: ChannelId,
-        /// Outgoing HTLC id.
-        htlc_id: u64,
-    },
-    /// A new block height.
-    BlockHeight(u32),
-    /// The operator asks to close this channel cooperatively: send `shutdown` (once the
-    /// channel's pending updates are signed), let the HTLCs drain, negotiate the fee.
-    CloseChannel {
-        /// The channel.
-        channel_id: ChannelId,
-    },
-}
-
-/// Where a shard's output goes.
-pub trait Io {
-    /// The shard now sends to `node_id`'s connection number `connection`. Sends before this
-    /// call belonged to an earlier connection and must not reach this one: a
-    /// `revoke_and_ack` made for the old link, arriving before our `channel_reestablish`,
-    /// makes the peer fail the channel.
-    fn connected(&mut self, node_id: &PublicKey, connection: u64);
-    /// Send `msg` to `node_id` (in order with earlier sends to it).
-    fn send(&mut self, node_id: &PublicKey, msg: Message);
-    /// Close the connection to `node_id` (after the messages already sent to it).
-    fn disconnect(&mut self, node_id: &PublicKey);
-    /// Deliver `input` to shard `shard` (never this shard: the shard keeps its own).
-    fn to_shard(&mut self, shard: usize, input: Input);
-}
-
-/// A shard's static settings.
-#[derive(Debug, Clone)]
-pub struct ShardConfig {
-    /// This shard's index.
-    pub index: usize,
-    /// Our node secret (onion peeling).
-    pub node_secret: SecretKey,
-    /// Forwarding limits.
-    pub limits: Limits,
-    /// The chain (for our `channel_update`s).
-    pub chain_hash: ChainHash,
-    /// How to accept inbound channels; `None` refuses them all.
-    pub open: Option<OpenConfig>,
-}
-
-/// Monotonic counters of one shard, read by the metrics exporter (a later issue) and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Turns run.
-    pub turns: u64,
-    /// Inputs handled.
-    pub inputs: u64,
-    /// HTLCs added to an outgoing channel.
-    pub forwards_total: u64,
-    /// Forwards failed by this shard (policy, liquidity, onion), as incoming shard or outgoing.
-    pub forwards_failed_total: u64,
-    /// Incoming HTLCs fulfilled upstream.
-    pub fulfills_total: u64,
-    /// Onions peeled.
-    pub onions_peeled_total: u64,
-    /// Store commits (group-commit batches).
-    pub commits_total: u64,
-    /// Records written.
-    pub records_total: u64,
-    /// Bytes of keys and values written.
-    pub bytes_written_total: u64,
-    /// Signatures verified (commitment + HTLC).
-    pub signatures_verified_total: u64,
-    /// `commitment_signed` messages produced.
-    pub commitments_signed_total: u64,
-    /// Channels failed (error sent, on-chain close due).
-    pub channels_failed_total: u64,
-    /// Inbound channels that reached normal operation.
-    pub channels_opened_total: u64,
-    /// Onions refused as replays (or with the replay set full).
-    pub replays_refused_total: u64,
-    /// Channels whose cooperative close produced a signed closing transaction.
-    pub channels_closed_total: u64,
-}
-
-/// A channel and what the shard knows around it.
-#[derive(Debug, Clone)]
-pub struct Slot {
-    /// The state machine.
-    pub channel: Channel,
-    /// The peer.
-    pub peer: PublicKey,
-    /// The `short_channel_id` (or alias) forwards name it by.
-    pub scid: ShortChannelId,
-    /// Our forwarding policy on it.
-    pub policy: PolicyHistory,
-    /// Disabled by the operator.
-    pub disabled: bool,
-    /// Whether the peer is connected.
-    pub connected: bool,
-    /// Resolutions that could not be applied (the channel was not operational): retried
-    /// every turn until they are, so a preimage is never dropped.
-    parked: Vec<(u64, Upstream, Option<LinkKey>)>,
-    /// The HTLCs (offered by the peer, id) whose onion is in the store: each is written once,
-    /// with the first record of the channel that holds the HTLC.
-    pub(crate) htlcs_on_disk: HashSet<(bool, u64)>,
-}
 
 /// A message whose handling needs curve arithmetic, set aside for the round's parallel step.
 #[derive(Debug)]
@@ -335,8 +113,9 @@ pub struct Shard {
     node_id: PublicKey,
     opener: Opener,
     opening_persists: Vec<(ChannelId, u64)>,
-    routes: Routes,
-    replays: Replays,
+    /// `short_channel_id` (real or alias) -> where its channel lives, for every shard's
+    /// channels: this shard's own copy.
+    routes: HashMap<ShortChannelId, Route>,
     slots: HashMap<ChannelId, Slot>,
     /// Shared secrets of incoming HTLCs being forwarded, to encrypt their failure.
     incoming: HashMap<(ChannelId, u64), [u8; 32]>,
@@ -389,6 +168,9 @@ pub struct Shard {
     held: Vec<(usize, Input)>,
     to_peel: Vec<ToPeel>,
     peel_slots: Vec<PeelSlot>,
+    /// A peel batch's questions to the replay set and its answers (reused).
+    replay_queries: Vec<([u8; 32], u32)>,
+    replay_verdicts: Vec<Result<(), ReplayError>>,
     packet: Vec<u8>,
     /// The turn's records, encoded here and handed to the store; reused (`None` while it is
     /// in flight).
@@ -400,8 +182,8 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// An empty shard.
-    pub fn new(config: ShardConfig, routes: Routes, height: u32, now: u64) -> Shard {
+    /// An empty shard at block `height` and unix time `now`.
+    pub fn new(config: ShardConfig, height: u32, now: u64) -> Shard {
         let secp = Secp256k1::new();
         let node_id = PublicKey::from_secret_key(&secp, &config.node_secret);
         let opener = Opener::new(config.open.clone(), config.node_secret);
@@ -411,8 +193,7 @@ impl Shard {
             node_id,
             opener,
             opening_persists: Vec::new(),
-            routes,
-            replays: Arc::new(Mutex::new(ReplaySet::new(ReplayConfig::default(), height))),
+            routes: HashMap::new(),
             slots: HashMap::new(),
             incoming: HashMap::new(),
             links: HashMap::new(),
@@ -440,6 +221,8 @@ impl Shard {
             held: Vec::new(),
             to_peel: Vec::new(),
             peel_slots: Vec::new(),
+            replay_queries: Vec::new(),
+            replay_verdicts: Vec::new(),
             packet: Vec::new(),
             batch: Some(Batch::new()),
             in_flight: None,
@@ -447,14 +230,19 @@ impl Shard {
         }
     }
 
-    /// The replay set this shard uses (shared by all shards of a hub).
-    pub fn replays(&self) -> &Replays {
-        &self.replays
+    /// Learns that `scid` leads to `route` (restore, and [`Input::Route`]).
+    pub fn learn_route(&mut self, scid: ShortChannelId, route: Route) {
+        self.routes.insert(scid, route);
     }
 
-    /// Shares one replay set between shards (the runtime gives all shards the same).
-    pub fn share_replays(&mut self, replays: Replays) {
-        self.replays = replays;
+    /// The routes of this shard's own channels.
+    pub fn own_routes(&self) -> Vec<(ShortChannelId, Route)> {
+        let index = self.config.index;
+        self.routes
+            .iter()
+            .filter(|(_, r)| r.shard == index)
+            .map(|(scid, r)| (*scid, *r))
+            .collect()
     }
 
     /// This shard's index.
@@ -492,16 +280,11 @@ impl Shard {
         connected: bool,
     ) {
         let channel_id = channel.channel_id();
-        self.routes
-            .write()
-            .expect("routes lock poisoned: a shard panicked")
-            .insert(
-                scid,
-                Route {
-                    shard: self.config.index,
-                    channel_id,
-                },
-            );
+        let route = Route {
+            shard: self.config.index,
+            channel_id,
+        };
+        self.routes.insert(scid, route);
         let slot = Slot {
             channel,
             peer,
@@ -515,19 +298,18 @@ impl Shard {
         self.slots.insert(channel_id, slot);
     }
 
-    /// Sets the wall-clock time (unix seconds) used for policy grace periods.
-    pub fn set_time(&mut self, now: u64) {
-        self.now = now;
-    }
-
-    /// Runs one turn over `inputs` (see the module docs). Fails only if the store fails, in
-    /// which case nothing gated on that commit was released and the caller must stop.
+    /// Runs one turn over `inputs` at unix time `now` (seconds: policy grace periods, closing
+    /// timeouts, forwarding-log timestamps; see the module docs). Fails only if the store
+    /// fails, in which case nothing gated on that commit was released and the caller must
+    /// stop.
     pub fn turn(
         &mut self,
+        now: u64,
         inputs: impl IntoIterator<Item = Input>,
         store: &mut dyn Store,
         io: &mut dyn Io,
     ) -> Result<(), StoreError> {
+        self.now = self.now.max(now);
         self.counters.turns += 1;
         self.pending.extend(inputs);
         for key in std::mem::take(&mut self.restored_resolutions) {
@@ -654,7 +436,7 @@ impl Shard {
             Input::Resolve { channel_id, .. } | Input::CloseChannel { channel_id } => {
                 self.staged_ids.contains(channel_id)
             }
-            Input::LinkDone { .. } => false,
+            Input::LinkDone { .. } | Input::Route { .. } => false,
             Input::BlockHeight(_) => true,
         }
     }
@@ -736,14 +518,11 @@ impl Shard {
                     log::warn!("close requested for unknown channel {channel_id}");
                 }
             }
+            Input::Route { scid, route } => self.learn_route(scid, route),
             Input::BlockHeight(height) => {
                 self.height = height;
                 // The shard that moves the shared set forward deletes what it forgets.
-                let forgotten = &mut self.replays_forgotten;
-                self.replays
-                    .lock()
-                    .expect("replay set lock poisoned")
-                    .handle_block_height_with(height, |tag, expiry| forgotten.push((expiry, tag)));
+                io.replays_at_height(height, &mut self.replays_forgotten);
                 let ids: Vec<ChannelId> = self.slots.keys().copied().collect();
                 for id in ids {
                     let slot = self.slots.get_mut(&id).expect("listed");
@@ -852,6 +631,11 @@ impl Shard {
                 let policy = policy.expect("channels are only accepted with an open config");
                 let capacity_msat = channel.book().capacity_msat();
                 self.insert_channel(*channel, peer, alias, PolicyHistory::new(policy), true);
+                let route = Route {
+                    shard: self.config.index,
+                    channel_id,
+                };
+                io.publish_route(alias, route);
                 // Its record replaces the opening's in this turn's commit: a restart must find
                 // an open channel open (the peer will reestablish it as one).
                 self.opened.push(channel_id);

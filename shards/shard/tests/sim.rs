@@ -27,15 +27,16 @@ use std::collections::{HashMap, VecDeque};
 mod testing;
 
 use lnhub_channel::{Channel, Effect, RemovalKind};
-use lnhub_engine::{
-    Batch, Input, Io, MemoryStore, Routes, Shard, ShardConfig, Store, StoreError, Submitted,
-};
 use lnhub_forward::{Limits, Policy, PolicyHistory};
 use lnhub_onion::error_packet::{create_error_packet, decode_error_packet};
 use lnhub_onion::failure::{Failure, FailureMessage};
 use lnhub_onion::payload::PaymentData;
 use lnhub_onion::{build_onion, peel, HopAction, PayloadFields, PeeledHop, RouteHop};
+use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_schema::ForwardOutcome;
+use lnhub_shard::{
+    Batch, Input, Io, MemoryStore, Route, Shard, ShardConfig, Store, StoreError, Submitted,
+};
 use lnhub_tx::{ChannelType, Side};
 use lnhub_wire::msgs::Message;
 use lnhub_wire::types::{ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
@@ -141,6 +142,8 @@ struct SimIo<'a> {
     to_peers: &'a mut HashMap<PublicKey, VecDeque<Message>>,
     to_shards: &'a mut [VecDeque<Input>],
     disconnects: &'a mut Vec<PublicKey>,
+    /// The hub's replay set, which the runtime keeps behind a lock for all shards.
+    replays: &'a mut ReplaySet,
 }
 
 impl Io for SimIo<'_> {
@@ -158,6 +161,29 @@ impl Io for SimIo<'_> {
     fn to_shard(&mut self, shard: usize, input: Input) {
         assert_ne!(shard, self.shard, "a shard keeps its own inputs");
         self.to_shards[shard].push_back(input);
+    }
+    fn publish_route(&mut self, scid: ShortChannelId, route: Route) {
+        for (shard, queue) in self.to_shards.iter_mut().enumerate() {
+            if shard != self.shard {
+                queue.push_back(Input::Route { scid, route });
+            }
+        }
+    }
+    fn check_replays(
+        &mut self,
+        onions: &[([u8; 32], u32)],
+        results: &mut Vec<Result<(), ReplayError>>,
+    ) {
+        results.clear();
+        results.extend(
+            onions
+                .iter()
+                .map(|(secret, expiry)| self.replays.check_and_insert(secret, *expiry)),
+        );
+    }
+    fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>) {
+        self.replays
+            .handle_block_height_with(height, |tag, expiry| forgotten.push((expiry, tag)));
     }
 }
 
@@ -208,6 +234,8 @@ struct Sim {
     hub_secret: SecretKey,
     /// Hub crash-restarts so far.
     crashes: u32,
+    /// The hub's replay set (see `SimIo`).
+    replays: ReplaySet,
 }
 
 impl Sim {
@@ -240,7 +268,7 @@ impl Sim {
             );
             let peer_secret = secret("peer", i as u64, seed);
             let node_id = PublicKey::from_secret_key(&secp, &peer_secret);
-            let shard = lnhub_engine::shard_of(&node_id, SHARDS);
+            let shard = lnhub_shard::shard_of(&node_id, SHARDS);
             channel_ids.push(hub_side.channel_id());
             initial.push((balance(&hub_side), balance(&peer_side)));
             shards[shard].insert_channel(
@@ -260,6 +288,14 @@ impl Sim {
                 inbox: VecDeque::new(),
             });
         }
+        // Every shard forwards to every channel (the restore's rule).
+        let routes: Vec<(ShortChannelId, Route)> =
+            shards.iter().flat_map(|s| s.own_routes()).collect();
+        for shard in shards.iter_mut() {
+            for &(scid, route) in &routes {
+                shard.learn_route(scid, route);
+            }
+        }
         // Every channel is on disk from its opening on, as establishment leaves it.
         let mut store = MemoryStore::default();
         let mut batch = Batch::new();
@@ -278,6 +314,7 @@ impl Sim {
             hub_id,
             hub_secret,
             crashes: 0,
+            replays: ReplaySet::new(ReplayConfig::default(), HEIGHT),
             shards,
             store,
             shard_inputs: vec![VecDeque::new(); SHARDS],
@@ -581,7 +618,7 @@ impl Sim {
         let inputs: Vec<Input> = self.shard_inputs[s].drain(..).collect();
         self.with_hub_io(s, |mut store, shard, io| {
             shard
-                .turn(inputs, &mut store, io)
+                .turn(NOW, inputs, &mut store, io)
                 .expect("memory store never fails");
         });
     }
@@ -610,6 +647,7 @@ impl Sim {
             to_peers: &mut self.to_peers,
             to_shards: &mut self.shard_inputs,
             disconnects: &mut disconnects,
+            replays: &mut self.replays,
         };
         let store = SimStore {
             store: &mut self.store,
@@ -674,14 +712,16 @@ impl Sim {
         let loaded = self.store.tables.load().expect("stored records load");
         let rounds = self.rng.range(1, 9) as usize;
         let mut shards = empty_hub(self.hub_secret, n, rounds);
-        lnhub_engine::restore(&mut shards, &loaded).expect("stored records restore");
+        let mut replays = ReplaySet::new(ReplayConfig::default(), HEIGHT);
+        lnhub_shard::restore(&mut shards, &loaded, &mut replays).expect("stored records restore");
         self.shards = shards;
+        self.replays = replays;
         self.shard_inputs = vec![VecDeque::new(); n];
         // What was in flight never reached the disk.
         self.in_flight = vec![None; n];
         self.hub_connection.clear();
         for (i, peer) in self.peers.iter().enumerate() {
-            self.shard_of[i] = lnhub_engine::shard_of(&peer.node_id, n);
+            self.shard_of[i] = lnhub_shard::shard_of(&peer.node_id, n);
         }
         self.to_peers.clear();
         for peer in self.peers.iter_mut().filter(|p| p.connected) {
@@ -959,7 +999,7 @@ fn hub_with_eight_channels_over_two_shards() {
                     .sum::<u64>();
             }
             Err(e) => {
-                eprintln!("simulation failed with seed {seed} (rerun: SIM_SEED={seed} cargo test -p lnhub-engine --test sim)");
+                eprintln!("simulation failed with seed {seed} (rerun: SIM_SEED={seed} cargo test -p lnhub-shard --test sim)");
                 std::panic::resume_unwind(e);
             }
         }
@@ -1027,13 +1067,9 @@ fn messages_wait_for_the_batch_in_flight() {
     sim.check();
 }
 
-/// A hub of `n` empty shards sharing routes and one replay set, as the runtime builds it,
-/// each running at most `rounds` rounds a turn (the daemon runs 1, tests default to 8).
+/// A hub of `n` empty shards, as the runtime builds it, each running at most `rounds` rounds
+/// a turn (the daemon runs 1, tests default to 8).
 fn empty_hub(hub_secret: SecretKey, n: usize, rounds: usize) -> Vec<Shard> {
-    let routes = Routes::default();
-    let replays: lnhub_engine::Replays = std::sync::Arc::new(std::sync::Mutex::new(
-        lnhub_onion::ReplaySet::new(lnhub_onion::ReplayConfig::default(), HEIGHT),
-    ));
     (0..n)
         .map(|index| {
             let config = ShardConfig {
@@ -1043,8 +1079,7 @@ fn empty_hub(hub_secret: SecretKey, n: usize, rounds: usize) -> Vec<Shard> {
                 chain_hash: lnhub_wire::types::ChainHash::REGTEST,
                 open: None,
             };
-            let mut shard = Shard::new(config, routes.clone(), HEIGHT, NOW);
-            shard.share_replays(replays.clone());
+            let mut shard = Shard::new(config, HEIGHT, NOW);
             shard.set_rounds_per_turn(rounds);
             shard
         })

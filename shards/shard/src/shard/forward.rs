@@ -54,14 +54,21 @@ impl Shard {
             );
         }
         self.counters.onions_peeled_total += work.len() as u64;
-        let routes = self.routes.clone();
-        let routes = routes
-            .read()
-            .expect("routes lock poisoned: a shard panicked");
-        let replays = self.replays.clone();
-        let mut replays = replays
-            .lock()
-            .expect("replay set lock poisoned: a shard panicked");
+        // The hub's replay set is asked once for the whole batch: every onion that peeled.
+        let mut onions = std::mem::take(&mut self.replay_queries);
+        onions.clear();
+        onions.extend(
+            work.iter()
+                .zip(&self.peel_slots)
+                .filter(|(_, slot)| slot.result.is_ok())
+                .map(|(w, slot)| {
+                    let hop = &slot.hop;
+                    (*hop.shared_secret(), hop.replay_expiry(w.cltv_expiry))
+                }),
+        );
+        let mut verdicts = std::mem::take(&mut self.replay_verdicts);
+        io.check_replays(&onions, &mut verdicts);
+        let mut verdicts_iter = verdicts.drain(..);
         for (i, w) in work.iter().enumerate() {
             let slot = &self.peel_slots[i];
             let origin = Origin {
@@ -95,7 +102,10 @@ impl Shard {
             // anyway (too soon, too far) are left to it.
             let expiry = hop.replay_expiry(w.cltv_expiry);
             let replays_before = self.replays_seen.len();
-            match replays.check_and_insert(&shared_secret, expiry) {
+            let verdict = verdicts_iter
+                .next()
+                .expect("one replay verdict per peeled onion");
+            match verdict {
                 // Recorded with this shard's next commit, which a failure or a forward within
                 // the shard waits for; a forward handed to another shard takes the entry along,
                 // to be written with its outgoing HTLC (below).
@@ -155,7 +165,7 @@ impl Shard {
             };
             let route = forward
                 .short_channel_id
-                .and_then(|scid| routes.get(&scid).copied());
+                .and_then(|scid| self.routes.get(&scid).copied());
             let (Some(route), Some(scid)) = (route, forward.short_channel_id) else {
                 self.fail_incoming_here(
                     w.channel_id,
@@ -195,6 +205,9 @@ impl Shard {
                 io.to_shard(route.shard, Input::Add(handoff));
             }
         }
+        drop(verdicts_iter);
+        self.replay_queries = onions;
+        self.replay_verdicts = verdicts;
     }
 
     /// Logs an incoming HTLC of this shard that the hub fails itself.

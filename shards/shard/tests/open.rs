@@ -21,17 +21,37 @@ use bitcoin::{OutPoint, ScriptBuf, Sequence, Transaction, TxIn, Txid, Witness};
 use lnhub_channel::{
     Effect, EstablishConfig, Establishing, LocalKeys, NegotiatedType, OpenRequest, PeerContext,
 };
-use lnhub_engine::{Input, Io, MemoryStore, OpenConfig, Routes, Shard, ShardConfig};
 use lnhub_forward::{Limits, Policy};
+use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
+use lnhub_shard::{Input, Io, MemoryStore, OpenConfig, Route, Shard, ShardConfig};
 use lnhub_tx::ChannelType;
 use lnhub_wire::msgs::{ChannelReestablish, Message};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
-#[derive(Default)]
+/// The unix time the shard starts at.
+const T0: u64 = 1_700_000_000;
+
+thread_local! {
+    /// Routes the shard published for the other shards ([`Io::publish_route`]), in this test.
+    static PUBLISHED: std::cell::RefCell<Vec<(ShortChannelId, Route)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 struct Collect {
     to_peers: HashMap<PublicKey, VecDeque<Message>>,
     disconnected: Vec<PublicKey>,
+    replays: ReplaySet,
+}
+
+impl Default for Collect {
+    fn default() -> Collect {
+        Collect {
+            to_peers: HashMap::new(),
+            disconnected: Vec::new(),
+            replays: ReplaySet::new(ReplayConfig::default(), 100),
+        }
+    }
 }
 
 impl Io for Collect {
@@ -45,10 +65,29 @@ impl Io for Collect {
     fn to_shard(&mut self, _: usize, _: Input) {
         panic!("one shard only");
     }
+    fn publish_route(&mut self, scid: ShortChannelId, route: Route) {
+        PUBLISHED.with(|p| p.borrow_mut().push((scid, route)));
+    }
+    fn check_replays(
+        &mut self,
+        onions: &[([u8; 32], u32)],
+        results: &mut Vec<Result<(), ReplayError>>,
+    ) {
+        results.clear();
+        results.extend(
+            onions
+                .iter()
+                .map(|(secret, expiry)| self.replays.check_and_insert(secret, *expiry)),
+        );
+    }
+    fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>) {
+        self.replays
+            .handle_block_height_with(height, |tag, expiry| forgotten.push((expiry, tag)));
+    }
 }
 
 fn establish_config() -> EstablishConfig {
-    lnhub_engine::default_establish_config(ChainHash::REGTEST)
+    lnhub_shard::default_establish_config(ChainHash::REGTEST)
 }
 
 const POLICY: Policy = Policy {
@@ -74,7 +113,7 @@ fn hub(secp: &Secp256k1<All>, trusted: &[PublicKey], open: bool) -> (Shard, Publ
         }),
     };
     (
-        Shard::new(config, Routes::default(), 100, 1_700_000_000),
+        Shard::new(config, 100, T0),
         PublicKey::from_secret_key(secp, &node_secret),
     )
 }
@@ -140,7 +179,7 @@ fn turn(
     let inputs = msgs
         .into_iter()
         .map(|msg| Input::Peer { node_id: peer, msg });
-    shard.turn(inputs, store, &mut io).unwrap();
+    shard.turn(T0, inputs, store, &mut io).unwrap();
     assert!(io.disconnected.is_empty(), "the hub disconnected a peer");
     io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default()
 }
@@ -235,9 +274,19 @@ fn trusted_peer_opens_a_zero_conf_channel() {
     };
     assert_eq!(shard.counters().channels_opened_total, 1);
 
-    // The channel runs in the shard under our alias, with the update describing it.
+    // The channel runs in the shard under our alias, with the update describing it; the
+    // other shards are told where that alias leads.
     let slot = shard.channel(&channel_id).expect("channel in the shard");
     assert_eq!(Some(slot.scid), ready.short_channel_id);
+    let route = Route {
+        shard: 0,
+        channel_id,
+    };
+    assert_eq!(
+        PUBLISHED.with(|p| p.borrow().clone()),
+        vec![(slot.scid, route)]
+    );
+    assert_eq!(shard.own_routes(), vec![(slot.scid, route)]);
     assert_eq!(
         update.short_channel_id,
         ShortChannelId(0x0100_0000_0001_0001),
@@ -343,7 +392,12 @@ fn restarted_hub_answers_channel_reestablish_for_a_stored_opening() {
 
     let loaded = store.tables.load().unwrap();
     let (mut shard, _) = hub(&secp, &[peer], true);
-    lnhub_engine::restore(std::slice::from_mut(&mut shard), &loaded).unwrap();
+    lnhub_shard::restore(
+        std::slice::from_mut(&mut shard),
+        &loaded,
+        &mut ReplaySet::new(ReplayConfig::default(), 100),
+    )
+    .unwrap();
     let theirs = ChannelReestablish {
         channel_id,
         next_commitment_number: 1,
@@ -386,7 +440,12 @@ fn restarted_hub_answers_channel_reestablish_for_a_stored_opening() {
     let (_f, _) = open_to_funding_signed(&secp, &mut shard, &mut store, peer);
     let loaded = store.tables.load().unwrap();
     let (mut shard, _) = hub(&secp, &[peer], true);
-    lnhub_engine::restore(std::slice::from_mut(&mut shard), &loaded).unwrap();
+    lnhub_shard::restore(
+        std::slice::from_mut(&mut shard),
+        &loaded,
+        &mut ReplaySet::new(ReplayConfig::default(), 100),
+    )
+    .unwrap();
     let ahead = ChannelReestablish {
         channel_id: loaded.openings[0].0,
         next_commitment_number: 5,
@@ -470,7 +529,12 @@ fn operator_closes_a_channel_cooperatively() {
 
     let mut io = Collect::default();
     shard
-        .turn([Input::CloseChannel { channel_id }], &mut store, &mut io)
+        .turn(
+            T0,
+            [Input::CloseChannel { channel_id }],
+            &mut store,
+            &mut io,
+        )
         .unwrap();
     let out: Vec<Message> = io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default();
     let [Message::Shutdown(shutdown)] = &out[..] else {
@@ -570,7 +634,7 @@ fn unanswered_closing_complete_times_out() {
         connection: 1,
         features,
     };
-    shard.turn([connected], &mut store, &mut io).unwrap();
+    shard.turn(T0, [connected], &mut store, &mut io).unwrap();
     let (mut ch, channel_id) = opened(&secp, &mut shard, &mut store, peer, true);
     assert!(ch.shutdown_terms().option_simple_close);
     let hub_terms = shard
@@ -596,9 +660,8 @@ fn unanswered_closing_complete_times_out() {
     );
     let t0 = 1_700_000_000;
     for (now, timed_out) in [(t0 + 599, false), (t0 + 600, true)] {
-        shard.set_time(now);
         let mut io = Collect::default();
-        shard.turn([], &mut store, &mut io).unwrap();
+        shard.turn(now, [], &mut store, &mut io).unwrap();
         assert_eq!(io.disconnected == vec![peer], timed_out, "at {now}");
         if timed_out {
             let sent = io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default();

@@ -5,7 +5,7 @@ use super::*;
 
 /// How long (seconds) our closing message may wait for the peer's answer before the channel
 /// is failed (`closing_signed`: BOLT 2 MUST) or the connection closed (`closing_complete`).
-/// The runtime runs an empty turn every [`crate::runtime::TICK`] so the clock is looked at
+/// The runtime runs an empty turn every `lnhub_engine::runtime::TICK` so the clock is looked at
 /// even when nothing arrives.
 pub const CLOSING_REPLY_TIMEOUT_SECS: u64 = 600;
 

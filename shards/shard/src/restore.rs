@@ -1,21 +1,26 @@
-//! Rebuilding shards from what the store loaded (`lnhub_schema::Loaded`): the shared onion
-//! replay set is refilled, and every channel, channel in establishment and forward link goes to
-//! the shard that owns its peer *now*
-//! ([`crate::shard_of`]), so a restart with another shard count finds everything. A record that
-//! does not decode stops the restore with an error naming it: a channel is never skipped.
+//! Rebuilding shards from what the store loaded (`lnhub_schema::Loaded`): the hub's onion
+//! replay set is refilled, every channel, channel in establishment and forward link goes to
+//! the shard that owns its peer *now* ([`crate::shard_of`]), so a restart with another shard
+//! count finds everything, and every shard learns every channel's route. A record that does
+//! not decode stops the restore with an error naming it: a channel is never skipped.
 
+use lnhub_onion::ReplaySet;
 use lnhub_schema::Loaded;
 use lnhub_wire::types::ChannelId;
 
 use rayon::prelude::*;
 
-use crate::runtime::shard_of;
 use crate::shard::{decode_channel, ForwardLink, Origin, Shard};
+use crate::shard_of;
 
-/// Restores `loaded` into `shards` (fresh, in index order). Each channel's
-/// `Channel::handle_restart` runs, and links with a recorded resolution are sent upstream again
-/// at each shard's first turn.
-pub fn restore(shards: &mut [Shard], loaded: &Loaded) -> Result<(), String> {
+/// Restores `loaded` into `shards` (fresh, in index order) and `replays` (the hub's replay
+/// set, empty). Each channel's `Channel::handle_restart` runs, and links with a recorded
+/// resolution are sent upstream again at each shard's first turn.
+pub fn restore(
+    shards: &mut [Shard],
+    loaded: &Loaded,
+    replays: &mut ReplaySet,
+) -> Result<(), String> {
     let n = shards.len();
     assert!(n > 0, "at least one shard");
     // Decoding (points parsed and checked, the record's invariants) is most of a restore's
@@ -47,21 +52,24 @@ pub fn restore(shards: &mut [Shard], loaded: &Loaded) -> Result<(), String> {
             .map_err(|e| format!("channel {id} (opening): state record refused: {e:?}"))?;
     }
     let shard_for = |id: &ChannelId| loaded.peer_of(id).map(|peer| shard_of(&peer, n));
-    {
-        let replays = shards[0].replays().clone();
-        let mut replays = replays.lock().expect("replay set lock poisoned");
-        for &(expiry, tag, channel_id, htlc_id) in &loaded.replays {
-            match replays.restore(tag, expiry) {
-                Ok(_) => {
-                    if let Some(s) = shard_for(&channel_id) {
-                        shards[s].restore_replay_origin(tag, channel_id, htlc_id);
-                    }
-                }
-                Err(_) => {
-                    log::warn!("replay set full while restoring it: older onions not refused");
-                    break;
+    for &(expiry, tag, channel_id, htlc_id) in &loaded.replays {
+        match replays.restore(tag, expiry) {
+            Ok(_) => {
+                if let Some(s) = shard_for(&channel_id) {
+                    shards[s].restore_replay_origin(tag, channel_id, htlc_id);
                 }
             }
+            Err(_) => {
+                log::warn!("replay set full while restoring it: older onions not refused");
+                break;
+            }
+        }
+    }
+    // Every shard forwards to every channel: each learns all routes.
+    let routes: Vec<_> = shards.iter().flat_map(|s| s.own_routes()).collect();
+    for shard in shards.iter_mut() {
+        for &(scid, route) in &routes {
+            shard.learn_route(scid, route);
         }
     }
     for (out_channel_id, out_htlc_id, record) in &loaded.links {

@@ -7,7 +7,7 @@
 //! daemon's store (`lnhub-store`) answers later ([`Submitted::InFlight`]): it sends the batch
 //! to one writer thread shared by every shard, which commits everything submitted since its
 //! last commit in one LMDB transaction and one fsync (group commit across shards), and hands
-//! the batch back through [`Store::completions`]. Meanwhile the shard keeps taking inputs,
+//! the batch back to the shard's driver, which hands it to [`crate::Shard::persisted`]. Meanwhile the shard keeps taking inputs,
 //! verifying and signing; what it gated on the batch (`revoke_and_ack`, `commitment_signed`,
 //! fulfills, released forward links) leaves only when the shard is told the batch is durable
 //! ([`crate::Shard::persisted`]). A shard has at most one batch in flight: what changes
@@ -33,7 +33,7 @@ use crate::shard::{ForwardLink, Slot};
 pub enum Submitted {
     /// Durable already (a synchronous store): the batch comes back for reuse.
     Durable(Batch),
-    /// Being written: its [`Completion`] arrives on [`Store::completions`].
+    /// Being written: its [`Completion`] comes later (see [`Store::submit`]).
     InFlight,
 }
 
@@ -44,13 +44,10 @@ pub type Completion = (Batch, Result<(), StoreError>);
 /// Durable storage for shards: every write of a batch in one transaction.
 pub trait Store {
     /// Hands `batch` to the store. An `Err` here, like one in a [`Completion`], is final.
+    /// A store that answers later ([`Submitted::InFlight`]) gives its [`Completion`]s, in the
+    /// order of submission, to whoever drives the shard, which passes each to
+    /// [`crate::Shard::persisted`].
     fn submit(&mut self, batch: Batch) -> Result<Submitted, StoreError>;
-
-    /// Where a store that answers later ([`Submitted::InFlight`]) sends its answers, in the
-    /// order of submission; `None` for a synchronous store.
-    fn completions(&self) -> Option<crossbeam_channel::Receiver<Completion>> {
-        None
-    }
 }
 
 /// Appends a channel's record: its state machine (without its HTLCs' fixed terms) and what
