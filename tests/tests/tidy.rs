@@ -11,7 +11,13 @@ use std::path::{Path, PathBuf};
 
 /// Crates allowed to do I/O (the shells), relative to the workspace root. Every other
 /// workspace member is pure: a new crate is sans-IO unless it is declared a shell here.
-const SHELL_CRATES: &[&str] = &["hub/lnhubd", "shards/engine", "persistence/store", "tests"];
+const SHELL_CRATES: &[&str] = &[
+    "hub/lnhubd",
+    "shards/engine",
+    "persistence/store",
+    "benches/loadgen",
+    "tests",
+];
 
 /// The workspace members, read from the root `Cargo.toml`.
 fn members() -> Vec<String> {

@@ -1,0 +1,224 @@
+//! The hub under load: an `lnhubd` process started on a fresh data directory (durable in
+//! LMDB, as it always is), and what `/proc` says about it (CPU time, peak memory) and what
+//! its log says about its store at exit (commits, batches).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use secp256k1::PublicKey;
+
+/// A running `lnhubd`.
+pub struct Hub {
+    child: Child,
+    /// Its node id.
+    pub node_id: PublicKey,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    dir: PathBuf,
+}
+
+/// The hub's policy the generator pays for (written to its config file).
+pub const FEE_BASE_MSAT: u64 = 1_000;
+/// See [`FEE_BASE_MSAT`].
+pub const FEE_PPM: u64 = 100;
+/// See [`FEE_BASE_MSAT`].
+pub const CLTV_DELTA: u32 = 80;
+
+/// The hub's fee for forwarding `amount_msat`.
+pub fn fee_msat(amount_msat: u64) -> u64 {
+    FEE_BASE_MSAT + amount_msat * FEE_PPM / 1_000_000
+}
+
+/// The `lnhubd` beside this executable (a `cargo build` puts both in `target/<profile>`).
+pub fn default_binary() -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("lnhubd")));
+    match beside {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from("lnhubd"),
+    }
+}
+
+impl Hub {
+    /// Starts `binary` on a fresh data directory under the system's temporary directory,
+    /// trusting `trusted` for zero-conf channels, with `extra` flags.
+    pub fn start(
+        binary: &Path,
+        tag: &str,
+        trusted: &[PublicKey],
+        extra: &[String],
+    ) -> Result<Hub, String> {
+        let dir = std::env::temp_dir().join(format!("lnhub-loadgen-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::write(
+            dir.join("lnhub.toml"),
+            format!(
+                "fee_base_msat = {FEE_BASE_MSAT}\nfee_proportional_millionths = {FEE_PPM}\n\
+                 cltv_expiry_delta = {CLTV_DELTA}\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("lnhubd.log")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen", "127.0.0.1:0"]);
+        for id in trusted {
+            cmd.args(["--trusted-peer", &id.to_string()]);
+        }
+        let mut child = cmd
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut node_id, mut addr) = (None, None);
+        while node_id.is_none() || addr.is_none() {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(dir.join("lnhubd.log")).unwrap_or_default();
+                    return Err(format!("lnhubd did not start: {}", log.trim()));
+                }
+            };
+            if let Some(v) = line.strip_prefix("node_id=") {
+                node_id = v.parse::<PublicKey>().ok();
+            } else if let Some(v) = line.strip_prefix("listen=") {
+                addr = v.parse::<SocketAddr>().ok();
+            }
+        }
+        Ok(Hub {
+            child,
+            node_id: node_id.expect("checked"),
+            addr: addr.expect("checked"),
+            dir,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it with SIGTERM (it logs its store's figures on the way out) and returns those
+    /// figures and the last lines of its log; the data directory is removed.
+    pub fn stop(mut self) -> (StoreFigures, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::read_to_string(self.dir.join("lnhubd.log")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        (StoreFigures::from_log(&log), tail)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What lnhubd's exit line says about its store: `store: N commits (M shard batches, ...)`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StoreFigures {
+    /// LMDB write transactions (one fsync each).
+    pub commits: u64,
+    /// Shard batches they carried.
+    pub batches: u64,
+}
+
+impl StoreFigures {
+    fn from_log(log: &str) -> StoreFigures {
+        let Some(line) = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("store: ") && l.contains("commits"))
+        else {
+            return StoreFigures::default();
+        };
+        let after = &line[line.find("store: ").expect("found") + 7..];
+        let mut words = after.split_whitespace();
+        let commits = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let batches = after
+            .split('(')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(0);
+        StoreFigures { commits, batches }
+    }
+}
+
+/// User + system CPU seconds of process `pid` (`/proc/<pid>/stat`, clock ticks of 1/100 s).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_ticks(&stat))
+        .unwrap_or(0) as f64
+        / 100.0
+}
+
+/// User + system clock ticks from a `stat` line.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Peak resident memory of process `pid` in KiB (`VmHWM` of `/proc/<pid>/status`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_figures_come_from_the_exit_line() {
+        let log = "[x INFO lnhubd] store: 812 commits (1530 shard batches, at most 2 in one), \
+                   9000 records, 100 bytes, 300 us per commit, 0 forwarding-log entries pruned\n";
+        let f = StoreFigures::from_log(log);
+        assert_eq!((f.commits, f.batches), (812, 1530));
+        assert_eq!(StoreFigures::from_log("nothing").commits, 0);
+    }
+
+    #[test]
+    fn stat_fields_after_the_command_name() {
+        let stat = "42 (lnhubd x) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0";
+        assert_eq!(stat_ticks(stat), Some(300));
+    }
+
+    #[test]
+    fn fee_is_the_configured_policy() {
+        assert_eq!(fee_msat(1_000), 1_000);
+        assert_eq!(fee_msat(10_000_000), 2_000);
+    }
+}

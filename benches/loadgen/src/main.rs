@@ -1,0 +1,444 @@
+//! `lnhub-loadgen`: how fast an `lnhubd` forwards, and at what cost.
+//!
+//! For each payment size it starts a fresh `lnhubd` (durable in LMDB, as always), connects
+//! `2 x pairs` light peers to it over loopback (BOLT 8, BOLT 1, BOLT 2, built on lnhub's own
+//! crates: see `node.rs`), each with a zero-conf channel to the hub, and has every node pay
+//! its partner through the hub, `in_flight` payments outstanding per node (closed loop).
+//! After a warm-up it measures for a fixed time, then reports: payments per second, payment
+//! latency percentiles (offer -> preimage back, HDR histogram), failures by BOLT 4 code, the
+//! hub's CPU time per forward (user + system, from `/proc`), the generator's own, the hub's
+//! peak memory, and its LMDB commits and shard batches per commit. `--json` prints one
+//! object per size on standard output (the human report goes to standard error then).
+//!
+//! Exit status: 0 when every size ran and every preimage checked out, 1 otherwise (with one
+//! line saying why).
+
+mod hub;
+mod node;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+
+use crate::hub::Hub;
+use crate::node::{NodeConfig, NodeReport, Shared};
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lnhub-loadgen",
+    version,
+    about = "Load test an lnhubd: light peers pay each other through it over loopback"
+)]
+struct Args {
+    /// A run under a minute: 1 pair, 50 in flight, 2 s warm-up, 8 s per size.
+    #[arg(long)]
+    quick: bool,
+    /// Node pairs; each node pays its partner through the hub [default: 2].
+    #[arg(long, value_name = "N")]
+    pairs: Option<usize>,
+    /// Payments each node keeps outstanding, 1 to 483 [default: 100].
+    #[arg(long, value_name = "K")]
+    in_flight: Option<usize>,
+    /// Seconds measured per payment size [default: 30].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Seconds of load before measuring [default: 5].
+    #[arg(long, value_name = "SECS")]
+    warmup: Option<f64>,
+    /// Payment sizes in msat, comma-separated [default: 1000,10000000: 1 sat, below every
+    /// dust limit, and 10,000 sat, a real HTLC output].
+    #[arg(long, value_name = "MSAT", value_delimiter = ',')]
+    sizes: Vec<u64>,
+    /// The lnhubd to run [default: the one beside this executable].
+    #[arg(long, value_name = "PATH")]
+    hub: Option<PathBuf>,
+    /// Extra lnhubd flags, space-separated (for example "--shards 1").
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    hub_args: Option<String>,
+    /// One JSON object per payment size on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A run's settings, flags applied over the preset.
+#[derive(Debug, Clone)]
+struct Plan {
+    pairs: usize,
+    in_flight: usize,
+    warmup: Duration,
+    duration: Duration,
+    sizes: Vec<u64>,
+    hub: PathBuf,
+    hub_args: Vec<String>,
+    json: bool,
+}
+
+/// Channel capacity of every node (the largest without `option_support_large_channel`).
+const FUNDING_SAT: u64 = 16_000_000;
+
+impl Plan {
+    fn from(args: Args) -> Result<Plan, String> {
+        let (pairs, in_flight, warmup, duration) = if args.quick {
+            (1, 50, 2.0, 8.0)
+        } else {
+            (2, 100, 5.0, 30.0)
+        };
+        let plan = Plan {
+            pairs: args.pairs.unwrap_or(pairs),
+            in_flight: args.in_flight.unwrap_or(in_flight),
+            warmup: secs(args.warmup.unwrap_or(warmup))?,
+            duration: secs(args.duration.unwrap_or(duration))?,
+            sizes: if args.sizes.is_empty() {
+                vec![1_000, 10_000_000]
+            } else {
+                args.sizes
+            },
+            hub: args.hub.unwrap_or_else(hub::default_binary),
+            hub_args: args
+                .hub_args
+                .map(|s| s.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
+            json: args.json,
+        };
+        if !(1..=1_000).contains(&plan.pairs) {
+            return Err(format!("--pairs {} is outside 1..=1000", plan.pairs));
+        }
+        if !(1..=483).contains(&plan.in_flight) {
+            return Err(format!("--in-flight {} is outside 1..=483", plan.in_flight));
+        }
+        if plan.duration.is_zero() {
+            return Err("--duration must be above 0".into());
+        }
+        // The largest payment must leave room for `in_flight` of them in a node's half of
+        // its channel.
+        for &size in &plan.sizes {
+            let worst = (size + hub::fee_msat(size)) * plan.in_flight as u64;
+            if size == 0 || worst > FUNDING_SAT * 1000 / 4 {
+                return Err(format!(
+                    "--sizes {size}: must be above 0 and at most {} msat with {} in flight",
+                    FUNDING_SAT * 1000 / 4 / plan.in_flight as u64,
+                    plan.in_flight
+                ));
+            }
+        }
+        Ok(plan)
+    }
+}
+
+fn secs(s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{s} is not a number of seconds"))
+}
+
+/// What one payment size gave.
+#[derive(Debug)]
+struct Outcome {
+    amount_msat: u64,
+    forwards: u64,
+    failed: u64,
+    seconds: f64,
+    hub_cpu_s: f64,
+    gen_cpu_s: f64,
+    latency_us: Histogram<u64>,
+    failures: BTreeMap<u16, u64>,
+    bad_preimages: u64,
+    unknown_payments: u64,
+    hub_rss_kib: u64,
+    store: hub::StoreFigures,
+}
+
+impl Outcome {
+    fn per_s(&self) -> f64 {
+        self.forwards as f64 / self.seconds
+    }
+
+    fn us_per_forward(&self, cpu_s: f64) -> f64 {
+        cpu_s * 1e6 / self.forwards.max(1) as f64
+    }
+
+    fn ms(&self, quantile: f64) -> f64 {
+        self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    fn json(&self, plan: &Plan) -> serde_json::Value {
+        let failures: serde_json::Map<String, serde_json::Value> = self
+            .failures
+            .iter()
+            .map(|(code, n)| (format!("0x{code:04x}"), (*n).into()))
+            .collect();
+        serde_json::json!({
+            "amount_msat": self.amount_msat,
+            "forwards": self.forwards,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "forwards_per_s": round(self.per_s(), 1),
+            "hub_cpu_us_per_forward": round(self.us_per_forward(self.hub_cpu_s), 1),
+            "gen_cpu_us_per_forward": round(self.us_per_forward(self.gen_cpu_s), 1),
+            "p50_ms": round(self.ms(0.50), 3),
+            "p90_ms": round(self.ms(0.90), 3),
+            "p99_ms": round(self.ms(0.99), 3),
+            "p999_ms": round(self.ms(0.999), 3),
+            "max_ms": round(self.latency_us.max() as f64 / 1000.0, 3),
+            "failures": failures,
+            "hub_peak_rss_kib": self.hub_rss_kib,
+            "lmdb_commits": self.store.commits,
+            "shard_batches_per_commit": round(
+                self.store.batches as f64 / self.store.commits.max(1) as f64,
+                2
+            ),
+            "durable": true,
+            "pairs": plan.pairs,
+            "in_flight_per_node": plan.in_flight,
+        })
+    }
+
+    fn human(&self) -> String {
+        let failures = if self.failures.is_empty() {
+            "none".to_string()
+        } else {
+            self.failures
+                .iter()
+                .map(|(code, n)| format!("{n} x 0x{code:04x}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{} msat: {} forwards in {:.1} s = {:.0}/s; {} failed ({failures})\n  \
+             hub CPU {:.0} us/forward, generator CPU {:.0} us/forward, hub peak RSS {} MiB\n  \
+             payment latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n  \
+             LMDB (whole run): {} commits, {:.2} shard batches per commit",
+            self.amount_msat,
+            self.forwards,
+            self.seconds,
+            self.per_s(),
+            self.failed,
+            self.us_per_forward(self.hub_cpu_s),
+            self.us_per_forward(self.gen_cpu_s),
+            self.hub_rss_kib / 1024,
+            self.ms(0.50),
+            self.ms(0.90),
+            self.ms(0.99),
+            self.ms(0.999),
+            self.latency_us.max() as f64 / 1000.0,
+            self.store.commits,
+            self.store.batches as f64 / self.store.commits.max(1) as f64,
+        )
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+/// Prints a progress line (standard error, rewritten in place).
+fn progress(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r{line:<78}");
+    let _ = err.flush();
+}
+
+/// Runs one payment size on a fresh hub.
+fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
+    let nodes = 2 * plan.pairs;
+    let keys: Vec<_> = (0..nodes).map(node::key_for).collect();
+    let secp = secp256k1::Secp256k1::signing_only();
+    let ids: Vec<_> = keys
+        .iter()
+        .map(|k| secp256k1::PublicKey::from_secret_key(&secp, k))
+        .collect();
+    let hub = Hub::start(&plan.hub, &amount_msat.to_string(), &ids, &plan.hub_args)?;
+    let shared = Arc::new(Shared::new(nodes));
+    let threads: Vec<_> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(index, secret)| {
+            let config = NodeConfig {
+                index,
+                secret,
+                hub_id: hub.node_id,
+                hub_addr: hub.addr,
+                funding_sat: FUNDING_SAT,
+                in_flight: plan.in_flight,
+                amount_msat,
+                fee_msat: hub::fee_msat(amount_msat),
+                cltv_delta: hub::CLTV_DELTA,
+            };
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("node-{index}"))
+                .spawn(move || node::run(config, shared))
+                .map_err(|e| format!("node thread: {e}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let label = format!("{amount_msat} msat");
+    progress(&format!("[{label}] opening {nodes} channels"));
+    shared.wait_ready();
+    let failed_start = shared.exit.load(Ordering::SeqCst);
+    let pid = hub.pid();
+    let me = std::process::id();
+    let mut window = None;
+    if !failed_start {
+        let start = Instant::now();
+        while start.elapsed() < plan.warmup && !shared.exit.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let done = shared.settled.load(Ordering::Relaxed);
+            progress(&format!(
+                "[{label}] warm-up {:.0}/{:.0} s, {done} settled",
+                start.elapsed().as_secs_f64(),
+                plan.warmup.as_secs_f64()
+            ));
+        }
+        shared.measuring.store(true, Ordering::SeqCst);
+        let begin = (
+            Instant::now(),
+            hub::cpu_seconds(pid),
+            hub::cpu_seconds(me),
+            shared.settled.load(Ordering::SeqCst),
+            shared.failed.load(Ordering::SeqCst),
+        );
+        while begin.0.elapsed() < plan.duration && !shared.exit.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(250));
+            let t = begin.0.elapsed().as_secs_f64();
+            let done = shared.settled.load(Ordering::Relaxed) - begin.3;
+            progress(&format!(
+                "[{label}] {t:.0}/{:.0} s, {done} forwards, {:.0}/s",
+                plan.duration.as_secs_f64(),
+                done as f64 / t.max(1e-3)
+            ));
+        }
+        let end = (
+            Instant::now(),
+            hub::cpu_seconds(pid),
+            hub::cpu_seconds(me),
+            shared.settled.load(Ordering::SeqCst),
+            shared.failed.load(Ordering::SeqCst),
+        );
+        window = Some((begin, end));
+    }
+    // Drain: no new payment; everything in flight resolves; then the nodes leave.
+    shared.stop.store(true, Ordering::SeqCst);
+    let drain = Instant::now();
+    while shared.outstanding.load(Ordering::SeqCst) > 0 && drain.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let unresolved = shared.outstanding.load(Ordering::SeqCst);
+    shared.exit.store(true, Ordering::SeqCst);
+    let mut reports: Vec<NodeReport> = Vec::new();
+    let mut errors = Vec::new();
+    for t in threads {
+        match t.join() {
+            Ok(Ok(report)) => reports.push(report),
+            Ok(Err(e)) => errors.push(e),
+            Err(_) => errors.push("a node thread panicked".into()),
+        }
+    }
+    let hub_rss_kib = hub::peak_rss_kib(pid);
+    let (store, log_tail) = hub.stop();
+    progress("");
+    let _ = writeln!(std::io::stderr());
+    if let Some(e) = errors.into_iter().next() {
+        return Err(format!("{e}\nlnhubd's last log lines:\n{log_tail}"));
+    }
+    if unresolved > 0 {
+        return Err(format!(
+            "{unresolved} payment(s) still unresolved a minute after the run"
+        ));
+    }
+    let (begin, end) = window.ok_or("no node started")?;
+    let mut latency_us = Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+    let mut failures = BTreeMap::new();
+    let (mut bad_preimages, mut unknown_payments) = (0, 0);
+    for r in &reports {
+        latency_us.add(&r.latency_us).map_err(|e| e.to_string())?;
+        for (code, n) in &r.failures {
+            *failures.entry(*code).or_default() += n;
+        }
+        bad_preimages += r.bad_preimages;
+        unknown_payments += r.unknown_payments;
+    }
+    Ok(Outcome {
+        amount_msat,
+        forwards: end.3 - begin.3,
+        failed: end.4 - begin.4,
+        seconds: (end.0 - begin.0).as_secs_f64(),
+        hub_cpu_s: end.1 - begin.1,
+        gen_cpu_s: end.2 - begin.2,
+        latency_us,
+        failures,
+        bad_preimages,
+        unknown_payments,
+        hub_rss_kib,
+        store,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!("lnhub-loadgen: {}", first.trim_start_matches("error: "));
+            return ExitCode::FAILURE;
+        }
+    };
+    let plan = match Plan::from(args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("lnhub-loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "lnhub-loadgen: {} pair(s) of nodes, {} payments in flight per node, {:.0} s warm-up, \
+         {:.0} s measured per size, hub {}",
+        plan.pairs,
+        plan.in_flight,
+        plan.warmup.as_secs_f64(),
+        plan.duration.as_secs_f64(),
+        plan.hub.display()
+    );
+    let mut status = ExitCode::SUCCESS;
+    for &size in &plan.sizes {
+        match run_size(&plan, size) {
+            Ok(outcome) => {
+                let human = outcome.human();
+                if plan.json {
+                    eprintln!("{human}");
+                    println!("{}", outcome.json(&plan));
+                } else {
+                    println!("{human}");
+                }
+                if outcome.bad_preimages > 0 || outcome.unknown_payments > 0 {
+                    eprintln!(
+                        "lnhub-loadgen: {} wrong preimage(s), {} unknown payment(s)",
+                        outcome.bad_preimages, outcome.unknown_payments
+                    );
+                    status = ExitCode::FAILURE;
+                }
+                if outcome.forwards == 0 {
+                    eprintln!("lnhub-loadgen: no payment settled at {size} msat");
+                    status = ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("lnhub-loadgen: {size} msat: {e}");
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    status
+}

@@ -1,0 +1,702 @@
+//! One generated peer: a node key, a BOLT 8 connection to the hub ([`lnhub_conn`]), one
+//! zero-conf anchors channel to it ([`lnhub_channel`], as funder, half its capacity pushed to
+//! the hub), and a thread that pays its partner through the hub while the partner pays it.
+//!
+//! Nodes come in pairs (node `2i` and `2i + 1`): each keeps up to `in_flight` payments to its
+//! partner outstanding (closed loop) and settles what its partner sends. Both directions run
+//! at the same pace, so no channel drains however long the run; a node whose balance cannot
+//! carry another HTLC waits until its partner's payments refill it.
+//!
+//! Everything the hub receives is valid protocol: real onions (two hops: the hub, then the
+//! partner, named by the alias the hub gave the partner's channel), real commitment
+//! signatures, every `revoke_and_ack`. The generator's shortcuts are where the hub cannot
+//! see them: a payee looks its preimage up in a table the pair shares instead of peeling its
+//! onion, and nothing waits for a disk. Every preimage the hub returns is checked against its
+//! hash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::{sha256, Hash};
+use bitcoin::transaction::Version;
+use bitcoin::{OutPoint, ScriptBuf, Sequence, Transaction, TxIn, Txid, Witness};
+use hdrhistogram::Histogram;
+use lnhub_channel::{
+    Channel, Effect, Establishing, NegotiatedType, OpenRequest, PeerContext, RemovalKind,
+};
+use lnhub_conn::{Connection, Event, Limits, READ_CHUNK};
+use lnhub_onion::error_packet::decode_error_packet;
+use lnhub_onion::payload::PaymentData;
+use lnhub_onion::{build_onion, OnionPacket, PayloadFields, RouteHop, ONION_PACKET_LEN};
+use lnhub_peer::PeerConfig;
+use lnhub_tx::ChannelType;
+use lnhub_wire::features::{self, Features};
+use lnhub_wire::msgs::Message;
+use lnhub_wire::types::ShortChannelId;
+use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, Sat};
+use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
+
+/// The final hop's `outgoing_cltv_value` (the hub has no chain: its height is 0).
+const FINAL_CLTV: u32 = 500;
+/// How long a read waits before the loop looks at the run's flags again.
+const READ_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// What one node is asked to do.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Index in the run (its partner is `index ^ 1`).
+    pub index: usize,
+    /// The node key.
+    pub secret: SecretKey,
+    /// The hub.
+    pub hub_id: PublicKey,
+    /// Where it listens.
+    pub hub_addr: SocketAddr,
+    /// Channel capacity; half of it is pushed to the hub.
+    pub funding_sat: u64,
+    /// Payments kept outstanding (closed loop).
+    pub in_flight: usize,
+    /// Amount the partner receives per payment.
+    pub amount_msat: u64,
+    /// The hub's fee for `amount_msat` (its policy), added to what we offer.
+    pub fee_msat: u64,
+    /// The hub's `cltv_expiry_delta`, added to the final hop's expiry.
+    pub cltv_delta: u32,
+}
+
+/// What the nodes of one run share: the payment table, the partners' channel aliases, and
+/// the run's phase.
+pub struct Shared {
+    /// payment hash -> preimage, for the payee (sharded by the hash's first byte).
+    preimages: Vec<Mutex<HashMap<[u8; 32], [u8; 32]>>>,
+    /// Each node's channel alias at the hub (what a payer puts in the hub's hop).
+    aliases: Mutex<Vec<Option<ShortChannelId>>>,
+    /// Every node has its channel: payments may start.
+    ready: Barrier,
+    /// Latencies and counts are recorded (set after the warm-up).
+    pub measuring: AtomicBool,
+    /// Start no new payment.
+    pub stop: AtomicBool,
+    /// Leave: every payment is resolved.
+    pub exit: AtomicBool,
+    /// Payments offered and not yet resolved, over all nodes.
+    pub outstanding: AtomicU64,
+    /// Payments settled (preimage checked), over all nodes.
+    pub settled: AtomicU64,
+    /// Payments failed, over all nodes.
+    pub failed: AtomicU64,
+}
+
+impl Shared {
+    /// For `nodes` nodes.
+    pub fn new(nodes: usize) -> Shared {
+        Shared {
+            preimages: (0..256).map(|_| Mutex::new(HashMap::new())).collect(),
+            aliases: Mutex::new(vec![None; nodes]),
+            ready: Barrier::new(nodes + 1),
+            measuring: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            exit: AtomicBool::new(false),
+            outstanding: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits until every node has its channel (the caller is the run's one extra party).
+    pub fn wait_ready(&self) {
+        self.ready.wait();
+    }
+
+    fn remember(&self, hash: [u8; 32], preimage: [u8; 32]) {
+        self.preimages[hash[0] as usize]
+            .lock()
+            .expect("preimage table")
+            .insert(hash, preimage);
+    }
+
+    fn take_preimage(&self, hash: &[u8; 32]) -> Option<[u8; 32]> {
+        self.preimages[hash[0] as usize]
+            .lock()
+            .expect("preimage table")
+            .remove(hash)
+    }
+}
+
+/// What one node saw while measuring.
+#[derive(Debug)]
+pub struct NodeReport {
+    /// Payment latency (our `update_add_htlc` offered -> the preimage back), microseconds,
+    /// for payments offered while measuring.
+    pub latency_us: Histogram<u64>,
+    /// Failed payments by BOLT 4 failure code.
+    pub failures: BTreeMap<u16, u64>,
+    /// Payments whose preimage did not hash to the payment hash (must stay zero).
+    pub bad_preimages: u64,
+    /// Payments that reached us with a hash we never issued (must stay zero).
+    pub unknown_payments: u64,
+}
+
+/// A payment of ours in flight.
+struct Outgoing {
+    hash: [u8; 32],
+    started: Instant,
+    measured: bool,
+    secrets: Vec<[u8; 32]>,
+}
+
+/// A node at work.
+struct Node {
+    config: NodeConfig,
+    secp: Secp256k1<All>,
+    node_id: PublicKey,
+    stream: TcpStream,
+    conn: Connection,
+    scratch: Vec<u8>,
+    read_buf: Vec<u8>,
+    /// Channel messages read but not yet taken (establishment reads one at a time).
+    pending: std::collections::VecDeque<Message>,
+    shared: Arc<Shared>,
+}
+
+/// Runs node `config` until the run's `exit` flag: connects, opens its channel, waits for
+/// every node, then pays its partner. Errors end the node (and are reported by the run).
+pub fn run(config: NodeConfig, shared: Arc<Shared>) -> Result<NodeReport, String> {
+    let mut node = match Node::connect(config, shared.clone()) {
+        Ok(node) => node,
+        Err(e) => {
+            // Do not leave the others waiting at the barrier.
+            shared.exit.store(true, Ordering::SeqCst);
+            shared.wait_ready();
+            return Err(e);
+        }
+    };
+    let channel = node.open_channel();
+    if channel.is_err() {
+        shared.exit.store(true, Ordering::SeqCst);
+    }
+    shared.wait_ready();
+    let mut channel = channel?;
+    if shared.exit.load(Ordering::SeqCst) {
+        return Err("another node failed to start".into());
+    }
+    node.pay(&mut channel)
+}
+
+fn our_features() -> Features {
+    // What lnhubd asks for and offers: the generator is a peer it accepts zero-conf channels
+    // with aliases from.
+    let mut f = Features::empty();
+    for required in [
+        features::DATA_LOSS_PROTECT,
+        features::VAR_ONION_OPTIN,
+        features::STATIC_REMOTEKEY,
+        features::PAYMENT_SECRET,
+    ] {
+        f.set_required(required);
+    }
+    for optional in [
+        features::ANCHORS,
+        features::CHANNEL_TYPE,
+        features::SCID_ALIAS,
+        features::ZEROCONF,
+    ] {
+        f.set_optional(optional);
+    }
+    f
+}
+
+fn hash(data: &[&[u8]]) -> [u8; 32] {
+    let mut engine = sha256::Hash::engine();
+    for d in data {
+        bitcoin::hashes::HashEngine::input(&mut engine, d);
+    }
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+fn key_from(seed: [u8; 32]) -> SecretKey {
+    let mut bytes = seed;
+    loop {
+        if let Ok(k) = SecretKey::from_slice(&bytes) {
+            return k;
+        }
+        bytes = hash(&[&bytes]);
+    }
+}
+
+impl Node {
+    fn connect(config: NodeConfig, shared: Arc<Shared>) -> Result<Node, String> {
+        let secp = Secp256k1::new();
+        let node_id = PublicKey::from_secret_key(&secp, &config.secret);
+        let stream = TcpStream::connect(config.hub_addr)
+            .map_err(|e| format!("node {}: connect to {}: {e}", config.index, config.hub_addr))?;
+        let _ = stream.set_nodelay(true);
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let peer_config = PeerConfig {
+            features: our_features(),
+            chain_hash: ChainHash::REGTEST,
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(30),
+        };
+        let ephemeral = key_from(hash(&[b"ephemeral", &config.secret.secret_bytes()]));
+        let conn = Connection::outbound(
+            &config.secret,
+            &config.hub_id,
+            &ephemeral,
+            peer_config,
+            Limits::default(),
+            Instant::now(),
+        );
+        let mut node = Node {
+            config,
+            secp,
+            node_id,
+            stream,
+            conn,
+            scratch: Vec::new(),
+            read_buf: vec![0; READ_CHUNK],
+            pending: std::collections::VecDeque::new(),
+            shared,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            node.flush()?;
+            for event in node.read_events()? {
+                if let Event::Ready { .. } = event {
+                    return Ok(node);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("node {}: no init from the hub", node.config.index));
+            }
+        }
+    }
+
+    /// Writes everything the connection has to send (blocking).
+    fn flush(&mut self) -> Result<(), String> {
+        while !self.conn.output().is_empty() {
+            let n = self
+                .stream
+                .write(self.conn.output())
+                .map_err(|e| format!("node {}: write: {e}", self.config.index))?;
+            self.conn.consume(n);
+        }
+        Ok(())
+    }
+
+    /// Reads once (up to the read timeout) and returns the connection's events.
+    fn read_events(&mut self) -> Result<Vec<Event>, String> {
+        let mut events = Vec::new();
+        let now = Instant::now();
+        while let Some(e) = self.conn.poll(now, &mut self.scratch) {
+            events.push(e);
+        }
+        if !self.conn.wants_read() {
+            return Ok(events);
+        }
+        match self.stream.read(&mut self.read_buf) {
+            Ok(0) => {
+                return Err(format!(
+                    "node {}: the hub closed the connection",
+                    self.config.index
+                ))
+            }
+            Ok(n) => self.conn.receive(&self.read_buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("node {}: read: {e}", self.config.index)),
+        }
+        let now = Instant::now();
+        while let Some(e) = self.conn.poll(now, &mut self.scratch) {
+            events.push(e);
+        }
+        for e in &events {
+            match e {
+                Event::Closed(why) => {
+                    return Err(format!(
+                        "node {}: connection closed: {why}",
+                        self.config.index
+                    ))
+                }
+                Event::Error { data, .. } => {
+                    return Err(format!(
+                        "node {}: the hub sent an error: {}",
+                        self.config.index,
+                        String::from_utf8_lossy(data)
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(events)
+    }
+
+    /// The next channel message from the hub (skipping gossip), within 10 s; `what` names
+    /// the one awaited, for the error.
+    fn recv_channel_message(&mut self, what: &str) -> Result<Message, String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(msg) = self.pending.pop_front() {
+                return Ok(msg);
+            }
+            self.flush()?;
+            for event in self.read_events()? {
+                if let Event::Channel(m) = event {
+                    self.pending.push_back(m);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "node {}: no {what} from the hub within 10 s",
+                    self.config.index
+                ));
+            }
+        }
+    }
+
+    fn send(&mut self, msg: &Message) {
+        self.conn.send(msg, &mut self.scratch);
+    }
+
+    /// Opens a zero-conf anchors channel to the hub as its funder, pushing half the capacity;
+    /// records the alias the hub gave it.
+    fn open_channel(&mut self) -> Result<Channel, String> {
+        let index = self.config.index;
+        let err = |what: &str, e: &dyn std::fmt::Debug| format!("node {index}: {what}: {e:?}");
+        let temporary = ChannelId(hash(&[b"temporary channel id", &self.node_id.serialize()]));
+        let mut keys = lnhub_shard::keys::KeySource::new(self.config.secret, 0);
+        let local = keys.channel_keys(&self.secp, &self.config.hub_id, &temporary);
+        let req = OpenRequest {
+            temporary_channel_id: temporary,
+            funding_satoshis: Sat(self.config.funding_sat),
+            push_msat: Msat(self.config.funding_sat * 1000 / 2),
+            feerate_per_kw: 253,
+            channel_type: NegotiatedType {
+                commitment: ChannelType::Anchors,
+                scid_alias: true,
+                zeroconf: true,
+            },
+            announce: false,
+            alias: Some(ShortChannelId(0x0100_0000_0000_0000 | index as u64)),
+        };
+        let ctx = PeerContext {
+            trusted_for_zeroconf: true,
+            ..PeerContext::default()
+        };
+        let config = lnhub_shard::default_establish_config(ChainHash::REGTEST);
+        let mut f = Establishing::open(&self.secp, config, local, ctx, req)
+            .map_err(|e| err("open_channel", &e))?;
+        self.establishing_flush(&mut f);
+        let Message::AcceptChannel(accept) = self.recv_channel_message("accept_channel")? else {
+            return Err(format!("node {index}: expected accept_channel"));
+        };
+        f.handle_accept_channel(&accept)
+            .map_err(|e| err("accept_channel", &e))?;
+        // The funding transaction is never broadcast (the hub has no chain): any outpoint will
+        // do, different per node.
+        let tx = Transaction {
+            version: Version::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint {
+                    txid: Txid::from_byte_array(hash(&[b"funding", &self.node_id.serialize()])),
+                    vout: 0,
+                },
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::MAX,
+                witness: Witness::new(),
+            }],
+            output: vec![f.funding_output().ok_or("no funding output")?],
+        };
+        let staged = f
+            .stage_funding(&self.secp, &tx, 0)
+            .map_err(|e| err("funding", &e))?;
+        f.apply_funding_signature(staged.sign(&self.secp));
+        self.establishing_flush(&mut f);
+        let Message::FundingSigned(signed) = self.recv_channel_message("funding_signed")? else {
+            return Err(format!("node {index}: expected funding_signed"));
+        };
+        let staged = f
+            .stage_funding_signed(&self.secp, &signed)
+            .map_err(|e| err("funding_signed", &e))?;
+        f.apply_funding_signed(staged.verify(&self.secp))
+            .map_err(|e| err("funding_signed", &e))?;
+        let Message::ChannelReady(ready) = self.recv_channel_message("channel_ready")? else {
+            return Err(format!("node {index}: expected channel_ready"));
+        };
+        f.handle_channel_ready(&ready)
+            .map_err(|e| err("channel_ready", &e))?;
+        f.handle_funding_depth(0);
+        self.establishing_flush(&mut f);
+        self.flush()?;
+        let alias = ready
+            .short_channel_id
+            .ok_or_else(|| format!("node {index}: the hub gave no alias"))?;
+        self.shared.aliases.lock().expect("aliases")[index] = Some(alias);
+        if !f.is_ready() {
+            return Err(format!("node {index}: channel not ready"));
+        }
+        Ok(f.into_channel())
+    }
+
+    fn establishing_flush(&mut self, f: &mut Establishing) {
+        while let Some(effect) = f.poll_effect() {
+            match effect {
+                Effect::Send(m) => self.send(&m),
+                Effect::Persist { seq } => f.handle_persisted(seq),
+                _ => {}
+            }
+        }
+    }
+
+    /// The closed loop: keep `in_flight` payments to the partner outstanding, settle the
+    /// partner's, until the run says stop and everything is resolved.
+    fn pay(&mut self, channel: &mut Channel) -> Result<NodeReport, String> {
+        let index = self.config.index;
+        let partner = index ^ 1;
+        let (partner_id, partner_alias) = {
+            let aliases = self.shared.aliases.lock().expect("aliases");
+            let alias = aliases
+                .get(partner)
+                .copied()
+                .flatten()
+                .ok_or_else(|| format!("node {index}: partner {partner} has no channel"))?;
+            (partner, alias)
+        };
+        let partner_key = key_for(partner_id);
+        let partner_node = PublicKey::from_secret_key(&self.secp, &partner_key);
+        let mut report = NodeReport {
+            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
+            failures: BTreeMap::new(),
+            bad_preimages: 0,
+            unknown_payments: 0,
+        };
+        let mut outgoing: HashMap<u64, Outgoing> = HashMap::new();
+        let mut counter: u64 = 0;
+        let mut onion: Box<OnionPacket> = Box::new([0u8; ONION_PACKET_LEN]);
+        let mut payloads = (Vec::new(), Vec::new());
+        let shared = self.shared.clone();
+        // What arrived during establishment (the hub's channel_update, say) goes first.
+        for msg in std::mem::take(&mut self.pending) {
+            channel
+                .handle_message(&self.secp, msg)
+                .and_then(|routed| routed.finish(&self.secp, channel))
+                .map_err(|e| format!("node {index}: the hub's message: {e:?}"))?;
+        }
+        loop {
+            let stop = shared.stop.load(Ordering::Relaxed);
+            if stop && shared.exit.load(Ordering::Relaxed) && outgoing.is_empty() {
+                break;
+            }
+            // Offer what the loop allows and the channel can carry.
+            while !stop && outgoing.len() < self.config.in_flight {
+                counter += 1;
+                let preimage = hash(&[
+                    b"preimage",
+                    &self.config.secret.secret_bytes(),
+                    &counter.to_be_bytes(),
+                ]);
+                let payment_hash = hash(&[&preimage]);
+                let session_key = key_from(hash(&[b"session", &preimage]));
+                let secrets = build_payment_onion(
+                    &self.secp,
+                    &session_key,
+                    &self.config,
+                    (&self.config.hub_id, partner_alias),
+                    &partner_node,
+                    &payment_hash,
+                    &mut payloads,
+                    &mut onion,
+                )?;
+                let offered = Msat(self.config.amount_msat + self.config.fee_msat);
+                let cltv = FINAL_CLTV + self.config.cltv_delta;
+                match channel.send_add_htlc(offered, PaymentHash(payment_hash), cltv, &onion) {
+                    Ok(htlc_id) => {
+                        shared.remember(payment_hash, preimage);
+                        shared.outstanding.fetch_add(1, Ordering::Relaxed);
+                        outgoing.insert(
+                            htlc_id,
+                            Outgoing {
+                                hash: payment_hash,
+                                started: Instant::now(),
+                                measured: shared.measuring.load(Ordering::Relaxed),
+                                secrets,
+                            },
+                        );
+                    }
+                    // Not now (our balance, the HTLC count): the partner's payments will
+                    // make room.
+                    Err(_) => break,
+                }
+            }
+            self.settle_effects(channel, &mut outgoing, &mut report)?;
+            self.flush()?;
+            for event in self.read_events()? {
+                if let Event::Channel(msg) = event {
+                    channel
+                        .handle_message(&self.secp, msg)
+                        .and_then(|routed| routed.finish(&self.secp, channel))
+                        .map_err(|e| format!("node {index}: the hub's message: {e:?}"))?;
+                }
+            }
+            self.settle_effects(channel, &mut outgoing, &mut report)?;
+            self.flush()?;
+        }
+        // Let the last revocations reach the hub.
+        self.flush()?;
+        Ok(report)
+    }
+
+    /// Signs what needs signing and acts on the channel's effects until it has none.
+    fn settle_effects(
+        &mut self,
+        channel: &mut Channel,
+        outgoing: &mut HashMap<u64, Outgoing>,
+        report: &mut NodeReport,
+    ) -> Result<(), String> {
+        let index = self.config.index;
+        loop {
+            let mut progress = false;
+            if channel.can_sign() {
+                if let Some(staged) = channel
+                    .stage_sign(&self.secp)
+                    .map_err(|e| format!("node {index}: sign: {e:?}"))?
+                {
+                    channel.apply_signed(staged.sign(&self.secp));
+                    progress = true;
+                }
+            }
+            while let Some(effect) = channel.poll_effect() {
+                progress = true;
+                match effect {
+                    Effect::Send(msg) => self.send(&msg),
+                    Effect::Persist { seq } => channel.handle_persisted(seq),
+                    Effect::Forward {
+                        htlc_id,
+                        payment_hash,
+                        ..
+                    } => match self.shared.take_preimage(&payment_hash.0) {
+                        Some(preimage) => channel
+                            .send_fulfill_htlc(htlc_id, PaymentPreimage(preimage))
+                            .map_err(|e| format!("node {index}: fulfill: {e:?}"))?,
+                        None => {
+                            report.unknown_payments += 1;
+                            let reason = vec![0u8; 256];
+                            channel
+                                .send_fail_htlc(htlc_id, reason)
+                                .map_err(|e| format!("node {index}: fail: {e:?}"))?;
+                        }
+                    },
+                    Effect::Resolved {
+                        htlc_id,
+                        resolution,
+                    } => {
+                        let Some(out) = outgoing.remove(&htlc_id) else {
+                            continue;
+                        };
+                        self.shared.outstanding.fetch_sub(1, Ordering::Relaxed);
+                        self.resolved(out, resolution, report);
+                    }
+                    Effect::BroadcastFunding { .. } | Effect::ClosingTx { .. } => {}
+                }
+            }
+            if !progress {
+                return Ok(());
+            }
+        }
+    }
+
+    fn resolved(&mut self, out: Outgoing, resolution: RemovalKind, report: &mut NodeReport) {
+        let shared = &self.shared;
+        match resolution {
+            RemovalKind::Fulfill(preimage) => {
+                if hash(&[&preimage.0]) != out.hash {
+                    report.bad_preimages += 1;
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                shared.settled.fetch_add(1, Ordering::Relaxed);
+                if out.measured {
+                    let us = out.started.elapsed().as_micros() as u64;
+                    let _ = report.latency_us.record(us.max(1));
+                }
+            }
+            RemovalKind::Fail(reason) => {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                // Our own partner never fails a payment it knows: the failure is the hub's.
+                let code = decode_error_packet(&out.secrets, &reason)
+                    .ok()
+                    .and_then(|d| d.failure.ok())
+                    .map_or(0, |f| f.message.failure_code());
+                *report.failures.entry(code).or_default() += 1;
+            }
+            RemovalKind::FailMalformed { failure_code, .. } => {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                *report.failures.entry(failure_code).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Node `index`'s key: derived from its index, so a run's node ids are known before any
+/// node starts (the hub is told to trust them).
+pub fn key_for(index: usize) -> SecretKey {
+    key_from(hash(&[
+        b"lnhub-loadgen node",
+        &(index as u64).to_be_bytes(),
+    ]))
+}
+
+/// Builds the two-hop onion: the hub (forward to `partner_alias`), then the partner (final).
+#[allow(clippy::too_many_arguments)]
+fn build_payment_onion(
+    secp: &Secp256k1<All>,
+    session_key: &SecretKey,
+    config: &NodeConfig,
+    (hub_id, partner_alias): (&PublicKey, ShortChannelId),
+    partner: &PublicKey,
+    payment_hash: &[u8; 32],
+    (hub_payload, final_payload): &mut (Vec<u8>, Vec<u8>),
+    onion: &mut OnionPacket,
+) -> Result<Vec<[u8; 32]>, String> {
+    hub_payload.clear();
+    final_payload.clear();
+    PayloadFields {
+        amt_to_forward: Some(Msat(config.amount_msat)),
+        outgoing_cltv_value: Some(FINAL_CLTV),
+        short_channel_id: Some(partner_alias),
+        ..PayloadFields::default()
+    }
+    .write(hub_payload);
+    PayloadFields {
+        amt_to_forward: Some(Msat(config.amount_msat)),
+        outgoing_cltv_value: Some(FINAL_CLTV),
+        payment_data: Some(PaymentData {
+            payment_secret: *payment_hash,
+            total_msat: Msat(config.amount_msat),
+        }),
+        ..PayloadFields::default()
+    }
+    .write(final_payload);
+    let route = [
+        RouteHop {
+            pubkey: hub_id,
+            payload: hub_payload,
+        },
+        RouteHop {
+            pubkey: partner,
+            payload: final_payload,
+        },
+    ];
+    build_onion(secp, session_key, &route, payment_hash, onion).map_err(|e| format!("onion: {e:?}"))
+}
