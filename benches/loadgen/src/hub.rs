@@ -45,12 +45,14 @@ pub fn default_binary() -> PathBuf {
 
 impl Hub {
     /// Starts `binary` on a fresh data directory under the system's temporary directory,
-    /// trusting `trusted` for zero-conf channels, with `extra` flags.
+    /// trusting `trusted` for zero-conf channels, with `extra` flags; `pin`: on the first
+    /// core only (`taskset -c 0`).
     pub fn start(
         binary: &Path,
         tag: &str,
         trusted: &[PublicKey],
         extra: &[String],
+        pin: bool,
     ) -> Result<Hub, String> {
         let dir = std::env::temp_dir().join(format!("lnhub-loadgen-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -64,7 +66,14 @@ impl Hub {
         )
         .map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.join("lnhubd.log")).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(binary);
+        let mut cmd = if pin {
+            // The first core for the hub (the generator takes the second).
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", "0"]).arg(binary);
+            taskset
+        } else {
+            Command::new(binary)
+        };
         cmd.arg("--data-dir")
             .arg(&dir)
             .args(["--listen", "127.0.0.1:0"]);

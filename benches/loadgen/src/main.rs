@@ -47,6 +47,14 @@ struct Args {
     /// Payments each node keeps outstanding, 1 to 483 [default: 100].
     #[arg(long, value_name = "K")]
     in_flight: Option<usize>,
+    /// Open loop: payments offered per second over all nodes, whatever is outstanding (for
+    /// latency below saturation); replaces --in-flight.
+    #[arg(long, value_name = "PER_SEC")]
+    rate: Option<f64>,
+    /// Pin the hub to the first core and the generator to the second (steadier figures on a
+    /// shared machine).
+    #[arg(long)]
+    pin: bool,
     /// Seconds measured per payment size [default: 30].
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -73,6 +81,10 @@ struct Args {
 struct Plan {
     pairs: usize,
     in_flight: usize,
+    rate: Option<f64>,
+    pin: bool,
+    /// The hub's shard count: `--shards` in `--hub-args`, else lnhubd's default (the cores).
+    shards: usize,
     warmup: Duration,
     duration: Duration,
     sizes: Vec<u64>,
@@ -91,9 +103,31 @@ impl Plan {
         } else {
             (2, 100, 5.0, 30.0)
         };
+        let hub_args: Vec<String> = args
+            .hub_args
+            .map(|s| s.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        let shards = hub_args
+            .iter()
+            .position(|a| a == "--shards")
+            .and_then(|i| hub_args.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| {
+                // lnhubd runs a shard per core it may use: pinned, one.
+                if args.pin {
+                    1
+                } else {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                }
+            });
         let plan = Plan {
             pairs: args.pairs.unwrap_or(pairs),
             in_flight: args.in_flight.unwrap_or(in_flight),
+            rate: args.rate,
+            pin: args.pin,
+            shards,
             warmup: secs(args.warmup.unwrap_or(warmup))?,
             duration: secs(args.duration.unwrap_or(duration))?,
             sizes: if args.sizes.is_empty() {
@@ -102,10 +136,7 @@ impl Plan {
                 args.sizes
             },
             hub: args.hub.unwrap_or_else(hub::default_binary),
-            hub_args: args
-                .hub_args
-                .map(|s| s.split_whitespace().map(String::from).collect())
-                .unwrap_or_default(),
+            hub_args,
             json: args.json,
         };
         if !(1..=1_000).contains(&plan.pairs) {
@@ -113,6 +144,11 @@ impl Plan {
         }
         if !(1..=483).contains(&plan.in_flight) {
             return Err(format!("--in-flight {} is outside 1..=483", plan.in_flight));
+        }
+        if let Some(rate) = plan.rate {
+            if !(rate > 0.0 && rate <= 1e6) {
+                return Err(format!("--rate {rate} is outside (0, 1000000]"));
+            }
         }
         if plan.duration.is_zero() {
             return Err("--duration must be above 0".into());
@@ -195,7 +231,10 @@ impl Outcome {
             ),
             "durable": true,
             "pairs": plan.pairs,
-            "in_flight_per_node": plan.in_flight,
+            "in_flight_per_node": if plan.rate.is_some() { None } else { Some(plan.in_flight) },
+            "offered_per_s": plan.rate,
+            "pinned": plan.pin,
+            "shards": plan.shards,
         })
     }
 
@@ -248,13 +287,19 @@ fn progress(line: &str) {
 /// Runs one payment size on a fresh hub.
 fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
     let nodes = 2 * plan.pairs;
-    let keys: Vec<_> = (0..nodes).map(node::key_for).collect();
+    let keys: Vec<_> = (0..nodes).map(|i| node::key_for(i, plan.shards)).collect();
     let secp = secp256k1::Secp256k1::signing_only();
     let ids: Vec<_> = keys
         .iter()
         .map(|k| secp256k1::PublicKey::from_secret_key(&secp, k))
         .collect();
-    let hub = Hub::start(&plan.hub, &amount_msat.to_string(), &ids, &plan.hub_args)?;
+    let hub = Hub::start(
+        &plan.hub,
+        &amount_msat.to_string(),
+        &ids,
+        &plan.hub_args,
+        plan.pin,
+    )?;
     let shared = Arc::new(Shared::new(nodes));
     let threads: Vec<_> = keys
         .into_iter()
@@ -267,9 +312,11 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
                 hub_addr: hub.addr,
                 funding_sat: FUNDING_SAT,
                 in_flight: plan.in_flight,
+                rate: plan.rate.map(|r| r / nodes as f64),
                 amount_msat,
                 fee_msat: hub::fee_msat(amount_msat),
                 cltv_delta: hub::CLTV_DELTA,
+                shards: plan.shards,
             };
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -381,6 +428,17 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
     })
 }
 
+/// Pins this thread to the second core (the hub gets the first, `taskset -c 0`); the node
+/// threads it spawns inherit the mask.
+fn pin_generator() {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    if cores.len() < 2 {
+        eprintln!("lnhub-loadgen: one core only: --pin ignored");
+        return;
+    }
+    core_affinity::set_for_current(cores[1]);
+}
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -402,14 +460,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if plan.pin {
+        pin_generator();
+    }
+    let load = match plan.rate {
+        Some(rate) => format!("{rate:.0} payments/s offered (open loop)"),
+        None => format!("{} payments in flight per node", plan.in_flight),
+    };
     eprintln!(
-        "lnhub-loadgen: {} pair(s) of nodes, {} payments in flight per node, {:.0} s warm-up, \
-         {:.0} s measured per size, hub {}",
+        "lnhub-loadgen: {} pair(s) of nodes over {} shard(s), {load}, {:.0} s warm-up, {:.0} s \
+         measured per size, hub {}{}",
         plan.pairs,
-        plan.in_flight,
+        plan.shards,
         plan.warmup.as_secs_f64(),
         plan.duration.as_secs_f64(),
-        plan.hub.display()
+        plan.hub.display(),
+        if plan.pin { ", pinned" } else { "" }
     );
     let mut status = ExitCode::SUCCESS;
     for &size in &plan.sizes {

@@ -3,7 +3,8 @@
 //! the hub), and a thread that pays its partner through the hub while the partner pays it.
 //!
 //! Nodes come in pairs (node `2i` and `2i + 1`): each keeps up to `in_flight` payments to its
-//! partner outstanding (closed loop) and settles what its partner sends. Both directions run
+//! partner outstanding (closed loop), or offers them at a fixed rate whatever is outstanding
+//! (open loop, up to BOLT 2's 483), and settles what its partner sends. Both directions run
 //! at the same pace, so no channel drains however long the run; a node whose balance cannot
 //! carry another HTLC waits until its partner's payments refill it.
 //!
@@ -43,8 +44,12 @@ use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 /// The final hop's `outgoing_cltv_value` (the hub has no chain: its height is 0).
 const FINAL_CLTV: u32 = 500;
-/// How long a read waits before the loop looks at the run's flags again.
+/// How long a read waits before the loop looks at the run's flags again (closed loop).
 const READ_TIMEOUT: Duration = Duration::from_millis(20);
+/// The same in open loop: the send schedule is kept to the millisecond.
+const OPEN_LOOP_READ_TIMEOUT: Duration = Duration::from_millis(1);
+/// BOLT 2's bound on HTLCs one side may have outstanding.
+const MAX_HTLCS: usize = 483;
 
 /// What one node is asked to do.
 #[derive(Debug, Clone)]
@@ -61,12 +66,16 @@ pub struct NodeConfig {
     pub funding_sat: u64,
     /// Payments kept outstanding (closed loop).
     pub in_flight: usize,
+    /// Open loop: payments offered per second, whatever is outstanding (`in_flight` unused).
+    pub rate: Option<f64>,
     /// Amount the partner receives per payment.
     pub amount_msat: u64,
     /// The hub's fee for `amount_msat` (its policy), added to what we offer.
     pub fee_msat: u64,
     /// The hub's `cltv_expiry_delta`, added to the final hop's expiry.
     pub cltv_delta: u32,
+    /// The hub's shard count (node keys are chosen to spread over them).
+    pub shards: usize,
 }
 
 /// What the nodes of one run share: the payment table, the partners' channel aliases, and
@@ -473,7 +482,7 @@ impl Node {
                 .ok_or_else(|| format!("node {index}: partner {partner} has no channel"))?;
             (partner, alias)
         };
-        let partner_key = key_for(partner_id);
+        let partner_key = key_for(partner_id, self.config.shards);
         let partner_node = PublicKey::from_secret_key(&self.secp, &partner_key);
         let mut report = NodeReport {
             latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
@@ -486,6 +495,13 @@ impl Node {
         let mut onion: Box<OnionPacket> = Box::new([0u8; ONION_PACKET_LEN]);
         let mut payloads = (Vec::new(), Vec::new());
         let shared = self.shared.clone();
+        let started = Instant::now();
+        let mut offered_total: u64 = 0;
+        if self.config.rate.is_some() {
+            self.stream
+                .set_read_timeout(Some(OPEN_LOOP_READ_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+        }
         // What arrived during establishment (the hub's channel_update, say) goes first.
         for msg in std::mem::take(&mut self.pending) {
             channel
@@ -498,8 +514,13 @@ impl Node {
             if stop && shared.exit.load(Ordering::Relaxed) && outgoing.is_empty() {
                 break;
             }
-            // Offer what the loop allows and the channel can carry.
-            while !stop && outgoing.len() < self.config.in_flight {
+            // Offer what the loop allows and the channel can carry: closed loop, up to
+            // `in_flight` outstanding; open loop, what the schedule says is due.
+            let (limit, due) = match self.config.rate {
+                None => (self.config.in_flight, u64::MAX),
+                Some(rate) => (MAX_HTLCS, (started.elapsed().as_secs_f64() * rate) as u64),
+            };
+            while !stop && outgoing.len() < limit && offered_total < due {
                 counter += 1;
                 let preimage = hash(&[
                     b"preimage",
@@ -522,6 +543,7 @@ impl Node {
                 let cltv = FINAL_CLTV + self.config.cltv_delta;
                 match channel.send_add_htlc(offered, PaymentHash(payment_hash), cltv, &onion) {
                     Ok(htlc_id) => {
+                        offered_total += 1;
                         shared.remember(payment_hash, preimage);
                         shared.outstanding.fetch_add(1, Ordering::Relaxed);
                         outgoing.insert(
@@ -649,12 +671,25 @@ impl Node {
 }
 
 /// Node `index`'s key: derived from its index, so a run's node ids are known before any
-/// node starts (the hub is told to trust them).
-pub fn key_for(index: usize) -> SecretKey {
-    key_from(hash(&[
-        b"lnhub-loadgen node",
-        &(index as u64).to_be_bytes(),
-    ]))
+/// node starts (the hub is told to trust them), and chosen so that node `index` lands on the
+/// hub's shard `index % shards` (`lnhub_shard::shard_of`): every shard gets peers, and with
+/// two shards every payment crosses from one to the other.
+pub fn key_for(index: usize, shards: usize) -> SecretKey {
+    let secp = Secp256k1::signing_only();
+    let shards = shards.max(1);
+    let mut attempt: u64 = 0;
+    loop {
+        let key = key_from(hash(&[
+            b"lnhub-loadgen node",
+            &(index as u64).to_be_bytes(),
+            &attempt.to_be_bytes(),
+        ]));
+        let id = PublicKey::from_secret_key(&secp, &key);
+        if lnhub_shard::shard_of(&id, shards) == index % shards {
+            return key;
+        }
+        attempt += 1;
+    }
 }
 
 /// Builds the two-hop onion: the hub (forward to `partner_alias`), then the partner (final).

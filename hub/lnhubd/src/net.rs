@@ -231,6 +231,7 @@ impl Node {
                         }
                     }
                     token => {
+                        self.check_dial(token);
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read_ready(token);
                         }
@@ -420,6 +421,18 @@ impl Node {
         debug!("dialing {node_id}@{addr}");
     }
 
+    /// A dial that failed to connect says why in the socket's error (a refused connect
+    /// would otherwise surface as a broken pipe on the first write).
+    fn check_dial(&mut self, token: Token) {
+        if let Some(c) = self.conns.get_mut(&token) {
+            if c.dialer.is_some() && !c.ready && c.closing.is_none() {
+                if let Ok(Some(e)) = c.stream.take_error() {
+                    c.closing = Some(e.to_string());
+                }
+            }
+        }
+    }
+
     fn backoff(&mut self, index: usize, now: Instant) {
         let d = &mut self.dialers[index];
         d.token = None;
@@ -445,7 +458,7 @@ impl Node {
             }
             let n = match c.stream.read(&mut self.scratch) {
                 Ok(0) => {
-                    c.closing = Some("closed by the peer".into());
+                    c.closing.get_or_insert_with(|| "closed by the peer".into());
                     return;
                 }
                 Ok(n) => n,
@@ -455,7 +468,7 @@ impl Node {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    c.closing = Some(format!("read failed: {e}"));
+                    c.closing.get_or_insert_with(|| format!("read failed: {e}"));
                     return;
                 }
             };
@@ -467,7 +480,8 @@ impl Node {
     fn flush(&mut self, token: Token) {
         if let Some(c) = self.conns.get_mut(&token) {
             if let Err(e) = write_out(c) {
-                c.closing = Some(format!("write failed: {e}"));
+                c.closing
+                    .get_or_insert_with(|| format!("write failed: {e}"));
             }
         }
     }
@@ -524,7 +538,9 @@ impl Node {
                         printable(&data)
                     )
                 }
-                (Event::Closed(reason), _) => c.closing = Some(reason.to_string()),
+                (Event::Closed(reason), _) => {
+                    c.closing.get_or_insert_with(|| reason.to_string());
+                }
                 (_, None) => {} // Every event past the handshake has a node id.
             }
         }

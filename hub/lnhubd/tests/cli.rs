@@ -135,6 +135,60 @@ fn dialling_our_own_id_is_a_config_error() {
 }
 
 #[test]
+fn a_failed_dial_says_why_at_info_and_a_host_name_is_resolved_off_the_loop() {
+    let dir = temp_dir("dial");
+    // A port nobody listens on, and a name that does not resolve: both dials fail, and say
+    // why at the default log level.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let id = "028d7500dd4c12685d1f568b4c2b5048e8534b873319f3a8daa612b469132ec7f7";
+    let other = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lnhubd"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--connect", &format!("{id}@127.0.0.1:{port}")])
+        .args(["--connect", &format!("{other}@no-such-host.invalid:9735")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut refused, mut unresolved) = (false, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(refused && unresolved) && std::time::Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        if line.contains(" INFO ")
+            && line.contains(&format!("dial {id}@127.0.0.1:{port} failed"))
+            && line.contains("refused")
+        {
+            refused = true;
+        }
+        if line.contains(" INFO ") && line.contains("cannot resolve") && line.contains(other) {
+            unresolved = true;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        refused,
+        "a refused dial is logged at info, saying it was refused"
+    );
+    // The resolver's answer may take a while where DNS is slow; the loop never waits for it.
+    assert!(unresolved, "an unresolvable host is logged at info");
+}
+
+#[test]
 fn a_second_daemon_on_the_same_data_dir_refuses_to_start() {
     let dir = temp_dir("lock");
     let mut first = Command::new(env!("CARGO_BIN_EXE_lnhubd"))
