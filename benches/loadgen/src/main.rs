@@ -122,8 +122,17 @@ impl Plan {
                         .unwrap_or(1)
                 }
             });
+        let pairs = args.pairs.unwrap_or(pairs);
+        let mut hub_args = hub_args;
+        if !hub_args.iter().any(|a| a == "--max-peers") {
+            // Every node is a peer before its channel makes it one the hub always admits.
+            hub_args.extend([
+                "--max-peers".to_string(),
+                (2 * pairs + 16).max(1024).to_string(),
+            ]);
+        }
         let plan = Plan {
-            pairs: args.pairs.unwrap_or(pairs),
+            pairs,
             in_flight: args.in_flight.unwrap_or(in_flight),
             rate: args.rate,
             pin: args.pin,
@@ -153,14 +162,15 @@ impl Plan {
         if plan.duration.is_zero() {
             return Err("--duration must be above 0".into());
         }
-        // The largest payment must leave room for `in_flight` of them in a node's half of
-        // its channel.
+        // `in_flight` of the largest payment must fit in a node's half of its channel, with
+        // room for the reserve and the commitment fee: 45 % of the capacity.
+        let room_msat = FUNDING_SAT * 1000 * 45 / 100;
         for &size in &plan.sizes {
             let worst = (size + hub::fee_msat(size)) * plan.in_flight as u64;
-            if size == 0 || worst > FUNDING_SAT * 1000 / 4 {
+            if size == 0 || worst > room_msat {
                 return Err(format!(
                     "--sizes {size}: must be above 0 and at most {} msat with {} in flight",
-                    FUNDING_SAT * 1000 / 4 / plan.in_flight as u64,
+                    room_msat / plan.in_flight as u64 - hub::fee_msat(size),
                     plan.in_flight
                 ));
             }

@@ -44,8 +44,9 @@ use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 /// The final hop's `outgoing_cltv_value` (the hub has no chain: its height is 0).
 const FINAL_CLTV: u32 = 500;
-/// How long a read waits before the loop looks at the run's flags again (closed loop).
-const READ_TIMEOUT: Duration = Duration::from_millis(20);
+/// How long a read waits before the loop looks at the run's flags again (closed loop: the
+/// flags only matter once the run stops, and thousands of idle threads must not spin).
+const READ_TIMEOUT: Duration = Duration::from_millis(100);
 /// The same in open loop: the send schedule is kept to the millisecond.
 const OPEN_LOOP_READ_TIMEOUT: Duration = Duration::from_millis(1);
 /// BOLT 2's bound on HTLCs one side may have outstanding.
@@ -87,6 +88,9 @@ pub struct Shared {
     aliases: Mutex<Vec<Option<ShortChannelId>>>,
     /// Every node has its channel: payments may start.
     ready: Barrier,
+    /// Held while a node runs its BOLT 8 handshake: the hub admits only a few handshakes
+    /// from one address at a time (all the nodes share 127.0.0.1).
+    connecting: Mutex<()>,
     /// Latencies and counts are recorded (set after the warm-up).
     pub measuring: AtomicBool,
     /// Start no new payment.
@@ -108,6 +112,7 @@ impl Shared {
             preimages: (0..256).map(|_| Mutex::new(HashMap::new())).collect(),
             aliases: Mutex::new(vec![None; nodes]),
             ready: Barrier::new(nodes + 1),
+            connecting: Mutex::new(()),
             measuring: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             exit: AtomicBool::new(false),
@@ -242,6 +247,8 @@ impl Node {
     fn connect(config: NodeConfig, shared: Arc<Shared>) -> Result<Node, String> {
         let secp = Secp256k1::new();
         let node_id = PublicKey::from_secret_key(&secp, &config.secret);
+        let handshake = shared.clone();
+        let _one_at_a_time = handshake.connecting.lock().expect("connect lock");
         let stream = TcpStream::connect(config.hub_addr)
             .map_err(|e| format!("node {}: connect to {}: {e}", config.index, config.hub_addr))?;
         let _ = stream.set_nodelay(true);
@@ -565,6 +572,10 @@ impl Node {
             self.flush()?;
             for event in self.read_events()? {
                 if let Event::Channel(msg) = event {
+                    // Only our channel's messages reach it.
+                    if msg.channel_id() != Some(channel.channel_id()) {
+                        continue;
+                    }
                     channel
                         .handle_message(&self.secp, msg)
                         .and_then(|routed| routed.finish(&self.secp, channel))
