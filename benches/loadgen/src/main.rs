@@ -124,12 +124,11 @@ impl Plan {
             });
         let pairs = args.pairs.unwrap_or(pairs);
         let mut hub_args = hub_args;
-        if !hub_args.iter().any(|a| a == "--max-peers") {
-            // Every node is a peer before its channel makes it one the hub always admits.
-            hub_args.extend([
-                "--max-peers".to_string(),
-                (2 * pairs + 16).max(1024).to_string(),
-            ]);
+        let peers = 2 * pairs + 16;
+        if peers > 1024 && !hub_args.iter().any(|a| a == "--max-peers") {
+            // Every node is a peer before its channel makes it one the hub always admits;
+            // above lnhubd's default of 1,024 the hub must be told.
+            hub_args.extend(["--max-peers".to_string(), peers.to_string()]);
         }
         let plan = Plan {
             pairs,
