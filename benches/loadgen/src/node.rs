@@ -36,7 +36,6 @@ use lnhub_onion::payload::PaymentData;
 use lnhub_onion::{build_onion, OnionPacket, PayloadFields, RouteHop, ONION_PACKET_LEN};
 use lnhub_peer::PeerConfig;
 use lnhub_tx::ChannelType;
-use lnhub_wire::features::{self, Features};
 use lnhub_wire::msgs::Message;
 use lnhub_wire::types::ShortChannelId;
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, Sat};
@@ -202,29 +201,6 @@ pub fn run(config: NodeConfig, shared: Arc<Shared>) -> Result<NodeReport, String
     node.pay(&mut channel)
 }
 
-fn our_features() -> Features {
-    // What lnhubd asks for and offers: the generator is a peer it accepts zero-conf channels
-    // with aliases from.
-    let mut f = Features::empty();
-    for required in [
-        features::DATA_LOSS_PROTECT,
-        features::VAR_ONION_OPTIN,
-        features::STATIC_REMOTEKEY,
-        features::PAYMENT_SECRET,
-    ] {
-        f.set_required(required);
-    }
-    for optional in [
-        features::ANCHORS,
-        features::CHANNEL_TYPE,
-        features::SCID_ALIAS,
-        features::ZEROCONF,
-    ] {
-        f.set_optional(optional);
-    }
-    f
-}
-
 fn hash(data: &[&[u8]]) -> [u8; 32] {
     let mut engine = sha256::Hash::engine();
     for d in data {
@@ -256,7 +232,7 @@ impl Node {
             .set_read_timeout(Some(READ_TIMEOUT))
             .map_err(|e| e.to_string())?;
         let peer_config = PeerConfig {
-            features: our_features(),
+            features: lnhub_peer::lnhub_features(),
             chain_hash: ChainHash::REGTEST,
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(30),

@@ -22,7 +22,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lnhub_peer::PeerConfig;
-use lnhub_wire::features::{self, Features};
 
 fn main() -> ExitCode {
     // A panic on any thread stops the process: a restart recovers from the store, while a
@@ -74,7 +73,7 @@ fn run(config: config::Config) -> Result<(), String> {
     let _lock = keys::lock_data_dir(&config.data_dir)?;
     let key = keys::load_or_create(&config.data_dir)?;
     let peer_config = PeerConfig {
-        features: init_features(),
+        features: lnhub_peer::lnhub_features(),
         chain_hash: config.chain_hash,
         ping_interval: config.ping_interval,
         pong_timeout: config.pong_timeout,
@@ -157,28 +156,3 @@ fn run(config: config::Config) -> Result<(), String> {
 
 /// The LMDB environment's directory inside the data directory.
 const STORE_DIR: &str = "store";
-
-/// The features we offer in `init` (BOLT 9). ASSUMED features are set as required, as BOLT 9
-/// lets nodes assume them; the channel types we will accept are offered as optional.
-fn init_features() -> Features {
-    let mut f = Features::empty();
-    for required in [
-        features::DATA_LOSS_PROTECT,
-        features::VAR_ONION_OPTIN,
-        features::STATIC_REMOTEKEY,
-        features::PAYMENT_SECRET,
-    ] {
-        f.set_required(required);
-    }
-    for optional in [
-        features::ANCHORS,
-        features::SHUTDOWN_ANYSEGWIT,
-        features::SIMPLE_CLOSE,
-        features::CHANNEL_TYPE,
-        features::SCID_ALIAS,
-        features::ZEROCONF,
-    ] {
-        f.set_optional(optional);
-    }
-    f
-}

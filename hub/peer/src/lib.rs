@@ -44,6 +44,33 @@ pub const MAX_QUEUED_EVENTS: usize = 4;
 /// The largest `num_pong_bytes` we answer (BOLT 1: 65532 and above means "no reply").
 pub const MAX_PONG_BYTES: u16 = 65531;
 
+/// The features lnhub offers in `init` (BOLT 9): the ASSUMED features set as required, as
+/// BOLT 9 lets nodes assume them; the channel types it accepts offered as optional. The
+/// daemon sends these, and peers built on lnhub's crates (the load generator) send them too,
+/// so both ends agree on every channel type the hub takes.
+pub fn lnhub_features() -> Features {
+    let mut f = Features::empty();
+    for required in [
+        features::DATA_LOSS_PROTECT,
+        features::VAR_ONION_OPTIN,
+        features::STATIC_REMOTEKEY,
+        features::PAYMENT_SECRET,
+    ] {
+        f.set_required(required);
+    }
+    for optional in [
+        features::ANCHORS,
+        features::SHUTDOWN_ANYSEGWIT,
+        features::SIMPLE_CLOSE,
+        features::CHANNEL_TYPE,
+        features::SCID_ALIAS,
+        features::ZEROCONF,
+    ] {
+        f.set_optional(optional);
+    }
+    f
+}
+
 /// Static settings of a connection, derived once from the validated daemon config.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {

@@ -158,19 +158,12 @@ impl Io for ThreadIo<'_> {
         results: &mut Vec<Result<(), ReplayError>>,
     ) {
         results.clear();
-        if onions.is_empty() {
-            return;
+        if !onions.is_empty() {
+            lnhub_shard::check_replays_in(&mut self.replays(), onions, results);
         }
-        let mut set = self.replays();
-        results.extend(
-            onions
-                .iter()
-                .map(|(secret, expiry)| set.check_and_insert(secret, *expiry)),
-        );
     }
     fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>) {
-        self.replays()
-            .handle_block_height_with(height, |tag, expiry| forgotten.push((expiry, tag)));
+        lnhub_shard::replays_at_height_in(&mut self.replays(), height, forgotten);
     }
 }
 

@@ -73,16 +73,10 @@ impl Io for Collect {
         onions: &[([u8; 32], u32)],
         results: &mut Vec<Result<(), ReplayError>>,
     ) {
-        results.clear();
-        results.extend(
-            onions
-                .iter()
-                .map(|(secret, expiry)| self.replays.check_and_insert(secret, *expiry)),
-        );
+        lnhub_shard::check_replays_in(&mut self.replays, onions, results);
     }
     fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>) {
-        self.replays
-            .handle_block_height_with(height, |tag, expiry| forgotten.push((expiry, tag)));
+        lnhub_shard::replays_at_height_in(&mut self.replays, height, forgotten);
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use lnhub_channel::Channel;
 use lnhub_forward::{Limits, PolicyHistory, Request};
-use lnhub_onion::{OnionPacket, ReplayError};
+use lnhub_onion::{OnionPacket, ReplayError, ReplaySet};
 use lnhub_wire::features::Features;
 use lnhub_wire::msgs::Message;
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, ShortChannelId};
@@ -177,6 +177,26 @@ pub trait Io {
     /// Moves the hub's replay set to `height`: the entries it forgets, (expiry, tag), are
     /// pushed to `forgotten` (by the first shard to report the height; the others see none).
     fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>);
+}
+
+/// What an [`Io`] owning a plain replay set does for [`Io::check_replays`]: checks and records
+/// each onion in order, one result per onion in `results` (cleared first).
+pub fn check_replays_in(
+    set: &mut ReplaySet,
+    onions: &[([u8; 32], u32)],
+    results: &mut Vec<Result<(), ReplayError>>,
+) {
+    results.clear();
+    results.extend(
+        onions
+            .iter()
+            .map(|(secret, expiry)| set.check_and_insert(secret, *expiry)),
+    );
+}
+
+/// What an [`Io`] owning a plain replay set does for [`Io::replays_at_height`].
+pub fn replays_at_height_in(set: &mut ReplaySet, height: u32, forgotten: &mut Vec<(u32, u128)>) {
+    set.handle_block_height_with(height, |tag, expiry| forgotten.push((expiry, tag)));
 }
 
 /// A shard's static settings.
