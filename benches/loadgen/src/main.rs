@@ -189,6 +189,8 @@ struct Outcome {
     forwards: u64,
     failed: u64,
     seconds: f64,
+    /// Forwards per second from the first payment (warm-up included) to the window's end.
+    overall_per_s: f64,
     hub_cpu_s: f64,
     gen_cpu_s: f64,
     latency_us: Histogram<u64>,
@@ -223,6 +225,7 @@ impl Outcome {
             "forwards": self.forwards,
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
+            "overall_forwards_per_s": round(self.overall_per_s, 1),
             "forwards_per_s": round(self.per_s(), 1),
             "hub_cpu_us_per_forward": round(self.us_per_forward(self.hub_cpu_s), 1),
             "gen_cpu_us_per_forward": round(self.us_per_forward(self.gen_cpu_s), 1),
@@ -258,7 +261,8 @@ impl Outcome {
                 .join(", ")
         };
         format!(
-            "{} msat: {} forwards in {:.1} s = {:.0}/s; {} failed ({failures})\n  \
+            "{} msat: {} forwards in {:.1} s = {:.0}/s steady ({:.0}/s with the warm-up); {} \
+             failed ({failures})\n  \
              hub CPU {:.0} us/forward, generator CPU {:.0} us/forward, hub peak RSS {} MiB\n  \
              payment latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n  \
              LMDB (whole run): {} commits, {:.2} shard batches per commit",
@@ -266,6 +270,7 @@ impl Outcome {
             self.forwards,
             self.seconds,
             self.per_s(),
+            self.overall_per_s,
             self.failed,
             self.us_per_forward(self.hub_cpu_s),
             self.us_per_forward(self.gen_cpu_s),
@@ -341,6 +346,7 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
     let pid = hub.pid();
     let me = std::process::id();
     let mut window = None;
+    let mut overall_per_s = 0.0;
     if !failed_start {
         let start = Instant::now();
         while start.elapsed() < plan.warmup && !shared.exit.load(Ordering::Relaxed) {
@@ -377,6 +383,7 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
             shared.settled.load(Ordering::SeqCst),
             shared.failed.load(Ordering::SeqCst),
         );
+        overall_per_s = end.3 as f64 / (end.0 - start).as_secs_f64();
         window = Some((begin, end));
     }
     // Drain: no new payment; everything in flight resolves; then the nodes leave.
@@ -426,6 +433,7 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
         forwards: end.3 - begin.3,
         failed: end.4 - begin.4,
         seconds: (end.0 - begin.0).as_secs_f64(),
+        overall_per_s,
         hub_cpu_s: end.1 - begin.1,
         gen_cpu_s: end.2 - begin.2,
         latency_us,

@@ -50,6 +50,7 @@ fn a_smoke_run_settles_payments_of_both_sizes() {
         assert_eq!(row["durable"], true);
         for field in [
             "forwards_per_s",
+            "overall_forwards_per_s",
             "hub_cpu_us_per_forward",
             "gen_cpu_us_per_forward",
             "p50_ms",
