@@ -58,6 +58,7 @@ fn main() {
                 let header = ChannelHeader {
                     peer,
                     scid: ShortChannelId(0x0100_0000_0000_0000 + i),
+                    remote_alias: None,
                     policy,
                 };
                 let mut value = Vec::new();

@@ -1406,8 +1406,20 @@ pub async fn payer_hub_payee(
     r: &LdkNode,
     dir: crate::TempDir,
 ) -> (crate::Hub, ChannelId) {
+    payer_hub_payee_with(s, r, dir, &[]).await
+}
+
+/// [`payer_hub_payee`] with more flags for the hub.
+pub async fn payer_hub_payee_with(
+    s: &LdkNode,
+    r: &LdkNode,
+    dir: crate::TempDir,
+    extra: &[&str],
+) -> (crate::Hub, ChannelId) {
     let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
-    let hub = crate::Hub::start_in(dir, &["--trusted-peer", &sid, "--trusted-peer", &rid]);
+    let mut args = vec!["--trusted-peer", &sid, "--trusted-peer", &rid];
+    args.extend_from_slice(extra);
+    let hub = crate::Hub::start_in(dir, &args);
     s.connect(hub.node_id, hub.addr).await.expect("S connects");
     r.connect(hub.node_id, hub.addr).await.expect("R connects");
     let s_chan = s

@@ -24,7 +24,10 @@ use lightning::util::logger::{Logger, Record};
 use lightning_net_tokio::SocketDescriptor;
 
 pub mod ldk_node;
-pub use ldk_node::{payer_hub_payee, InboundChannelPolicy, LdkNode, LdkNodeConfig, PaymentFailure};
+pub use ldk_node::{
+    payer_hub_payee, payer_hub_payee_with, InboundChannelPolicy, LdkNode, LdkNodeConfig,
+    PaymentFailure,
+};
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
@@ -67,6 +70,70 @@ pub fn lnhubd_path() -> PathBuf {
     path
 }
 
+/// Path of the `lnhub-cli` binary of this build, beside `lnhubd`.
+pub fn lnhub_cli_path() -> PathBuf {
+    let path = lnhubd_path().with_file_name("lnhub-cli");
+    assert!(
+        path.exists(),
+        "{} not found: run the workspace tests, which build it, or `cargo build -p lnhub-cli`",
+        path.display()
+    );
+    path
+}
+
+/// Parses a Prometheus text scrape into `name{labels}` -> value (comments skipped).
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().ok()?,
+            };
+            Some((series.to_string(), value))
+        })
+        .collect()
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`): the status and body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    // A server may answer (413) before reading a large body: a failed write is not the test's.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
 /// A running `lnhubd` process.
 pub struct Hub {
     child: Child,
@@ -76,13 +143,31 @@ pub struct Hub {
     pub addr: SocketAddr,
     /// Its data directory (removed on drop).
     pub dir: TempDir,
+    /// Where its admin RPC listens (`rpc=`; `None` with `--rpc-listen off`).
+    pub rpc: Option<SocketAddr>,
+    /// Where its metrics are served (`metrics=`, with `--metrics`).
+    pub metrics: Option<SocketAddr>,
     /// The flags it was started with (again on a restart).
     extra: Vec<String>,
 }
 
+/// What `lnhubd` printed at start-up.
+struct Started {
+    node_id: PublicKey,
+    addr: SocketAddr,
+    rpc: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+}
+
 /// Runs `lnhubd` on `data_dir`, listening on `listen`, logging (appended) to
-/// `<data_dir>/lnhubd.log`; returns it with the node id and address it printed.
-fn spawn_hub(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, PublicKey, SocketAddr) {
+/// `<data_dir>/lnhubd.log`; returns it with what it printed. The admin RPC listens on an
+/// ephemeral loopback port unless `extra` says otherwise (tests run hubs side by side).
+fn spawn_hub(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, Started) {
+    let rpc_flag = extra.iter().any(|a| a == "--rpc-listen");
+    let want_rpc = !extra
+        .windows(2)
+        .any(|w| w[0] == "--rpc-listen" && w[1] == "off");
+    let want_metrics = extra.iter().any(|a| a == "--metrics");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -92,6 +177,11 @@ fn spawn_hub(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, PublicK
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", listen, "--log-level", "debug"])
+        .args(if rpc_flag {
+            &[][..]
+        } else {
+            &["--rpc-listen", "127.0.0.1:0"][..]
+        })
         .args(extra)
         // `LNHUBD_ARGS="--flag value ..."`: more arguments, for before/after benchmark runs
         // (with `LNHUBD`).
@@ -116,8 +206,13 @@ fn spawn_hub(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, PublicK
     });
     let mut node_id = None;
     let mut addr = None;
+    let (mut rpc, mut metrics) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while node_id.is_none() || addr.is_none() {
+    while node_id.is_none()
+        || addr.is_none()
+        || (want_rpc && rpc.is_none())
+        || (want_metrics && metrics.is_none())
+    {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = match rx.recv_timeout(left) {
             Ok(line) => line,
@@ -133,9 +228,19 @@ fn spawn_hub(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, PublicK
             node_id = Some(v.parse::<PublicKey>().expect("node_id line"));
         } else if let Some(v) = line.strip_prefix("listen=") {
             addr = Some(v.parse::<SocketAddr>().expect("listen line"));
+        } else if let Some(v) = line.strip_prefix("rpc=") {
+            rpc = Some(v.parse::<SocketAddr>().expect("rpc line"));
+        } else if let Some(v) = line.strip_prefix("metrics=") {
+            metrics = Some(v.parse::<SocketAddr>().expect("metrics line"));
         }
     }
-    (child, node_id.unwrap(), addr.unwrap())
+    let started = Started {
+        node_id: node_id.unwrap(),
+        addr: addr.unwrap(),
+        rpc,
+        metrics,
+    };
+    (child, started)
 }
 
 impl Hub {
@@ -148,11 +253,13 @@ impl Hub {
     /// Starts `lnhubd` with data directory `dir`.
     pub fn start_in(dir: TempDir, extra: &[&str]) -> Hub {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, node_id, addr) = spawn_hub(&dir.0, "127.0.0.1:0", &extra);
+        let (child, s) = spawn_hub(&dir.0, "127.0.0.1:0", &extra);
         Hub {
             child,
-            node_id,
-            addr,
+            node_id: s.node_id,
+            addr: s.addr,
+            rpc: s.rpc,
+            metrics: s.metrics,
             dir,
             extra,
         }
@@ -163,10 +270,12 @@ impl Hub {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let (child, node_id, addr) = spawn_hub(&self.dir.0, &self.addr.to_string(), &self.extra);
-        assert_eq!(node_id, self.node_id, "the same node key after a restart");
-        assert_eq!(addr, self.addr, "the same address after a restart");
+        let (child, s) = spawn_hub(&self.dir.0, &self.addr.to_string(), &self.extra);
+        assert_eq!(s.node_id, self.node_id, "the same node key after a restart");
+        assert_eq!(s.addr, self.addr, "the same address after a restart");
         self.child = child;
+        self.rpc = s.rpc;
+        self.metrics = s.metrics;
     }
 
     /// The hub's log so far.
@@ -193,6 +302,30 @@ impl Hub {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Runs `lnhub-cli --data-dir <ours> <args>`: its JSON answer, or its error line.
+    pub fn cli(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let out = Command::new(lnhub_cli_path())
+            .arg("--data-dir")
+            .arg(&self.dir.0)
+            .args(args)
+            .output()
+            .expect("run lnhub-cli");
+        if out.status.success() {
+            serde_json::from_slice(&out.stdout)
+                .map_err(|e| format!("lnhub-cli printed no JSON ({e}): {:?}", out.stdout))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// The hub's metrics now (started with `--metrics`).
+    pub fn scrape(&self) -> String {
+        let addr = self.metrics.expect("the hub serves metrics (--metrics)");
+        let (status, body) = http(addr, "GET", "/metrics", &[], b"").expect("scrape");
+        assert_eq!(status, 200, "scrape: {body}");
+        body
     }
 
     /// The process id (for its CPU time in `/proc`).

@@ -424,3 +424,79 @@ async fn sender_disconnects_mid_burst() {
 async fn receiver_disconnects_mid_burst() {
     burst_with_disconnect(Who::R).await;
 }
+
+/// `lnhub-cli setchannelfee` on the hub's channel to R: R receives the new `channel_update`
+/// (LDK's forwarding info for the hub), and once the grace period is over a payment paying
+/// the old fee fails with `fee_insufficient` while one paying the new fee goes through,
+/// charged exactly the new fee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setchannelfee_changes_the_fee_charged() {
+    let mut net = setup(Some("policy_grace_secs = 1\n")).await;
+    let scid = net.hub_to_r;
+    let scid = format!(
+        "{}x{}x{}",
+        scid >> 40,
+        (scid >> 16) & 0xff_ffff,
+        scid & 0xffff
+    );
+    let out = net
+        .hub
+        .cli(&[
+            "setchannelfee",
+            &scid,
+            "--base-msat",
+            "5000",
+            "--ppm",
+            "1000",
+        ])
+        .expect("setchannelfee");
+    let updated = out["updated"].as_array().unwrap();
+    assert_eq!(updated.len(), 1, "{out}");
+    assert_eq!(updated[0]["policy"]["fee_base_msat"], 5000);
+    assert_eq!(updated[0]["policy"]["fee_proportional_millionths"], 1000);
+    assert!(
+        net.r
+            .wait(T, |r| r
+                .list_channels()
+                .iter()
+                .any(|c| c.counterparty == net.hub.node_id
+                    && c.counterparty_forwarding_info
+                        == Some((5000, 1000, HUB_CLTV_DELTA as u16))))
+            .await,
+        "R received the hub's new channel_update: {:?}",
+        net.r.list_channels()
+    );
+    // Past the grace period the old fee is refused...
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    net.expect_hub_failure(net.ask(10_000_000), FEE_INSUFFICIENT)
+        .await;
+    // ...and the new one charged.
+    let mut ask = net.ask(10_000_000);
+    ask.fee_msat = 5_000 + 10_000_000 * 1_000 / 1_000_000;
+    let hash = net.send_route(ask);
+    let (_, fee) = net.s.wait_payment_sent(hash, T).await.expect("new fee");
+    assert_eq!(fee, 15_000);
+    let channels = net.hub.cli(&["listchannels"]).unwrap();
+    let to_r = channels["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["short_channel_id"] == scid.as_str())
+        .expect("the channel to R")
+        .clone();
+    assert_eq!(to_r["policy"]["fee_base_msat"], 5000);
+    assert_eq!(to_r["previous_policy"]["policy"]["fee_base_msat"], 1000);
+    // The policy is durable: after a kill -9 the channel has it, and the peer's alias.
+    net.hub.kill_and_restart();
+    let channels = net.hub.cli(&["listchannels"]).unwrap();
+    let again = channels["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["short_channel_id"] == scid.as_str())
+        .expect("the channel to R after the restart")
+        .clone();
+    assert_eq!(again["policy"], to_r["policy"]);
+    assert_eq!(again["peer_alias"], to_r["peer_alias"]);
+    assert!(again["peer_alias"].is_string());
+}

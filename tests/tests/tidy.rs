@@ -16,6 +16,7 @@ const SHELL_CRATES: &[&str] = &[
     "shards/engine",
     "persistence/store",
     "benches/loadgen",
+    "ops/cli",
     "tests",
 ];
 

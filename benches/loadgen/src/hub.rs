@@ -17,6 +17,8 @@ pub struct Hub {
     pub node_id: PublicKey,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves its metrics (started with `--metrics`).
+    pub metrics: Option<SocketAddr>,
     dir: PathBuf,
 }
 
@@ -41,6 +43,14 @@ pub fn default_binary() -> PathBuf {
         Some(path) if path.exists() => path,
         _ => PathBuf::from("lnhubd"),
     }
+}
+
+/// Whether `binary --help` lists `flag`.
+fn knows_flag(binary: &Path, flag: &str) -> bool {
+    Command::new(binary)
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
 }
 
 impl Hub {
@@ -80,6 +90,11 @@ impl Hub {
         for id in trusted {
             cmd.args(["--trusted-peer", &id.to_string()]);
         }
+        // Builds with an admin RPC would take its default port, which another hub (or a
+        // second generator) may hold: an ephemeral one instead. Older builds have none.
+        if !extra.iter().any(|a| a == "--rpc-listen") && knows_flag(binary, "--rpc-listen") {
+            cmd.args(["--rpc-listen", "127.0.0.1:0"]);
+        }
         let mut child = cmd
             .args(extra)
             .stdout(Stdio::piped())
@@ -88,8 +103,9 @@ impl Hub {
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let (mut node_id, mut addr) = (None, None);
-        while node_id.is_none() || addr.is_none() {
+        let (mut node_id, mut addr, mut metrics) = (None, None, None);
+        let want_metrics = extra.iter().any(|a| a == "--metrics");
+        while node_id.is_none() || addr.is_none() || (want_metrics && metrics.is_none()) {
             let line = match lines.next() {
                 Some(Ok(line)) => line,
                 _ => {
@@ -102,12 +118,17 @@ impl Hub {
                 node_id = v.parse::<PublicKey>().ok();
             } else if let Some(v) = line.strip_prefix("listen=") {
                 addr = v.parse::<SocketAddr>().ok();
+            } else if let Some(v) = line.strip_prefix("metrics=") {
+                metrics = v.parse::<SocketAddr>().ok();
             }
         }
+        // The rest of standard output is drained, so the hub never writes into a closed pipe.
+        std::thread::spawn(move || lines.for_each(drop));
         Ok(Hub {
             child,
             node_id: node_id.expect("checked"),
             addr: addr.expect("checked"),
+            metrics,
             dir,
         })
     }
@@ -204,6 +225,31 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Scrapes `http://addr/metrics` every `every` until `stop` is set, as Prometheus would (its
+/// default is every 15 s; a second makes the cost of metrics easy to see): returns how many
+/// scrapes answered 200.
+pub fn scrape_until(
+    addr: SocketAddr,
+    every: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> u64 {
+    use std::io::{Read, Write};
+    let mut ok = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let answer = std::net::TcpStream::connect(addr).and_then(|mut s| {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lnhub\r\nConnection: close\r\n\r\n")?;
+            let mut text = Vec::new();
+            s.read_to_end(&mut text)?;
+            Ok(text)
+        });
+        if answer.is_ok_and(|t| t.starts_with(b"HTTP/1.1 200")) {
+            ok += 1;
+        }
+        std::thread::sleep(every);
+    }
+    ok
 }
 
 #[cfg(test)]

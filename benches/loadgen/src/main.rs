@@ -199,6 +199,8 @@ struct Outcome {
     unknown_payments: u64,
     hub_rss_kib: u64,
     store: hub::StoreFigures,
+    /// Metrics scrapes answered during the run (with `--hub-args "--metrics ..."`).
+    scrapes: u64,
 }
 
 impl Outcome {
@@ -242,6 +244,7 @@ impl Outcome {
                 2
             ),
             "durable": true,
+            "metrics_scrapes": self.scrapes,
             "pairs": plan.pairs,
             "in_flight_per_node": if plan.rate.is_some() { None } else { Some(plan.in_flight) },
             "offered_per_s": plan.rate,
@@ -265,7 +268,7 @@ impl Outcome {
              failed ({failures})\n  \
              hub CPU {:.0} us/forward, generator CPU {:.0} us/forward, hub peak RSS {} MiB\n  \
              payment latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n  \
-             LMDB (whole run): {} commits, {:.2} shard batches per commit",
+             LMDB (whole run): {} commits, {:.2} shard batches per commit; {} metrics scrapes",
             self.amount_msat,
             self.forwards,
             self.seconds,
@@ -282,6 +285,7 @@ impl Outcome {
             self.latency_us.max() as f64 / 1000.0,
             self.store.commits,
             self.store.batches as f64 / self.store.commits.max(1) as f64,
+            self.scrapes,
         )
     }
 }
@@ -315,6 +319,12 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
         plan.pin,
     )?;
     let shared = Arc::new(Shared::new(nodes));
+    // With metrics on, they are scraped every second throughout, so their cost shows.
+    let scraping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scraper = hub.metrics.map(|addr| {
+        let stop = scraping.clone();
+        std::thread::spawn(move || hub::scrape_until(addr, Duration::from_secs(1), &stop))
+    });
     let threads: Vec<_> = keys
         .into_iter()
         .enumerate()
@@ -404,6 +414,8 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
             Err(_) => errors.push("a node thread panicked".into()),
         }
     }
+    scraping.store(true, Ordering::SeqCst);
+    let scrapes = scraper.map_or(0, |t| t.join().unwrap_or(0));
     let hub_rss_kib = hub::peak_rss_kib(pid);
     let (store, log_tail) = hub.stop();
     progress("");
@@ -442,6 +454,7 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
         unknown_payments,
         hub_rss_kib,
         store,
+        scrapes,
     })
 }
 

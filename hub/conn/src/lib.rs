@@ -45,6 +45,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use lnhub_metrics::labels::{message_index, MESSAGE_SLOTS};
 use lnhub_noise::{
     InitiatorHandshake, ResponderAwaitingActThree, ResponderHandshake, Transport, ACT_ONE_LEN,
     ACT_THREE_LEN, ACT_TWO_LEN, MAX_FRAME_LEN, MAX_MESSAGE_LEN, RECEIVE_BUFFER_LEN,
@@ -195,6 +196,47 @@ pub struct Connection {
     held: Option<Message>,
     /// At most a handful: one step's events (a message's, plus a close).
     events: VecDeque<Event>,
+    counts: MessageCounts,
+}
+
+/// Messages a connection received and sent, by type
+/// (`lnhub_metrics::labels::message_index`): plain counters the shell folds into the
+/// metrics when they are scraped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageCounts {
+    /// Received, per type slot.
+    pub received: [u64; MESSAGE_SLOTS],
+    /// Sent, per type slot.
+    pub sent: [u64; MESSAGE_SLOTS],
+}
+
+impl Default for MessageCounts {
+    fn default() -> MessageCounts {
+        MessageCounts {
+            received: [0; MESSAGE_SLOTS],
+            sent: [0; MESSAGE_SLOTS],
+        }
+    }
+}
+
+impl MessageCounts {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &MessageCounts) {
+        for (a, b) in self.received.iter_mut().zip(other.received) {
+            *a += b;
+        }
+        for (a, b) in self.sent.iter_mut().zip(other.sent) {
+            *a += b;
+        }
+    }
+}
+
+/// The type of an encoded message (its first two bytes).
+fn type_slot(encoded: &[u8]) -> usize {
+    match encoded {
+        [a, b, ..] => message_index(u16::from_be_bytes([*a, *b])),
+        _ => MESSAGE_SLOTS - 1,
+    }
 }
 
 impl Connection {
@@ -251,6 +293,7 @@ impl Connection {
             written: 0,
             held: None,
             events: VecDeque::new(),
+            counts: MessageCounts::default(),
         }
     }
 
@@ -350,6 +393,11 @@ impl Connection {
         self.held.is_some()
     }
 
+    /// The messages this connection received and sent so far, by type.
+    pub fn message_counts(&self) -> &MessageCounts {
+        &self.counts
+    }
+
     /// Encrypts `msg` from the engine for the peer. Past [`Limits::max_backlog`] the
     /// connection closes instead (polled as [`Event::Closed`]); before the peer is active the
     /// message is dropped. Returns whether it was queued.
@@ -365,7 +413,10 @@ impl Connection {
         scratch.clear();
         msg.encode(scratch);
         match transport.encrypt_message(scratch, &mut self.output) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.counts.sent[type_slot(scratch)] += 1;
+                true
+            }
             Err(e) => {
                 self.close(Close::Transport(e.to_string()));
                 false
@@ -520,6 +571,7 @@ impl Connection {
         };
         match transport.next_message() {
             Ok(Some(msg)) => {
+                self.counts.received[type_slot(msg)] += 1;
                 peer.handle_message(msg, now);
                 self.drain_peer(scratch);
                 self.pump(scratch);
@@ -592,6 +644,7 @@ impl Connection {
             if let Err(e) = transport.encrypt_message(scratch, &mut self.output) {
                 return self.close(Close::Transport(e.to_string()));
             }
+            self.counts.sent[type_slot(scratch)] += 1;
         }
     }
 }

@@ -117,6 +117,34 @@ fn handshake_authenticates_both_ends_and_exchanges_init() {
     assert!(server.conn.wants_read() && server.conn.output().is_empty());
 }
 
+/// Each connection counts the messages it received and sent by type, its own BOLT 1
+/// traffic (`init`) included, for the metrics.
+#[test]
+fn messages_are_counted_by_type_both_ways() {
+    use lnhub_metrics::labels::message_index;
+    let now = Instant::now();
+    let (mut client, mut server) = link(Limits::default(), now);
+    for n in 0..5 {
+        assert!(client.conn.send(&fee(n), &mut client.scratch));
+    }
+    transfer(&mut client, &mut server, READ_CHUNK, now);
+    let (init, update_fee) = (message_index(16), message_index(134));
+    let c = client.conn.message_counts();
+    let s = server.conn.message_counts();
+    assert_eq!((c.sent[init], c.received[init]), (1, 1));
+    assert_eq!((s.sent[init], s.received[init]), (1, 1));
+    assert_eq!(c.sent[update_fee], 5);
+    assert_eq!(s.received[update_fee], 5);
+    assert_eq!(
+        s.received.iter().sum::<u64>(),
+        6,
+        "init and five update_fee"
+    );
+    let mut total = *c;
+    total.add(s);
+    assert_eq!(total.sent[update_fee] + total.received[update_fee], 10);
+}
+
 #[test]
 fn messages_survive_every_read_boundary() {
     let now = Instant::now();

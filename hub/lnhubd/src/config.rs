@@ -57,6 +57,15 @@ pub struct Flags {
     /// always let in.
     #[arg(long, value_name = "N")]
     pub max_peers: Option<usize>,
+    /// Serve Prometheus metrics on http://ADDR/metrics [default: off].
+    #[arg(long = "metrics", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Admin JSON-RPC address (loopback; `off` disables it) [default: 127.0.0.1:9835].
+    #[arg(long, value_name = "ADDR")]
+    pub rpc_listen: Option<String>,
+    /// Seconds a replaced fee policy is still honoured [default: 600].
+    #[arg(long, value_name = "SECS")]
+    pub policy_grace_secs: Option<u64>,
 }
 
 /// A flag error as one line ("invalid flag: ..."), whatever clap found wrong: its own
@@ -117,6 +126,12 @@ pub struct RawConfig {
     /// hub's log grows by about 150 bytes per forward (a million forwards a day is ~55 GB a
     /// year); older entries are pruned in small batches between commits.
     pub forward_log_retention_days: Option<u64>,
+    /// See [`Flags::metrics_listen`].
+    pub metrics_listen: Option<String>,
+    /// See [`Flags::rpc_listen`].
+    pub rpc_listen: Option<String>,
+    /// See [`Flags::policy_grace_secs`].
+    pub policy_grace_secs: Option<u64>,
 }
 
 /// A peer to keep connected.
@@ -163,6 +178,12 @@ pub struct Config {
     pub htlc_minimum_msat: u64,
     /// How long the forwarding log keeps an entry; `None` forever.
     pub forward_log_retention: Option<Duration>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where the admin JSON-RPC listens, if anywhere.
+    pub rpc_listen: Option<SocketAddr>,
+    /// How long a replaced policy is still honoured.
+    pub policy_grace: Duration,
 }
 
 /// A configuration error: one line naming the field and what is wrong with it.
@@ -204,6 +225,13 @@ pub const DEFAULT_FORWARD_LOG_RETENTION_DAYS: u64 = 365;
 /// Longest retention accepted short of "forever" (0): a century, far past any use, keeps the
 /// seconds arithmetic far from overflow.
 pub const MAX_FORWARD_LOG_RETENTION_DAYS: u64 = 36_500;
+/// Default admin RPC address: loopback only, the port after Lightning's 9735.
+pub const DEFAULT_RPC_LISTEN: &str = "127.0.0.1:9835";
+/// Default grace period of a replaced policy: ten minutes, time enough for the new
+/// `channel_update` to reach the senders that computed routes with the old one (LND and
+/// Core Lightning keep the old fee for about as long).
+pub const DEFAULT_POLICY_GRACE_SECS: u64 = 600;
+
 /// Default forwarding `htlc_minimum_msat`: any non-zero HTLC.
 pub const DEFAULT_HTLC_MINIMUM_MSAT: u64 = 1;
 /// Largest forwarding `htlc_minimum_msat` we accept in config: 1 BTC. Anything above makes
@@ -329,7 +357,40 @@ impl Config {
         }
         let forward_log_retention =
             (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400));
+        let metrics_listen = match flags.metrics_listen.or(raw.metrics_listen) {
+            None => None,
+            Some(a) => Some(parse_addr("metrics_listen", &a)?),
+        };
+        let rpc = flags
+            .rpc_listen
+            .or(raw.rpc_listen)
+            .unwrap_or_else(|| DEFAULT_RPC_LISTEN.into());
+        let rpc_listen = match rpc.as_str() {
+            "off" | "none" => None,
+            a => {
+                let addr = parse_addr("rpc_listen", a)?;
+                // The cookie guards it, but the admin API has no transport security: it
+                // stays on this machine.
+                if !addr.ip().is_loopback() {
+                    return err(
+                        "rpc_listen",
+                        format!("{a} is not a loopback address (the admin API stays local)"),
+                    );
+                }
+                Some(addr)
+            }
+        };
+        let grace = flags
+            .policy_grace_secs
+            .or(raw.policy_grace_secs)
+            .unwrap_or(DEFAULT_POLICY_GRACE_SECS);
+        if grace > 86_400 {
+            return err("policy_grace_secs", format!("{grace} is above 86400"));
+        }
         Ok(Config {
+            metrics_listen,
+            rpc_listen,
+            policy_grace: Duration::from_secs(grace),
             htlc_minimum_msat,
             forward_log_retention,
             shards,
@@ -350,6 +411,11 @@ impl Config {
             max_peers,
         })
     }
+}
+
+fn parse_addr(field: &str, a: &str) -> Result<SocketAddr, ConfigError> {
+    a.parse::<SocketAddr>()
+        .or_else(|e| err(field, format!("{a:?} is not an IP:port address ({e})")))
 }
 
 fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
@@ -442,6 +508,10 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9735".parse().unwrap());
         assert_eq!(c.ping_interval, Duration::from_secs(30));
         assert!(c.connect.is_empty());
+        assert_eq!(c.rpc_listen, Some("127.0.0.1:9835".parse().unwrap()));
+        assert_eq!(c.metrics_listen, None);
+        let c = Config::validate(flags(&["--rpc-listen", "off"]), RawConfig::default()).unwrap();
+        assert_eq!(c.rpc_listen, None);
     }
 
     #[test]
@@ -467,6 +537,14 @@ mod tests {
             .unwrap_err();
         assert!(e.0.contains("ping_interval_secs"), "{e}");
         assert!(toml::from_str::<RawConfig>("lisen = \"x\"").is_err());
+        let e = Config::validate(flags(&["--rpc-listen", "0.0.0.0:1"]), RawConfig::default())
+            .unwrap_err();
+        assert!(
+            e.0.contains("rpc_listen") && e.0.contains("loopback"),
+            "{e}"
+        );
+        let e = Config::validate(flags(&["--metrics", "x"]), RawConfig::default()).unwrap_err();
+        assert!(e.0.contains("metrics_listen"), "{e}");
         let raw: RawConfig = toml::from_str("htlc_minimum_msat = 0").unwrap();
         let e = Config::validate(flags(&["--data-dir", "/tmp/x"]), raw).unwrap_err();
         assert!(e.0.contains("htlc_minimum_msat"), "{e}");

@@ -51,12 +51,16 @@ pub fn start(
         rounds_per_turn: DEFAULT_ROUNDS_PER_TURN,
     };
     let chain_hash = config.chain_hash;
+    let policy_grace_secs = config.policy_grace.as_secs();
     Engine::start(
         &engine_config,
         |index| ShardConfig {
             index,
             node_secret,
-            limits: Limits::default(),
+            limits: Limits {
+                policy_grace_secs,
+                ..Limits::default()
+            },
             chain_hash,
             open: Some(open.clone()),
         },

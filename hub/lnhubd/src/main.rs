@@ -7,11 +7,14 @@
 //! ```text
 //! node_id=<66 hex characters>
 //! listen=<ip:port actually bound>
+//! metrics=<ip:port>   (with --metrics)
+//! rpc=<ip:port>       (unless --rpc-listen off)
 //! ```
 //!
 //! Logs go to standard error. Exit status: 0 after SIGINT/SIGTERM, 1 on a configuration or
 //! start-up error (one line saying which field or file is wrong).
 
+mod admin;
 mod config;
 mod engine;
 mod keys;
@@ -24,6 +27,7 @@ use clap::Parser;
 use lnhub_peer::PeerConfig;
 
 fn main() -> ExitCode {
+    let process_start = std::time::Instant::now();
     // A panic on any thread stops the process: a restart recovers from the store, while a
     // half-alive hub would drop a dead shard's messages silently.
     lnhub_engine::abort_on_panic();
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
     {
         log::warn!("rayon pool: {e}");
     }
-    match run(config) {
+    match run(config, process_start) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lnhubd: {e}");
@@ -67,7 +71,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: config::Config) -> Result<(), String> {
+fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), String> {
     // The lock comes first: a second daemon on this directory stops here, before it reads or
     // creates the node key or opens the store.
     let _lock = keys::lock_data_dir(&config.data_dir)?;
@@ -121,24 +125,57 @@ fn run(config: config::Config) -> Result<(), String> {
         .collect();
     let writer = db.start_writer();
     let engine_config = config.clone();
+    let (network, metrics_listen, rpc_listen) = (
+        config.network.clone(),
+        config.metrics_listen,
+        config.rpc_listen,
+    );
     let node_secret = key.secret;
     let mut node = net::Node::bind(config, key, peer_config, channel_peers, |waker| {
         engine::start(&engine_config, node_secret, &writer, &loaded, waker).map(Some)
     })?;
     drop(loaded);
     let bound = node.local_addr().map_err(|e| e.to_string())?;
+    let mut lines = vec![format!("node_id={node_id}"), format!("listen={bound}")];
+    if let Some(engine) = node.engine_admin() {
+        let ctx = admin::Context {
+            node_id,
+            network,
+            listen: bound,
+            net: node.handle(),
+            engine,
+            store: writer.monitor(),
+            startup: process_start.elapsed(),
+            min_cltv_expiry_delta: config::MIN_CLTV_EXPIRY_DELTA,
+        };
+        if let Some(addr) = metrics_listen {
+            let at = admin::serve_metrics(addr, ctx.clone())?;
+            lines.push(format!("metrics={at}"));
+        }
+        if let Some(addr) = rpc_listen {
+            let at = admin::serve_rpc(addr, &data_dir, ctx)?;
+            lines.push(format!("rpc={at}"));
+        }
+    }
     {
+        // A reader that stopped reading (a script that took the first lines and closed the
+        // pipe) does not stop the daemon: the lines are also in the log.
         let mut out = std::io::stdout().lock();
-        writeln!(out, "node_id={node_id}")
-            .and_then(|_| writeln!(out, "listen={bound}"))
-            .and_then(|_| out.flush())
-            .map_err(|e| format!("stdout: {e}"))?;
+        let written = lines
+            .iter()
+            .try_for_each(|l| writeln!(out, "{l}"))
+            .and_then(|_| out.flush());
+        if let Err(e) = written {
+            log::warn!("start-up lines not all written to stdout: {e}");
+        }
+        log::info!("{}", lines.join(" "));
     }
     log::info!(
         "lnhubd {} started: node {node_id}, {summary}",
         env!("CARGO_PKG_VERSION")
     );
     let result = node.run().map_err(|e| format!("event loop: {e}"));
+    admin::remove_rpc_files(&data_dir);
     let st = writer.stats();
     log::info!(
         "store: {} commits ({} shard batches, at most {} in one), {} records, {} bytes, \

@@ -23,7 +23,8 @@ const KIND_FORWARD: u8 = 6;
 
 /// Versions of each record kind's body. Bump on any change to its body; the decoder refuses
 /// versions it does not know.
-const CHANNEL_VERSION: u8 = 1;
+/// Version 2 added the peer's alias; version 1 records (without it) are still read.
+const CHANNEL_VERSION: u8 = 2;
 const OPENING_VERSION: u8 = 1;
 const LINK_VERSION: u8 = 1;
 const HTLC_VERSION: u8 = 1;
@@ -107,6 +108,8 @@ pub struct ChannelHeader {
     pub peer: PublicKey,
     /// The scid (our alias) forwards name the channel by.
     pub scid: ShortChannelId,
+    /// The peer's alias for the channel, which our `channel_update`s name it by.
+    pub remote_alias: Option<ShortChannelId>,
     /// Our forwarding policy on it.
     pub policy: PolicyHistory,
 }
@@ -182,22 +185,37 @@ pub fn encode_channel(out: &mut Vec<u8>, header: &ChannelHeader, state: impl FnO
     out.extend_from_slice(&header.peer.serialize());
     out.extend_from_slice(&header.scid.0.to_be_bytes());
     write_policy_history(out, &header.policy);
+    // Zero: none (no alias is zero: block 0 holds no channel).
+    out.extend_from_slice(&header.remote_alias.map_or(0, |a| a.0).to_be_bytes());
     seal(out, start);
     state(out);
 }
 
 /// Decodes a channel record (its state bytes are checked later, by `Channel::decode`).
 pub fn decode_channel(value: &[u8]) -> Result<ChannelRecord, String> {
-    let (mut r, state) = unseal(value, KIND_CHANNEL, CHANNEL_VERSION, "channel")?;
+    let version = match value.get(1) {
+        Some(1) => 1,
+        _ => CHANNEL_VERSION,
+    };
+    let (mut r, state) = unseal(value, KIND_CHANNEL, version, "channel")?;
     let peer = r.point()?;
     let scid = ShortChannelId(r.u64()?);
     let policy = read_policy_history(&mut r)?;
+    let remote_alias = match version {
+        1 => None,
+        _ => Some(r.u64()?).filter(|a| *a != 0).map(ShortChannelId),
+    };
     r.end()?;
     if state.is_empty() {
         return Err("no channel state after the header".into());
     }
     Ok(ChannelRecord {
-        header: ChannelHeader { peer, scid, policy },
+        header: ChannelHeader {
+            peer,
+            scid,
+            remote_alias,
+            policy,
+        },
         state: state.to_vec(),
     })
 }

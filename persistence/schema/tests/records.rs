@@ -31,6 +31,7 @@ fn header(previous: bool) -> ChannelHeader {
     ChannelHeader {
         peer: peer(1),
         scid: ShortChannelId(0x0100_0000_0001_0001),
+        remote_alias: previous.then_some(ShortChannelId(0x0100_0000_0002_0002)),
         policy: PolicyHistory {
             current: policy(1),
             previous: previous.then(|| (policy(0), 1_700_000_000)),

@@ -33,13 +33,14 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
 use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions, MdbError};
+use lnhub_metrics::Histogram;
 use lnhub_schema::{
     decode_forward, forward_time_key, parse_forward_time_key, RecordError, SCHEMA_KEY,
     SCHEMA_VERSION,
@@ -269,6 +270,20 @@ impl Reader {
     /// Forwarding-log entries resolved at or after `since` (unix seconds), oldest first, at
     /// most `limit` of them. A record that does not decode is an error naming it.
     pub fn forwards(&self, since: u64, limit: usize) -> Result<Vec<ForwardRecord>, StoreError> {
+        self.forwards_where(since, u64::MAX, 0, limit, |_| true)
+    }
+
+    /// Forwarding-log entries resolved in `since..=until` (unix seconds) for which `keep` holds,
+    /// oldest first: `skip` of them are passed over, then at most `limit` returned (a page of
+    /// `listforwards`). A record that does not decode is an error naming it.
+    pub fn forwards_where(
+        &self,
+        since: u64,
+        until: u64,
+        mut skip: usize,
+        limit: usize,
+        keep: impl Fn(&ForwardRecord) -> bool,
+    ) -> Result<Vec<ForwardRecord>, StoreError> {
         let txn = self.env.read_txn().map_err(|e| io("read", e))?;
         let index = self.tables[Table::ForwardsByTime as usize];
         let log = self.tables[Table::Forwards as usize];
@@ -282,9 +297,12 @@ impl Reader {
                 break;
             }
             let (key, _) = row.map_err(|e| io("forwards_by_time", e))?;
-            let Some((_, forward)) = parse_forward_time_key(key) else {
+            let Some((resolved_at, forward)) = parse_forward_time_key(key) else {
                 return Err(RecordError::new(Table::ForwardsByTime, key, "malformed key").into());
             };
+            if resolved_at > until {
+                break;
+            }
             // An index entry left by a forward decided again later: the entry's own time
             // decides where it is listed.
             let Some(value) = log.get(&txn, &forward).map_err(|e| io("forwards", e))? else {
@@ -292,8 +310,14 @@ impl Reader {
             };
             let f = decode_forward(value)
                 .map_err(|why| RecordError::new(Table::Forwards, &forward, why))?;
-            if &forward_time_key(f.resolved_at, &f.in_channel_id, f.in_htlc_id)[..] == key {
-                out.push(f);
+            if &forward_time_key(f.resolved_at, &f.in_channel_id, f.in_htlc_id)[..] == key
+                && keep(&f)
+            {
+                if skip > 0 {
+                    skip -= 1;
+                } else {
+                    out.push(f);
+                }
             }
         }
         Ok(out)
@@ -336,7 +360,6 @@ struct Submission {
     reply: Sender<(Batch, Result<(), StoreError>)>,
 }
 
-#[derive(Default)]
 struct Stats {
     commits: AtomicU64,
     submissions: AtomicU64,
@@ -345,6 +368,89 @@ struct Stats {
     commit_nanos: AtomicU64,
     largest_group: AtomicU64,
     forwards_pruned: AtomicU64,
+    /// Taken by the writer once per commit and by a metrics scrape, never by a shard.
+    histograms: Mutex<CommitHistograms>,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            commits: AtomicU64::new(0),
+            submissions: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            commit_nanos: AtomicU64::new(0),
+            largest_group: AtomicU64::new(0),
+            forwards_pruned: AtomicU64::new(0),
+            histograms: Mutex::new(CommitHistograms::default()),
+        }
+    }
+}
+
+impl Stats {
+    fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            submissions: self.submissions.load(Ordering::Relaxed),
+            records: self.records.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            commit_nanos: self.commit_nanos.load(Ordering::Relaxed),
+            largest_group: self.largest_group.load(Ordering::Relaxed),
+            forwards_pruned: self.forwards_pruned.load(Ordering::Relaxed),
+        }
+    }
+
+    fn histograms(&self) -> CommitHistograms {
+        *self
+            .histograms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A read-only view of a running writer: its figures and the history tables.
+#[derive(Clone)]
+pub struct Monitor {
+    stats: Arc<Stats>,
+    reader: Reader,
+}
+
+impl Monitor {
+    /// The writer's counters so far.
+    pub fn stats(&self) -> StoreStats {
+        self.stats.snapshot()
+    }
+
+    /// The commits' histograms so far.
+    pub fn histograms(&self) -> CommitHistograms {
+        self.stats.histograms()
+    }
+
+    /// A reader of the history tables (the forwarding log).
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+/// The writer's commits by duration, records and bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CommitHistograms {
+    /// Duration of each commit (write and fsync), nanoseconds.
+    pub nanos: Histogram,
+    /// Records in each commit.
+    pub records: Histogram,
+    /// Bytes of keys and values in each commit.
+    pub bytes: Histogram,
+}
+
+impl Default for CommitHistograms {
+    fn default() -> CommitHistograms {
+        CommitHistograms {
+            nanos: Histogram::new(&lnhub_metrics::histogram::DURATION),
+            records: Histogram::new(&lnhub_metrics::histogram::COUNT),
+            bytes: Histogram::new(&lnhub_metrics::histogram::BYTES),
+        }
+    }
 }
 
 /// What the writer has done so far.
@@ -426,6 +532,13 @@ fn run(mut db: Db, rx: Receiver<Submission>, stats: &Stats) {
                     stats
                         .largest_group
                         .fetch_max(group.len() as u64, Ordering::Relaxed);
+                    let mut h = stats
+                        .histograms
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    h.nanos.observe(nanos);
+                    h.records.observe(records as u64);
+                    h.bytes.observe(bytes as u64);
                 }
                 result
             }
@@ -468,18 +581,23 @@ impl Writer {
         self.reader.clone()
     }
 
+    /// A read-only view of the writer's figures and the history tables, for other threads
+    /// (the metrics scrape, the admin API).
+    pub fn monitor(&self) -> Monitor {
+        Monitor {
+            stats: self.stats.clone(),
+            reader: self.reader.clone(),
+        }
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> StoreStats {
-        let s = &self.stats;
-        StoreStats {
-            commits: s.commits.load(Ordering::Relaxed),
-            submissions: s.submissions.load(Ordering::Relaxed),
-            records: s.records.load(Ordering::Relaxed),
-            bytes: s.bytes.load(Ordering::Relaxed),
-            commit_nanos: s.commit_nanos.load(Ordering::Relaxed),
-            largest_group: s.largest_group.load(Ordering::Relaxed),
-            forwards_pruned: s.forwards_pruned.load(Ordering::Relaxed),
-        }
+        self.stats.snapshot()
+    }
+
+    /// The commits' histograms so far.
+    pub fn histograms(&self) -> CommitHistograms {
+        self.stats.histograms()
     }
 
     /// Waits for the writer thread to end: call after every [`Handle`] is dropped (the

@@ -172,6 +172,15 @@ impl Book {
         self.funder
     }
 
+    /// The balance of `side` with every fully-resolved HTLC folded in: an HTLC in flight is
+    /// still counted in its offerer's balance.
+    pub fn base_balance(&self, side: Side) -> u64 {
+        match side {
+            Side::Local => self.base_local_msat,
+            Side::Remote => self.base_remote_msat,
+        }
+    }
+
     /// `funding_satoshis * 1000`.
     pub fn capacity_msat(&self) -> u64 {
         self.capacity_msat

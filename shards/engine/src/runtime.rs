@@ -25,7 +25,7 @@
 //! releasing committing messages without durable state could lose funds.
 
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendError};
 use lnhub_wire::msgs::Message;
@@ -35,7 +35,9 @@ use std::sync::{Arc, Mutex};
 
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_schema::Loaded;
-use lnhub_shard::{shard_of, Completion, Input, Io, Route, Shard, ShardConfig, Store, StoreError};
+use lnhub_shard::{
+    shard_of, Completion, Input, Io, Route, Shard, ShardConfig, ShardReport, Store, StoreError,
+};
 use lnhub_wire::types::ShortChannelId;
 
 /// What shards ask the connection room to do.
@@ -100,6 +102,7 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 pub struct Engine {
     peer_inputs: Vec<Sender<Input>>,
     outputs: Receiver<Output>,
+    admin: Admin,
     /// Shard threads. They end when the engine is dropped (their input queues disconnect);
     /// the daemon need not wait for them: every turn's state is already durable.
     _threads: Vec<JoinHandle<()>>,
@@ -112,6 +115,8 @@ struct ThreadIo<'a> {
     /// The hub's onion replay set: the one state every shard shares, behind the one lock
     /// (taken once per peel batch and once per block).
     replays: &'a Mutex<ReplaySet>,
+    /// Where reports for the operator go ([`Admin::reports`]).
+    reports: &'a Sender<(u64, ShardReport)>,
 }
 
 impl ThreadIo<'_> {
@@ -165,6 +170,90 @@ impl Io for ThreadIo<'_> {
     fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>) {
         lnhub_shard::replays_at_height_in(&mut self.replays(), height, forgotten);
     }
+    fn report(&mut self, id: u64, report: ShardReport) {
+        let _ = self.reports.send((id, report));
+    }
+}
+
+/// The operator's way into the running engine (the admin API and the metrics scrape), from
+/// any thread: it asks every shard for its report, delivers operator inputs, and reads queue
+/// depths. Nothing here touches the forwarding path: a report is one input a shard answers
+/// between two of its turns, from figures it keeps on its own thread.
+#[derive(Clone)]
+pub struct Admin {
+    peer_inputs: Vec<Sender<Input>>,
+    cross: Vec<Sender<Input>>,
+    reports: Receiver<(u64, ShardReport)>,
+    /// One report round at a time; the number of the next.
+    next: Arc<Mutex<u64>>,
+}
+
+impl Admin {
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.cross.len()
+    }
+
+    /// Every shard's report, in shard order, or an error if one does not answer within
+    /// `timeout` (a shard stuck for that long is a fault worth reporting, not waiting on).
+    pub fn reports(&self, timeout: Duration) -> Result<Vec<ShardReport>, String> {
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *next += 1;
+        let id = *next;
+        for tx in &self.cross {
+            tx.send(Input::Report { id })
+                .map_err(|_| "the engine has stopped".to_string())?;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut got: Vec<Option<ShardReport>> = vec![None; self.cross.len()];
+        let mut missing = got.len();
+        while missing > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.reports.recv_timeout(left) {
+                // An answer to an earlier round that timed out is dropped.
+                Ok((rid, report)) if rid == id && report.shard < got.len() => {
+                    if got[report.shard].replace(report).is_none() {
+                        missing -= 1;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let late: Vec<usize> = (0..got.len()).filter(|i| got[*i].is_none()).collect();
+                    return Err(format!(
+                        "shard(s) {late:?} did not answer within {} ms",
+                        timeout.as_millis()
+                    ));
+                }
+            }
+        }
+        Ok(got.into_iter().flatten().collect())
+    }
+
+    /// Delivers an operator input to shard `shard` (its queue from other shards: never full).
+    pub fn send(&self, shard: usize, input: Input) -> Result<(), String> {
+        self.cross
+            .get(shard)
+            .ok_or_else(|| format!("no shard {shard}"))?
+            .send(input)
+            .map_err(|_| "the engine has stopped".to_string())
+    }
+
+    /// The shard that owns `node_id`'s channels.
+    pub fn shard_of(&self, node_id: &PublicKey) -> usize {
+        shard_of(node_id, self.cross.len())
+    }
+
+    /// Inputs waiting in each shard's queues: (from peers, from other shards).
+    pub fn queue_depths(&self) -> Vec<(usize, usize)> {
+        self.peer_inputs
+            .iter()
+            .zip(&self.cross)
+            .map(|(p, c)| (p.len(), c.len()))
+            .collect()
+    }
 }
 
 impl Engine {
@@ -186,6 +275,9 @@ impl Engine {
         );
         let mut replays = ReplaySet::new(ReplayConfig::default(), 0);
         let (out_tx, out_rx) = unbounded();
+        let (reports_tx, reports_rx) = unbounded();
+        // Every shard's clock counts from here, so latencies across shards compare.
+        let origin = Instant::now();
         let (peer_tx, peer_rx): (Vec<_>, Vec<_>) = (0..config.shards)
             .map(|_| bounded(config.queue_depth))
             .unzip();
@@ -212,6 +304,7 @@ impl Engine {
         {
             let (mut store, completions) = store(index);
             let replays = replays.clone();
+            let reports = reports_tx.clone();
             let out = out_tx.clone();
             let cross: Vec<Sender<Input>> = cross_tx.clone();
             let wake = wake.clone();
@@ -238,6 +331,7 @@ impl Engine {
                             out: &out,
                             cross: &cross,
                             replays: &replays,
+                            reports: &reports,
                         };
                         // Work left by the last turn, or records to submit with no batch in
                         // flight: the next turn runs at once, with whatever arrived meanwhile.
@@ -293,20 +387,35 @@ impl Engine {
                             }
                         }
                         let now = unix_now();
+                        let started = Instant::now();
+                        shard.set_clock(nanos_since(origin, started));
                         if let Err(e) = shard.turn(now, batch.drain(..), store.as_mut(), &mut io) {
                             stop(e);
                         }
+                        shard.observe_turn(nanos_since(started, Instant::now()));
                         wake();
                     }
                 })
                 .expect("spawn shard thread");
             threads.push(handle);
         }
+        let admin = Admin {
+            peer_inputs: peer_tx.clone(),
+            cross: cross_tx,
+            reports: reports_rx,
+            next: Arc::new(Mutex::new(0)),
+        };
         Ok(Engine {
             peer_inputs: peer_tx,
             outputs: out_rx,
+            admin,
             _threads: threads,
         })
+    }
+
+    /// The operator's handle on the engine (clone it into other threads).
+    pub fn admin(&self) -> Admin {
+        self.admin.clone()
     }
 
     /// Number of shards.
@@ -365,6 +474,10 @@ pub fn abort_on_panic() {
         );
         std::process::abort();
     }));
+}
+
+fn nanos_since(origin: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn unix_now() -> u64 {

@@ -59,6 +59,7 @@ pub fn write_channel(batch: &mut Batch, slot: &mut Slot) {
     let header = ChannelHeader {
         peer: slot.peer,
         scid: slot.scid,
+        remote_alias: slot.remote_alias,
         policy: slot.policy,
     };
     let channel = &slot.channel;

@@ -23,7 +23,10 @@ use lnhub_channel::{
 };
 use lnhub_forward::{Limits, Policy};
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
-use lnhub_shard::{Input, Io, MemoryStore, OpenConfig, Route, Shard, ShardConfig};
+use lnhub_shard::{
+    ChannelState, Input, Io, MemoryStore, OpenConfig, PolicyChange, Route, Shard, ShardConfig,
+    ShardReport,
+};
 use lnhub_tx::ChannelType;
 use lnhub_wire::msgs::{ChannelReestablish, Message};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
@@ -42,6 +45,7 @@ struct Collect {
     to_peers: HashMap<PublicKey, VecDeque<Message>>,
     disconnected: Vec<PublicKey>,
     replays: ReplaySet,
+    reports: Vec<(u64, ShardReport)>,
 }
 
 impl Default for Collect {
@@ -50,6 +54,7 @@ impl Default for Collect {
             to_peers: HashMap::new(),
             disconnected: Vec::new(),
             replays: ReplaySet::new(ReplayConfig::default(), 100),
+            reports: Vec::new(),
         }
     }
 }
@@ -77,6 +82,9 @@ impl Io for Collect {
     }
     fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>) {
         lnhub_shard::replays_at_height_in(&mut self.replays, height, forgotten);
+    }
+    fn report(&mut self, id: u64, report: ShardReport) {
+        self.reports.push((id, report));
     }
 }
 
@@ -663,4 +671,98 @@ fn unanswered_closing_complete_times_out() {
         }
     }
     assert!(!shard.channel(&channel_id).unwrap().channel.is_failed());
+}
+
+/// The shard's report for the operator names the channel with its state, balances and
+/// policy; a policy change is honoured at once, written with the next batch (the record's
+/// header carries it and the peer's alias across a restart), and the peer receives the new
+/// `channel_update` under its own alias for the channel.
+#[test]
+fn operator_reads_channels_and_changes_their_policy() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x6a; 32]).unwrap());
+    let (mut shard, hub_id) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let (_ch, channel_id) = opened(&secp, &mut shard, &mut store, peer, false);
+
+    let mut io = Collect::default();
+    shard
+        .turn(T0, [Input::Report { id: 7 }], &mut store, &mut io)
+        .unwrap();
+    let [(7, report)] = &io.reports[..] else {
+        panic!("one report: {:?}", io.reports)
+    };
+    let [c] = &report.channels[..] else {
+        panic!("{report:?}")
+    };
+    assert_eq!(c.channel_id, channel_id);
+    assert_eq!(c.peer, peer);
+    assert_eq!(c.state, ChannelState::Normal);
+    assert_eq!(c.state.as_str(), "normal");
+    assert!(!c.we_funded);
+    assert_eq!(c.htlcs_in, (0, 0));
+    assert_eq!(
+        c.local_msat + c.remote_msat,
+        c.capacity_msat,
+        "no HTLC in flight: the balances make the capacity"
+    );
+    let remote_alias = c.remote_alias.expect("the funder gave its alias");
+    let old = c.policy;
+
+    let change = PolicyChange {
+        fee_base_msat: Some(2_000),
+        fee_proportional_millionths: Some(500),
+        ..PolicyChange::default()
+    };
+    let commits = store.commits;
+    let mut io = Collect::default();
+    shard
+        .turn(
+            T0 + 5,
+            [
+                Input::SetPolicy {
+                    channel_id: None,
+                    change,
+                },
+                Input::Report { id: 8 },
+            ],
+            &mut store,
+            &mut io,
+        )
+        .unwrap();
+    assert!(store.commits > commits, "the new policy is written");
+    let out: Vec<Message> = io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default();
+    let [Message::ChannelUpdate(update)] = &out[..] else {
+        panic!("the peer gets the new channel_update: {out:?}")
+    };
+    assert_eq!(update.short_channel_id, remote_alias);
+    assert_eq!(update.fee_base_msat, 2_000);
+    assert_eq!(update.fee_proportional_millionths, 500);
+    assert_eq!(update.cltv_expiry_delta, old.cltv_expiry_delta);
+    assert_eq!(update.timestamp, (T0 + 5) as u32);
+    let mut bytes = Vec::new();
+    Message::ChannelUpdate(update.clone()).encode(&mut bytes);
+    // BOLT 7: the signature covers the double SHA-256 of what follows it.
+    let digest = sha256d::Hash::hash(&bytes[2 + 64..]);
+    let signed = secp256k1::Message::from_digest(digest.to_byte_array());
+    secp.verify_ecdsa(&signed, &update.signature, &hub_id)
+        .expect("signed by the hub");
+    let c = &io.reports[0].1.channels[0];
+    assert_eq!(c.policy.fee_base_msat, 2_000);
+    assert_eq!(
+        c.previous_policy,
+        Some((old, T0 + 5)),
+        "the old one in grace"
+    );
+
+    // An unchanged policy sends nothing and writes nothing.
+    let commits = store.commits;
+    let mut io = Collect::default();
+    let set = Input::SetPolicy {
+        channel_id: Some(channel_id),
+        change,
+    };
+    shard.turn(T0 + 6, [set], &mut store, &mut io).unwrap();
+    assert!(io.to_peers.is_empty());
+    assert_eq!(store.commits, commits);
 }

@@ -35,7 +35,8 @@ use lnhub_onion::{build_onion, peel, HopAction, PayloadFields, PeeledHop, RouteH
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_schema::ForwardOutcome;
 use lnhub_shard::{
-    Batch, Input, Io, MemoryStore, Route, Shard, ShardConfig, Store, StoreError, Submitted,
+    Batch, Input, Io, MemoryStore, Route, Shard, ShardConfig, ShardReport, Store, StoreError,
+    Submitted,
 };
 use lnhub_tx::{ChannelType, Side};
 use lnhub_wire::msgs::Message;
@@ -179,6 +180,9 @@ impl Io for SimIo<'_> {
     fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>) {
         lnhub_shard::replays_at_height_in(self.replays, height, forgotten);
     }
+    fn report(&mut self, _: u64, _: ShardReport) {
+        unreachable!("the simulator asks for no report");
+    }
 }
 
 /// The hub's store as one shard sees it: the shared tables, and the shard's batch in flight
@@ -271,6 +275,7 @@ impl Sim {
                 scid(i),
                 PolicyHistory::new(policy()),
                 true,
+                None,
             );
             shard_of.push(shard);
             peers.push(Peer {

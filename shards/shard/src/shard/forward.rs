@@ -54,6 +54,7 @@ impl Shard {
             );
         }
         self.counters.onions_peeled_total += work.len() as u64;
+        self.counters.peel_batch.observe(work.len() as u64);
         // The hub's replay set is asked once for the whole batch: every onion that peeled.
         let mut onions = std::mem::take(&mut self.replay_queries);
         onions.clear();
@@ -150,7 +151,7 @@ impl Shard {
                 }
             };
             self.incoming
-                .insert((w.channel_id, w.htlc_id), shared_secret);
+                .insert((w.channel_id, w.htlc_id), (shared_secret, self.clock));
             let forward = match action {
                 HopAction::Forward(f) => f,
                 HopAction::Receive(_) => {
@@ -198,6 +199,7 @@ impl Shard {
                 },
                 payment_hash: w.payment_hash,
                 onion: *next,
+                committed_at: self.clock,
             };
             if route.shard == self.config.index {
                 self.pending.push_back(Input::Add(handoff));
@@ -222,7 +224,7 @@ impl Shard {
             .get(&channel_id)
             .and_then(|s| s.channel.book().htlc(lnhub_tx::Side::Remote, htlc_id))
             .map_or(Msat(0), |h| h.amount_msat);
-        self.forwards_done.push(crate::forwards::refused(
+        self.log_forward(crate::forwards::refused(
             channel_id,
             htlc_id,
             in_amount_msat,
@@ -263,7 +265,8 @@ impl Shard {
         failure: FailureMessage,
     ) {
         if let Some(ss) = ss {
-            self.incoming.insert((channel_id, htlc_id), ss);
+            self.incoming
+                .insert((channel_id, htlc_id), (ss, self.clock));
         }
         self.counters.forwards_failed_total += 1;
         self.log_failed_here(channel_id, htlc_id, failure.failure_code());
@@ -288,7 +291,7 @@ impl Shard {
         }
         let bounce = |shard: &mut Shard, upstream: Upstream| {
             shard.counters.forwards_failed_total += 1;
-            shard.forwards_done.push(crate::forwards::refused(
+            shard.log_forward(crate::forwards::refused(
                 h.origin.channel_id,
                 h.origin.htlc_id,
                 h.request.incoming_amount_msat,
@@ -354,6 +357,8 @@ impl Shard {
                         self.new_links.push(link);
                         self.touched.insert(h.out_channel_id);
                         self.counters.forwards_total += 1;
+                        let latency = self.clock.saturating_sub(h.committed_at);
+                        self.counters.forward_add_nanos.observe(latency);
                     }
                     Err(e) => {
                         log::debug!("forward to {}: channel refused: {e:?}", h.out_channel_id);
@@ -443,9 +448,12 @@ impl Shard {
             return;
         };
         // After a restart the shared secret is gone from memory: peel the kept onion again.
-        let ss = match self.incoming.get(&(channel_id, htlc_id)) {
-            Some(ss) => Some(*ss),
-            None => repeel(&self.secp, &self.config.node_secret, &slot.channel, htlc_id),
+        let (ss, committed_at) = match self.incoming.get(&(channel_id, htlc_id)) {
+            Some((ss, at)) => (Some(*ss), Some(*at)),
+            None => (
+                repeel(&self.secp, &self.config.node_secret, &slot.channel, htlc_id),
+                None,
+            ),
         };
         let packet = &mut self.packet;
         let result = match &upstream {
@@ -497,8 +505,15 @@ impl Shard {
         };
         match result {
             Ok(()) => {
+                // Measured from the commitment this process saw (none after a restart).
+                let latency = committed_at.map(|at| self.clock.saturating_sub(at));
                 if matches!(upstream, Upstream::Fulfilled(_)) {
                     self.counters.fulfills_total += 1;
+                    if let Some(l) = latency {
+                        self.counters.forward_settle_nanos.observe(l);
+                    }
+                } else if let Some(l) = latency {
+                    self.counters.forward_fail_nanos.observe(l);
                 }
                 self.incoming.remove(&(channel_id, htlc_id));
                 self.touched.insert(channel_id);

@@ -37,8 +37,8 @@
 //! This file holds the shard, the turn and the routing of inputs; beside it: `types` (inputs,
 //! the `Io` seam, settings, counters, slots, forward records), and the steps: `parallel`
 //! (verify and sign), `persist` (the store seam), `forward` (peel,
-//! decide, hand off, resolve), `closing` (the cooperative close), `restart` (rebuilding from
-//! the store).
+//! decide, hand off, resolve), `closing` (the cooperative close), `operator` (reports,
+//! policy changes), `restart` (rebuilding from the store).
 //!
 //! The shard does no I/O itself and shares no memory with other shards: messages to peers,
 //! inputs for other shards and the hub's replay set go through the [`Io`] the caller passes,
@@ -49,6 +49,7 @@
 
 mod closing;
 mod forward;
+mod operator;
 mod parallel;
 mod persist;
 mod restart;
@@ -117,8 +118,9 @@ pub struct Shard {
     /// channels: this shard's own copy.
     routes: HashMap<ShortChannelId, Route>,
     slots: HashMap<ChannelId, Slot>,
-    /// Shared secrets of incoming HTLCs being forwarded, to encrypt their failure.
-    incoming: HashMap<(ChannelId, u64), [u8; 32]>,
+    /// Shared secrets of incoming HTLCs being forwarded, to encrypt their failure, and when
+    /// each was irrevocably committed (shard clock), for the forward's latency.
+    incoming: HashMap<(ChannelId, u64), ([u8; 32], u64)>,
     /// Forward links of our outgoing HTLCs.
     links: HashMap<(ChannelId, u64), ForwardLink>,
     /// Links restored with a resolution: sent upstream again at the next turn.
@@ -133,7 +135,12 @@ pub struct Shard {
     closing_wait: HashMap<ChannelId, u64>,
     height: u32,
     now: u64,
+    /// A monotonic clock in nanoseconds, set by the runtime before each turn
+    /// ([`Shard::set_clock`]); only latencies are measured with it.
+    clock: u64,
     counters: Counters,
+    /// Channels whose header (policy) changed: their record is due with the next batch.
+    rewrites: Vec<ChannelId>,
     // Per-turn scratch, reused.
     pending: VecDeque<Input>,
     deferred: Vec<Input>,
@@ -203,7 +210,9 @@ impl Shard {
             closing_wait: HashMap::new(),
             height,
             now,
+            clock: 0,
             counters: Counters::default(),
+            rewrites: Vec::new(),
             pending: VecDeque::new(),
             deferred: Vec::new(),
             deferred_peers: HashSet::new(),
@@ -255,6 +264,32 @@ impl Shard {
         &self.counters
     }
 
+    /// Sets the shard's monotonic clock (nanoseconds from any fixed origin shared by every
+    /// shard): forward latencies are measured with it. The simulator leaves it at zero.
+    pub fn set_clock(&mut self, nanos: u64) {
+        self.clock = self.clock.max(nanos);
+    }
+
+    /// Records how long the runtime measured the last turn to take.
+    pub fn observe_turn(&mut self, nanos: u64) {
+        self.counters.turn_nanos.observe(nanos);
+    }
+
+    /// The shard's figures and channels, as [`Input::Report`] answers.
+    pub fn report(&self) -> ShardReport {
+        let mut channels: Vec<ChannelReport> =
+            self.slots.values().map(operator::channel_report).collect();
+        channels.sort_by_key(|c| c.scid.0);
+        ShardReport {
+            shard: self.config.index,
+            height: self.height,
+            counters: self.counters,
+            channels,
+            openings: self.opener.opening.len(),
+            forwards_in_flight: self.links.len(),
+        }
+    }
+
     /// A channel of this shard.
     pub fn channel(&self, channel_id: &ChannelId) -> Option<&Slot> {
         self.slots.get(channel_id)
@@ -278,6 +313,7 @@ impl Shard {
         scid: ShortChannelId,
         policy: PolicyHistory,
         connected: bool,
+        remote_alias: Option<ShortChannelId>,
     ) {
         let channel_id = channel.channel_id();
         let route = Route {
@@ -289,6 +325,7 @@ impl Shard {
             channel,
             peer,
             scid,
+            remote_alias,
             policy,
             disabled: false,
             connected,
@@ -311,6 +348,7 @@ impl Shard {
     ) -> Result<(), StoreError> {
         self.now = self.now.max(now);
         self.counters.turns += 1;
+        let inputs_before = self.counters.inputs;
         self.pending.extend(inputs);
         for key in std::mem::take(&mut self.restored_resolutions) {
             if let Some(link) = self.links.get(&key) {
@@ -368,6 +406,9 @@ impl Shard {
         if self.pending.is_empty() && !self.has_unsigned() {
             self.touched.clear();
         }
+        self.counters
+            .turn_inputs
+            .observe(self.counters.inputs - inputs_before);
         Ok(())
     }
 
@@ -380,6 +421,7 @@ impl Shard {
             && self.opening_persists.is_empty()
             && self.new_links.is_empty()
             && self.opened.is_empty()
+            && self.rewrites.is_empty()
             && self.held.is_empty()
             && self.done_links.is_empty()
             && self.forwards_done.is_empty()
@@ -436,7 +478,14 @@ impl Shard {
             Input::Resolve { channel_id, .. } | Input::CloseChannel { channel_id } => {
                 self.staged_ids.contains(channel_id)
             }
-            Input::LinkDone { .. } | Input::Route { .. } => false,
+            Input::SetPolicy {
+                channel_id: Some(channel_id),
+                ..
+            } => self.staged_ids.contains(channel_id),
+            Input::LinkDone { .. }
+            | Input::Route { .. }
+            | Input::Report { .. }
+            | Input::SetPolicy { .. } => false,
             Input::BlockHeight(_) => true,
         }
     }
@@ -497,7 +546,7 @@ impl Shard {
                     self.origins.remove(&link.origin);
                     self.done_links.push((channel_id, htlc_id));
                     if let Some(resolution) = &link.resolution {
-                        self.forwards_done.push(ForwardRecord {
+                        self.log_forward(ForwardRecord {
                             in_channel_id: link.origin.channel_id,
                             in_htlc_id: link.origin.htlc_id,
                             out: Some((channel_id, htlc_id)),
@@ -519,6 +568,8 @@ impl Shard {
                 }
             }
             Input::Route { scid, route } => self.learn_route(scid, route),
+            Input::Report { id } => io.report(id, self.report()),
+            Input::SetPolicy { channel_id, change } => self.set_policy(channel_id, change, io),
             Input::BlockHeight(height) => {
                 self.height = height;
                 // The shard that moves the shared set forward deletes what it forgets.
@@ -629,8 +680,8 @@ impl Shard {
                 let channel_id = channel.channel_id();
                 let policy = self.config.open.as_ref().map(|o| o.default_policy);
                 let policy = policy.expect("channels are only accepted with an open config");
-                let capacity_msat = channel.book().capacity_msat();
-                self.insert_channel(*channel, peer, alias, PolicyHistory::new(policy), true);
+                let history = PolicyHistory::new(policy);
+                self.insert_channel(*channel, peer, alias, history, true, remote_alias);
                 let route = Route {
                     shard: self.config.index,
                     channel_id,
@@ -642,18 +693,7 @@ impl Shard {
                 self.counters.channels_opened_total += 1;
                 self.touched.insert(channel_id);
                 self.drain_channel(channel_id, io);
-                let update = channel_update(
-                    &self.secp,
-                    &self.config.node_secret,
-                    self.config.chain_hash,
-                    remote_alias.unwrap_or(alias),
-                    &self.node_id,
-                    &peer,
-                    &policy,
-                    capacity_msat,
-                    u32::try_from(self.now).unwrap_or(u32::MAX),
-                );
-                io.send(&peer, Message::ChannelUpdate(update));
+                self.send_channel_update(channel_id, io);
                 log::info!("channel {channel_id} with {peer} is open (alias {alias})");
             }
         }

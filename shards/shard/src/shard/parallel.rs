@@ -41,8 +41,11 @@ impl Shard {
                 }
             }
         }
-        self.counters.signatures_verified_total +=
-            stages.iter().map(|s| s.checks().len() as u64).sum::<u64>();
+        let checks = stages.iter().map(|s| s.checks().len() as u64).sum::<u64>();
+        self.counters.signatures_verified_total += checks;
+        if checks > 0 {
+            self.counters.verify_batch.observe(checks);
+        }
         let results = verify_batch(&self.secp, stages);
         self.staged_ids.clear();
         for (channel_id, verified) in ids.into_iter().zip(results) {
@@ -84,6 +87,7 @@ impl Shard {
         let signed = self.par_channels(work, |secp, ch, ()| {
             ch.stage_sign(secp).map(|s| s.map(|s| s.sign(secp)))
         });
+        let before = self.counters.commitments_signed_total;
         for (id, result) in signed {
             match result {
                 Ok(Some(signed)) => {
@@ -95,6 +99,10 @@ impl Shard {
                 Ok(None) => {}
                 Err(e) => log::warn!("channel {id}: cannot sign: {e}"),
             }
+        }
+        let signed = self.counters.commitments_signed_total - before;
+        if signed > 0 {
+            self.counters.sign_batch.observe(signed);
         }
     }
 

@@ -47,6 +47,7 @@ impl Shard {
             .map(|(id, _)| *id)
             .chain(self.new_links.iter().map(|l| l.out_channel_id))
             .chain(self.opened.drain(..))
+            .chain(self.rewrites.drain(..))
             .collect();
         unique.sort_unstable_by_key(|id| id.0);
         unique.dedup();

@@ -37,7 +37,7 @@ impl Shard {
         channel.handle_restart();
         let id = channel.channel_id();
         let h = &stored.header;
-        self.insert_channel(channel, h.peer, h.scid, h.policy, false);
+        self.insert_channel(channel, h.peer, h.scid, h.policy, false, h.remote_alias);
         let slot = self.slots.get_mut(&id).expect("just inserted");
         // Every stored HTLC record, even one whose HTLC the channel's record no longer holds:
         // the next write deletes those.

@@ -5,7 +5,10 @@
 use std::collections::HashSet;
 
 use lnhub_channel::Channel;
-use lnhub_forward::{Limits, PolicyHistory, Request};
+use lnhub_forward::{Limits, Policy, PolicyHistory, Request};
+use lnhub_metrics::histogram::{COUNT, DURATION, LATENCY};
+use lnhub_metrics::labels::FAILURE_SLOTS;
+use lnhub_metrics::Histogram;
 use lnhub_onion::{OnionPacket, ReplayError, ReplaySet};
 use lnhub_wire::features::Features;
 use lnhub_wire::msgs::Message;
@@ -77,6 +80,9 @@ pub struct HandOff {
     /// the outgoing shard writes it in the same commit as the outgoing HTLC, so no forward
     /// leaves before its entry is durable.
     pub replay: Option<(u32, u128)>,
+    /// When the incoming HTLC became irrevocably committed (the shard clock, nanoseconds; see
+    /// [`crate::Shard::set_clock`]): the outgoing shard measures the forward's latency.
+    pub committed_at: u64,
 }
 
 /// How a forward ended downstream (or could not start), sent to the incoming shard; the
@@ -148,6 +154,134 @@ pub enum Input {
         /// The channel.
         channel_id: ChannelId,
     },
+    /// The operator asks for the shard's figures and channels: answered at once with
+    /// [`Io::report`] and this `id`.
+    Report {
+        /// The caller's number for the request.
+        id: u64,
+    },
+    /// The operator sets the forwarding policy of one channel of this shard, or of all of
+    /// them: the previous policy is still honoured for the grace period, the peer receives
+    /// the new `channel_update`, and the policy is written with the channel's next record.
+    SetPolicy {
+        /// The channel, or `None` for every channel of the shard.
+        channel_id: Option<ChannelId>,
+        /// What changes.
+        change: PolicyChange,
+    },
+}
+
+/// A change of forwarding policy: each field set replaces the channel's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyChange {
+    /// `fee_base_msat`.
+    pub fee_base_msat: Option<u32>,
+    /// `fee_proportional_millionths`.
+    pub fee_proportional_millionths: Option<u32>,
+    /// `cltv_expiry_delta`.
+    pub cltv_expiry_delta: Option<u16>,
+    /// `htlc_minimum_msat`.
+    pub htlc_minimum_msat: Option<Msat>,
+    /// `htlc_maximum_msat`.
+    pub htlc_maximum_msat: Option<Msat>,
+}
+
+impl PolicyChange {
+    /// `policy` with this change applied.
+    pub fn apply(&self, mut policy: Policy) -> Policy {
+        if let Some(v) = self.fee_base_msat {
+            policy.fee_base_msat = v;
+        }
+        if let Some(v) = self.fee_proportional_millionths {
+            policy.fee_proportional_millionths = v;
+        }
+        if let Some(v) = self.cltv_expiry_delta {
+            policy.cltv_expiry_delta = v;
+        }
+        if let Some(v) = self.htlc_minimum_msat {
+            policy.htlc_minimum_msat = v;
+        }
+        if let Some(v) = self.htlc_maximum_msat {
+            policy.htlc_maximum_msat = v;
+        }
+        policy
+    }
+}
+
+/// A shard's answer to [`Input::Report`].
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    /// The shard.
+    pub shard: usize,
+    /// Its block height.
+    pub height: u32,
+    /// Its counters.
+    pub counters: Counters,
+    /// Its channels in normal operation or closing.
+    pub channels: Vec<ChannelReport>,
+    /// Channels in establishment.
+    pub openings: usize,
+    /// Forwards whose outgoing HTLC (on this shard) is not yet resolved upstream.
+    pub forwards_in_flight: usize,
+}
+
+/// Where a channel stands, for the operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelState {
+    /// Forwarding (the peer connected).
+    Normal,
+    /// The peer is away.
+    Disconnected,
+    /// `shutdown` sent or received: HTLCs drain, then the fee is negotiated.
+    ShuttingDown,
+    /// The closing transaction is signed.
+    Closed,
+    /// Failed with an error: its commitment goes on chain.
+    Failed,
+}
+
+impl ChannelState {
+    /// The name the API and the metrics use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChannelState::Normal => "normal",
+            ChannelState::Disconnected => "disconnected",
+            ChannelState::ShuttingDown => "shutting_down",
+            ChannelState::Closed => "closed",
+            ChannelState::Failed => "failed",
+        }
+    }
+}
+
+/// One channel, as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelReport {
+    /// The channel.
+    pub channel_id: ChannelId,
+    /// The peer.
+    pub peer: PublicKey,
+    /// Our alias for it (forwards name it by this).
+    pub scid: ShortChannelId,
+    /// The peer's alias for it, if it gave one.
+    pub remote_alias: Option<ShortChannelId>,
+    /// Where it stands.
+    pub state: ChannelState,
+    /// Capacity.
+    pub capacity_msat: u64,
+    /// Our balance, HTLCs in flight excluded.
+    pub local_msat: u64,
+    /// The peer's balance, HTLCs in flight excluded.
+    pub remote_msat: u64,
+    /// HTLCs the peer offered: count and amount.
+    pub htlcs_in: (usize, u64),
+    /// HTLCs we offered: count and amount.
+    pub htlcs_out: (usize, u64),
+    /// Our forwarding policy.
+    pub policy: Policy,
+    /// The policy it replaced and when (unix seconds), while it may still be honoured.
+    pub previous_policy: Option<(Policy, u64)>,
+    /// Whether we opened it (we never do yet; the peer funds every channel).
+    pub we_funded: bool,
 }
 
 /// Where a shard's output goes.
@@ -177,6 +311,8 @@ pub trait Io {
     /// Moves the hub's replay set to `height`: the entries it forgets, (expiry, tag), are
     /// pushed to `forgotten` (by the first shard to report the height; the others see none).
     fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>);
+    /// The answer to [`Input::Report`] `id`.
+    fn report(&mut self, id: u64, report: ShardReport);
 }
 
 /// What an [`Io`] owning a plain replay set does for [`Io::check_replays`]: checks and records
@@ -214,8 +350,10 @@ pub struct ShardConfig {
     pub open: Option<OpenConfig>,
 }
 
-/// Monotonic counters of one shard, read by the metrics exporter (a later issue) and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What one shard counts and measures, in plain integers on its own thread: read by the
+/// metrics scrape (through [`Input::Report`], folded over every shard) and by tests. Counters
+/// only go up; histograms observe in nanoseconds or counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Counters {
     /// Turns run.
     pub turns: u64,
@@ -227,6 +365,19 @@ pub struct Counters {
     pub forwards_failed_total: u64,
     /// Incoming HTLCs fulfilled upstream.
     pub fulfills_total: u64,
+    /// Forwards logged as settled (by the outgoing shard, when the incoming side is
+    /// resolved durably).
+    pub forwards_settled_total: u64,
+    /// Forwards logged as failed downstream, by BOLT 4 code slot
+    /// (`lnhub_metrics::labels::failure_index`; the last slot: code unknown, which is every
+    /// encrypted failure).
+    pub forwards_failed_downstream: [u64; FAILURE_SLOTS],
+    /// Forwards the hub failed itself, by BOLT 4 code slot.
+    pub forwards_failed_here: [u64; FAILURE_SLOTS],
+    /// Fees earned by settled forwards.
+    pub fees_msat_total: u64,
+    /// Outgoing amount of settled forwards.
+    pub volume_msat_total: u64,
     /// Onions peeled.
     pub onions_peeled_total: u64,
     /// Store commits (group-commit batches).
@@ -247,6 +398,103 @@ pub struct Counters {
     pub replays_refused_total: u64,
     /// Channels whose cooperative close produced a signed closing transaction.
     pub channels_closed_total: u64,
+    /// Irrevocable commitment of an incoming HTLC to its outgoing `update_add_htlc`.
+    pub forward_add_nanos: Histogram,
+    /// Irrevocable commitment of an incoming HTLC to its fulfill sent upstream.
+    pub forward_settle_nanos: Histogram,
+    /// Irrevocable commitment of an incoming HTLC to its failure sent upstream.
+    pub forward_fail_nanos: Histogram,
+    /// Turn durations, as the runtime measured them ([`crate::Shard::observe_turn`]).
+    pub turn_nanos: Histogram,
+    /// Inputs per turn.
+    pub turn_inputs: Histogram,
+    /// Onions per peel batch.
+    pub peel_batch: Histogram,
+    /// Signatures per verification batch.
+    pub verify_batch: Histogram,
+    /// `commitment_signed`s per signing batch.
+    pub sign_batch: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Counters {
+        Counters {
+            turns: 0,
+            inputs: 0,
+            forwards_total: 0,
+            forwards_failed_total: 0,
+            fulfills_total: 0,
+            forwards_settled_total: 0,
+            forwards_failed_downstream: [0; FAILURE_SLOTS],
+            forwards_failed_here: [0; FAILURE_SLOTS],
+            fees_msat_total: 0,
+            volume_msat_total: 0,
+            onions_peeled_total: 0,
+            commits_total: 0,
+            records_total: 0,
+            bytes_written_total: 0,
+            signatures_verified_total: 0,
+            commitments_signed_total: 0,
+            channels_failed_total: 0,
+            channels_opened_total: 0,
+            replays_refused_total: 0,
+            channels_closed_total: 0,
+            forward_add_nanos: Histogram::new(&LATENCY),
+            forward_settle_nanos: Histogram::new(&LATENCY),
+            forward_fail_nanos: Histogram::new(&LATENCY),
+            turn_nanos: Histogram::new(&DURATION),
+            turn_inputs: Histogram::new(&COUNT),
+            peel_batch: Histogram::new(&COUNT),
+            verify_batch: Histogram::new(&COUNT),
+            sign_batch: Histogram::new(&COUNT),
+        }
+    }
+}
+
+impl Counters {
+    /// Adds `other`'s counts (another shard's) to these.
+    pub fn merge(&mut self, o: &Counters) {
+        self.turns += o.turns;
+        self.inputs += o.inputs;
+        self.forwards_total += o.forwards_total;
+        self.forwards_failed_total += o.forwards_failed_total;
+        self.fulfills_total += o.fulfills_total;
+        self.forwards_settled_total += o.forwards_settled_total;
+        for (a, b) in self
+            .forwards_failed_downstream
+            .iter_mut()
+            .zip(o.forwards_failed_downstream)
+        {
+            *a += b;
+        }
+        for (a, b) in self
+            .forwards_failed_here
+            .iter_mut()
+            .zip(o.forwards_failed_here)
+        {
+            *a += b;
+        }
+        self.fees_msat_total += o.fees_msat_total;
+        self.volume_msat_total += o.volume_msat_total;
+        self.onions_peeled_total += o.onions_peeled_total;
+        self.commits_total += o.commits_total;
+        self.records_total += o.records_total;
+        self.bytes_written_total += o.bytes_written_total;
+        self.signatures_verified_total += o.signatures_verified_total;
+        self.commitments_signed_total += o.commitments_signed_total;
+        self.channels_failed_total += o.channels_failed_total;
+        self.channels_opened_total += o.channels_opened_total;
+        self.replays_refused_total += o.replays_refused_total;
+        self.channels_closed_total += o.channels_closed_total;
+        self.forward_add_nanos.merge(&o.forward_add_nanos);
+        self.forward_settle_nanos.merge(&o.forward_settle_nanos);
+        self.forward_fail_nanos.merge(&o.forward_fail_nanos);
+        self.turn_nanos.merge(&o.turn_nanos);
+        self.turn_inputs.merge(&o.turn_inputs);
+        self.peel_batch.merge(&o.peel_batch);
+        self.verify_batch.merge(&o.verify_batch);
+        self.sign_batch.merge(&o.sign_batch);
+    }
 }
 
 /// A channel and what the shard knows around it.
@@ -258,6 +506,8 @@ pub struct Slot {
     pub peer: PublicKey,
     /// The `short_channel_id` (or alias) forwards name it by.
     pub scid: ShortChannelId,
+    /// The peer's alias for the channel (our `channel_update`s name it by this).
+    pub remote_alias: Option<ShortChannelId>,
     /// Our forwarding policy on it.
     pub policy: PolicyHistory,
     /// Disabled by the operator.

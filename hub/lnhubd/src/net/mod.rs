@@ -16,6 +16,8 @@
 //! - reads are drained to `WouldBlock` as mio's edge-triggered readiness requires, except
 //!   while the connection pauses reading (a held message, a backlog): then reading resumes
 //!   explicitly when the pause ends.
+//!
+//! `operator` answers what the admin API and the metrics scrape ask of the room.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -32,13 +34,16 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use lnhub_conn::admission::{Admission, AdmissionConfig, Decision, LogBudget};
-use lnhub_conn::{Connection, Event, Limits, READ_CHUNK};
+use lnhub_conn::{Connection, Event, Limits, MessageCounts, READ_CHUNK};
 use lnhub_engine::{Engine, Input, Output};
 use lnhub_peer::PeerConfig;
 use lnhub_wire::msgs::Message;
 
 use crate::config::{self, Config, PeerAddr};
+
+mod operator;
 use crate::keys::{self, NodeKey};
+pub use operator::{NetCommand, NetHandle, NetStats, PeerInfo};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -91,6 +96,11 @@ struct Conn {
 
 struct Dialer {
     peer: PeerAddr,
+    /// Added by the operator's `connect`: dialled until it connects once, never again after
+    /// a failure (configured peers are redialled for ever).
+    once: bool,
+    /// Given up (an operator's dial that failed).
+    retired: bool,
     token: Option<Token>,
     /// A host name is being resolved on a helper thread.
     resolving: bool,
@@ -129,6 +139,18 @@ pub struct Node {
     /// For each peer, the connection the engine's output is currently for (set when its shard
     /// confirms a connection with `Output::Connected`): output for any other is dropped.
     engine_conns: HashMap<PublicKey, Token>,
+    /// The operator's requests ([`NetHandle`]).
+    commands_tx: Sender<NetCommand>,
+    commands_rx: Receiver<NetCommand>,
+    /// Operators waiting for a dial to finish, by dialer.
+    connect_waiters: HashMap<usize, Vec<Sender<Result<(), String>>>>,
+    /// Bytes read from and written to peer sockets.
+    bytes_received: u64,
+    bytes_sent: u64,
+    /// Messages of connections already closed (the live ones count their own).
+    closed_counts: MessageCounts,
+    /// The operator asked the daemon to stop.
+    stopping: bool,
 }
 
 impl Node {
@@ -162,6 +184,8 @@ impl Node {
             .iter()
             .map(|p| Dialer {
                 peer: p.clone(),
+                once: false,
+                retired: false,
                 token: None,
                 resolving: false,
                 next_attempt: now,
@@ -169,7 +193,15 @@ impl Node {
             })
             .collect();
         let (resolved_tx, resolved_rx) = crossbeam_channel::unbounded();
+        let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         Ok(Node {
+            commands_tx,
+            commands_rx,
+            connect_waiters: HashMap::new(),
+            bytes_received: 0,
+            bytes_sent: 0,
+            closed_counts: MessageCounts::default(),
+            stopping: false,
             admission: Admission::new(AdmissionConfig::new(config.max_peers)),
             memory_budget: memory_budget(config.max_peers),
             memory: 0,
@@ -194,6 +226,19 @@ impl Node {
             engine,
             engine_conns: HashMap::new(),
         })
+    }
+
+    /// A handle other threads use to reach the loop.
+    pub fn handle(&self) -> NetHandle {
+        NetHandle {
+            tx: self.commands_tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// The channel engine's operator handle, if channels are on.
+    pub fn engine_admin(&self) -> Option<lnhub_engine::Admin> {
+        self.engine.as_ref().map(Engine::admin)
     }
 
     /// The address actually bound (resolves port 0).
@@ -222,6 +267,12 @@ impl Node {
                         self.engine_output();
                         self.retry_held();
                         self.dial_resolved();
+                        self.commands();
+                        if self.stopping {
+                            info!("stop requested over RPC, shutting down");
+                            self.shutdown();
+                            return Ok(());
+                        }
                     }
                     SIGNALS => {
                         if self.signals.pending().next().is_some() {
@@ -249,7 +300,7 @@ impl Node {
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
         for token in tokens {
             if let Some(c) = self.conns.get_mut(&token) {
-                let _ = write_out(c);
+                self.bytes_sent += write_out(c).unwrap_or(0) as u64;
             }
             self.remove(token);
         }
@@ -364,6 +415,7 @@ impl Node {
             match result {
                 Ok(addr) => self.dial_addr(index, addr, now),
                 Err(e) => {
+                    self.answer_connect(index, Err(format!("cannot resolve: {e}")));
                     let d = &self.dialers[index];
                     info!(
                         "dial {}@{} failed: cannot resolve: {e}; next attempt in {} s",
@@ -385,6 +437,7 @@ impl Node {
         let mut stream = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
+                self.answer_connect(index, Err(format!("dial {addr} failed: {e}")));
                 info!(
                     "dial {node_id}@{addr} failed: {e}; next attempt in {} s",
                     self.dialers[index].backoff.as_secs()
@@ -434,6 +487,12 @@ impl Node {
     }
 
     fn backoff(&mut self, index: usize, now: Instant) {
+        // An operator's dial is tried once: whoever waits on it hears it failed (if the
+        // failure was not already answered with its reason), and it is not tried again.
+        if self.dialers[index].once {
+            self.answer_connect(index, Err("dial failed".into()));
+            self.dialers[index].retired = true;
+        }
         let d = &mut self.dialers[index];
         d.token = None;
         d.next_attempt = now + d.backoff;
@@ -472,6 +531,7 @@ impl Node {
                     return;
                 }
             };
+            self.bytes_received += n as u64;
             c.conn.receive(&self.scratch[..n]);
             self.dispatch(token);
         }
@@ -479,9 +539,12 @@ impl Node {
 
     fn flush(&mut self, token: Token) {
         if let Some(c) = self.conns.get_mut(&token) {
-            if let Err(e) = write_out(c) {
-                c.closing
-                    .get_or_insert_with(|| format!("write failed: {e}"));
+            match write_out(c) {
+                Ok(n) => self.bytes_sent += n as u64,
+                Err(e) => {
+                    c.closing
+                        .get_or_insert_with(|| format!("write failed: {e}"));
+                }
             }
         }
     }
@@ -584,6 +647,9 @@ impl Node {
             }
         }
         self.by_node_id.insert(node_id, token);
+        if let Some(index) = self.conns.get(&token).and_then(|c| c.dialer) {
+            self.answer_connect(index, Ok(()));
+        }
         if let Some(engine) = &self.engine {
             engine.send(
                 &node_id,
@@ -612,9 +678,12 @@ impl Node {
             };
             // Also when closing: a connection's last words (a `warning`) go out first, as far
             // as the socket takes them now.
-            if let Err(e) = write_out(c) {
-                c.closing
-                    .get_or_insert_with(|| format!("write failed: {e}"));
+            match write_out(c) {
+                Ok(n) => self.bytes_sent += n as u64,
+                Err(e) => {
+                    c.closing
+                        .get_or_insert_with(|| format!("write failed: {e}"));
+                }
             }
             if c.closing.is_some() {
                 return self.remove(token);
@@ -673,6 +742,7 @@ impl Node {
         let Some(mut c) = self.conns.remove(&token) else {
             return;
         };
+        self.closed_counts.add(c.conn.message_counts());
         self.memory -= c.charged;
         self.admission.remove(token.0 as u64);
         let _ = self.poll.registry().deregister(&mut c.stream);
@@ -680,6 +750,7 @@ impl Node {
         let now = Instant::now();
         if let Some(index) = c.dialer {
             if !c.ready {
+                self.answer_connect(index, Err(format!("dial {} failed: {reason}", c.addr)));
                 let d = &self.dialers[index];
                 info!(
                     "dial {}@{} failed: {reason}; next attempt in {} s",
@@ -836,6 +907,7 @@ impl Node {
             let d = &self.dialers[index];
             if d.token.is_none()
                 && !d.resolving
+                && !d.retired
                 && now >= d.next_attempt
                 && !self.by_node_id.contains_key(&d.peer.node_id)
             {
@@ -849,7 +921,7 @@ impl Node {
         let dials = self
             .dialers
             .iter()
-            .filter(|d| d.token.is_none() && !d.resolving)
+            .filter(|d| d.token.is_none() && !d.resolving && !d.retired)
             .map(|d| d.next_attempt);
         conns.chain(dials).chain(self.stranger_log.deadline()).min()
     }
@@ -885,16 +957,22 @@ fn refuse_channel_message(conn: &mut Connection, msg: &Message, plain: &mut Vec<
     }
 }
 
-fn write_out(c: &mut Conn) -> io::Result<()> {
+/// Writes what the connection has to send, as far as the socket takes it; returns the bytes
+/// written.
+fn write_out(c: &mut Conn) -> io::Result<usize> {
+    let mut written = 0;
     loop {
         let out = c.conn.output();
         if out.is_empty() {
-            return Ok(());
+            return Ok(written);
         }
         match c.stream.write(out) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => c.conn.consume(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Ok(n) => {
+                c.conn.consume(n);
+                written += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
