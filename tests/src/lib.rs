@@ -23,6 +23,7 @@ use lightning::sign::KeysManager;
 use lightning::util::logger::{Logger, Record};
 use lightning_net_tokio::SocketDescriptor;
 
+pub mod bitcoind;
 pub mod ldk_node;
 pub use ldk_node::{
     payer_hub_payee, payer_hub_payee_with, InboundChannelPolicy, LdkNode, LdkNodeConfig,
@@ -79,6 +80,26 @@ pub fn lnhub_cli_path() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The `Authorization` header of HTTP basic authentication for `user:password`.
+pub fn basic_auth(credentials: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::from("Basic ");
+    for chunk in credentials.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, x)| n | u32::from(*x) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Parses a Prometheus text scrape into `name{labels}` -> value (comments skipped).
@@ -151,6 +172,17 @@ pub struct Hub {
     extra: Vec<String>,
 }
 
+/// Whether the `lnhubd` under test has the admin RPC (`--rpc-listen` in its `--help`).
+fn has_admin_rpc() -> bool {
+    static KNOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KNOWS.get_or_init(|| {
+        Command::new(lnhubd_path())
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--rpc-listen"))
+    })
+}
+
 /// What `lnhubd` printed at start-up.
 struct Started {
     node_id: PublicKey,
@@ -163,10 +195,13 @@ struct Started {
 /// `<data_dir>/lnhubd.log`; returns it with what it printed. The admin RPC listens on an
 /// ephemeral loopback port unless `extra` says otherwise (tests run hubs side by side).
 fn spawn_hub(data_dir: &Path, listen: &str, extra: &[String]) -> (Child, Started) {
-    let rpc_flag = extra.iter().any(|a| a == "--rpc-listen");
-    let want_rpc = !extra
-        .windows(2)
-        .any(|w| w[0] == "--rpc-listen" && w[1] == "off");
+    // Builds from before the admin RPC (`LNHUBD=<older build>`) have neither the flag nor
+    // the `rpc=` line.
+    let rpc_flag = extra.iter().any(|a| a == "--rpc-listen") || !has_admin_rpc();
+    let want_rpc = has_admin_rpc()
+        && !extra
+            .windows(2)
+            .any(|w| w[0] == "--rpc-listen" && w[1] == "off");
     let want_metrics = extra.iter().any(|a| a == "--metrics");
     let log = std::fs::OpenOptions::new()
         .create(true)

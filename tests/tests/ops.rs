@@ -12,7 +12,8 @@ use bitcoin::hashes::Hash;
 use lightning::events::ClosureReason;
 use lightning::types::payment::PaymentHash;
 use lnhub_tests::{
-    http, parse_metrics, payer_hub_payee_with, wait_until, Hub, LdkNode, LdkNodeConfig, TempDir,
+    basic_auth, http, parse_metrics, payer_hub_payee_with, wait_until, Hub, LdkNode, LdkNodeConfig,
+    TempDir,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -228,7 +229,7 @@ async fn bad_rpc_requests_get_json_errors_while_the_hub_forwards() {
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600, "the cookie is the owner's only");
-    let good = format!("Basic {}", base64(&cookie));
+    let good = basic_auth(&cookie);
     let getinfo = br#"{"jsonrpc":"2.0","id":1,"method":"getinfo"}"#;
     let post = |auth: Option<&str>, body: &[u8]| {
         let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
@@ -246,7 +247,7 @@ async fn bad_rpc_requests_get_json_errors_while_the_hub_forwards() {
     let (status, body) = post(None, getinfo);
     assert_eq!(status, 401);
     error_code(&body);
-    let wrong = format!("Basic {}", base64("__cookie__:00"));
+    let wrong = basic_auth("__cookie__:00");
     assert_eq!(post(Some(&wrong), getinfo).0, 401);
     let other = http(rpc, "GET", "/", &[("Authorization", &good)], b"").unwrap();
     assert_eq!(other.0, 405);
@@ -312,25 +313,4 @@ async fn bad_rpc_requests_get_json_errors_while_the_hub_forwards() {
     );
     let err = hub.cli(&["getinfo"]).unwrap_err();
     assert!(err.contains("is lnhubd running"), "{err}");
-}
-
-/// Standard base64 (for the `Authorization` header the test builds by hand).
-fn base64(text: &str) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = text.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, x)| n | u32::from(*x) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
