@@ -135,6 +135,18 @@ impl Bitcoind {
         // P2WPKH of the public key of secret 1 (regtest): nobody spends these in the tests.
         let address = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
         let hashes = self.rpc("generatetoaddress", json!([n, address]));
+        Self::hashes(hashes)
+    }
+
+    /// Mines `n` blocks paying another script (`OP_TRUE`): after `invalidateblock`, blocks
+    /// mined as before in the same second would be the invalidated ones again, which the node
+    /// refuses.
+    pub fn mine_other(&self, n: u32) -> Vec<String> {
+        let hashes = self.rpc("generatetodescriptor", json!([n, "raw(51)"]));
+        Self::hashes(hashes)
+    }
+
+    fn hashes(hashes: Value) -> Vec<String> {
         hashes
             .as_array()
             .expect("block hashes")

@@ -66,6 +66,18 @@ pub struct Flags {
     /// Seconds a replaced fee policy is still honoured [default: 600].
     #[arg(long, value_name = "SECS")]
     pub policy_grace_secs: Option<u64>,
+    /// bitcoind's JSON-RPC, as http://HOST:PORT [default: none: no chain backend].
+    #[arg(long, value_name = "URL")]
+    pub bitcoind_rpc: Option<String>,
+    /// bitcoind's cookie file (its `<datadir>/<network>/.cookie`).
+    #[arg(long, value_name = "FILE")]
+    pub bitcoind_cookie: Option<PathBuf>,
+    /// bitcoind's `rpcuser` (with --bitcoind-rpc-password, instead of the cookie).
+    #[arg(long, value_name = "USER")]
+    pub bitcoind_rpc_user: Option<String>,
+    /// bitcoind's `rpcpassword`.
+    #[arg(long, value_name = "PASSWORD")]
+    pub bitcoind_rpc_password: Option<String>,
 }
 
 /// A flag error as one line ("invalid flag: ..."), whatever clap found wrong: its own
@@ -132,6 +144,14 @@ pub struct RawConfig {
     pub rpc_listen: Option<String>,
     /// See [`Flags::policy_grace_secs`].
     pub policy_grace_secs: Option<u64>,
+    /// See [`Flags::bitcoind_rpc`].
+    pub bitcoind_rpc: Option<String>,
+    /// See [`Flags::bitcoind_cookie`].
+    pub bitcoind_cookie: Option<PathBuf>,
+    /// See [`Flags::bitcoind_rpc_user`].
+    pub bitcoind_rpc_user: Option<String>,
+    /// See [`Flags::bitcoind_rpc_password`].
+    pub bitcoind_rpc_password: Option<String>,
 }
 
 /// A peer to keep connected.
@@ -184,6 +204,8 @@ pub struct Config {
     pub rpc_listen: Option<SocketAddr>,
     /// How long a replaced policy is still honoured.
     pub policy_grace: Duration,
+    /// The chain backend, if any.
+    pub bitcoind: Option<crate::chain::BitcoindConfig>,
 }
 
 /// A configuration error: one line naming the field and what is wrong with it.
@@ -387,7 +409,14 @@ impl Config {
         if grace > 86_400 {
             return err("policy_grace_secs", format!("{grace} is above 86400"));
         }
+        let bitcoind = bitcoind_config(
+            flags.bitcoind_rpc.or(raw.bitcoind_rpc),
+            flags.bitcoind_cookie.or(raw.bitcoind_cookie),
+            flags.bitcoind_rpc_user.or(raw.bitcoind_rpc_user),
+            flags.bitcoind_rpc_password.or(raw.bitcoind_rpc_password),
+        )?;
         Ok(Config {
+            bitcoind,
             metrics_listen,
             rpc_listen,
             policy_grace: Duration::from_secs(grace),
@@ -411,6 +440,47 @@ impl Config {
             max_peers,
         })
     }
+}
+
+/// The chain backend from its four settings: a URL and either a cookie file or a user and a
+/// password (credentials without a URL are a mistake worth saying).
+fn bitcoind_config(
+    url: Option<String>,
+    cookie: Option<PathBuf>,
+    user: Option<String>,
+    password: Option<String>,
+) -> Result<Option<crate::chain::BitcoindConfig>, ConfigError> {
+    use crate::chain::{BitcoindConfig, RpcAuth};
+    let Some(url) = url else {
+        if cookie.is_some() || user.is_some() || password.is_some() {
+            return err("bitcoind_rpc", "credentials given without the RPC URL");
+        }
+        return Ok(None);
+    };
+    let valid = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.trim_end_matches('/').rsplit_once(':'))
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !valid {
+        return err("bitcoind_rpc", format!("{url:?} is not http://HOST:PORT"));
+    }
+    let auth = match (cookie, user, password) {
+        (Some(cookie), None, None) => RpcAuth::Cookie(cookie),
+        (None, Some(user), Some(password)) => RpcAuth::UserPass(user, password),
+        (None, None, None) => {
+            return err(
+                "bitcoind_rpc",
+                "needs bitcoind_cookie, or bitcoind_rpc_user and bitcoind_rpc_password",
+            )
+        }
+        _ => {
+            return err(
+                "bitcoind_cookie",
+                "give the cookie, or the user and the password, not a mix",
+            )
+        }
+    };
+    Ok(Some(BitcoindConfig { url, auth }))
 }
 
 fn parse_addr(field: &str, a: &str) -> Result<SocketAddr, ConfigError> {
@@ -545,6 +615,38 @@ mod tests {
         );
         let e = Config::validate(flags(&["--metrics", "x"]), RawConfig::default()).unwrap_err();
         assert!(e.0.contains("metrics_listen"), "{e}");
+        for args in [
+            &[
+                "--bitcoind-rpc",
+                "127.0.0.1:18443",
+                "--bitcoind-cookie",
+                "c",
+            ][..],
+            &["--bitcoind-rpc", "http://127.0.0.1:18443"],
+            &["--bitcoind-cookie", "c"],
+            &[
+                "--bitcoind-rpc",
+                "http://127.0.0.1:1",
+                "--bitcoind-cookie",
+                "c",
+                "--bitcoind-rpc-user",
+                "u",
+            ],
+        ] {
+            let e = Config::validate(flags(args), RawConfig::default()).unwrap_err();
+            assert!(e.0.contains("bitcoind"), "{args:?}: {e}");
+        }
+        let c = Config::validate(
+            flags(&[
+                "--bitcoind-rpc",
+                "http://127.0.0.1:18443",
+                "--bitcoind-cookie",
+                "c",
+            ]),
+            RawConfig::default(),
+        )
+        .unwrap();
+        assert!(c.bitcoind.is_some());
         let raw: RawConfig = toml::from_str("htlc_minimum_msat = 0").unwrap();
         let e = Config::validate(flags(&["--data-dir", "/tmp/x"]), raw).unwrap_err();
         assert!(e.0.contains("htlc_minimum_msat"), "{e}");

@@ -15,6 +15,7 @@
 //! start-up error (one line saying which field or file is wrong).
 
 mod admin;
+mod chain;
 mod config;
 mod engine;
 mod keys;
@@ -115,6 +116,25 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
         loaded.links.len(),
         loaded.replays.len()
     );
+    // The chain backend answers before anything starts: shards begin at its height.
+    let chain = match &config.bitcoind {
+        Some(b) => {
+            let (node, tracker) = chain::connect(b.clone(), &config.network)?;
+            log::info!(
+                "chain backend: bitcoind at {}, height {}",
+                b.url,
+                tracker.height().unwrap_or(0)
+            );
+            Some((node, tracker, format!("bitcoind {}", b.url)))
+        }
+        None => {
+            log::info!(
+                "no chain backend (--bitcoind-rpc): block height stays 0, only zero-conf \
+                 channels from trusted peers become usable"
+            );
+            None
+        }
+    };
     // Peers we hold channels with always get a connection slot (see net.rs).
     let channel_peers = loaded
         .channels
@@ -138,7 +158,16 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
     let bound = node.local_addr().map_err(|e| e.to_string())?;
     let mut lines = vec![format!("node_id={node_id}"), format!("listen={bound}")];
     if let Some(engine) = node.engine_admin() {
+        let backend = match chain {
+            Some((bitcoind, tracker, name)) => {
+                chain::tell_shards(&engine, tracker.height().unwrap_or(0));
+                chain::follow(bitcoind, tracker, engine.clone())?;
+                name
+            }
+            None => "none".to_string(),
+        };
         let ctx = admin::Context {
+            chain_backend: backend,
             node_id,
             network,
             listen: bound,

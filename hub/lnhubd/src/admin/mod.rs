@@ -56,6 +56,8 @@ pub struct Context {
     pub startup: Duration,
     /// The shortest `cltv_expiry_delta` a policy may set.
     pub min_cltv_expiry_delta: u16,
+    /// What the hub follows the chain with (`none`, or `bitcoind <url>`).
+    pub chain_backend: String,
 }
 
 impl Context {

@@ -1,0 +1,186 @@
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use crate::*;
+
+/// A scripted node: every block ever mined (any branch), by hash.
+#[derive(Default)]
+struct Node {
+    blocks: HashMap<BlockHash, Header>,
+    next_id: u64,
+}
+
+impl Node {
+    /// Mines `n` blocks on top of `parent` (`None`: a genesis at height 0), returns the tips.
+    fn mine(&mut self, parent: Option<Header>, n: usize) -> Vec<Header> {
+        let mut out = Vec::new();
+        let mut prev = parent;
+        for _ in 0..n {
+            self.next_id += 1;
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&self.next_id.to_be_bytes());
+            let h = Header {
+                hash,
+                prev: prev.map_or([0xff; 32], |p| p.hash),
+                height: prev.map_or(0, |p| p.height + 1),
+            };
+            self.blocks.insert(hash, h);
+            out.push(h);
+            prev = Some(h);
+        }
+        out
+    }
+
+    fn fetch(&self) -> impl FnMut(&BlockHash) -> Result<Header, &'static str> + '_ {
+        |hash| self.blocks.get(hash).copied().ok_or("unknown block")
+    }
+}
+
+fn heights(events: &[ChainEvent]) -> Vec<i64> {
+    events
+        .iter()
+        .map(|e| match e {
+            ChainEvent::Connected(h) => i64::from(h.height),
+            ChainEvent::Disconnected(h) => -i64::from(h.height),
+        })
+        .collect()
+}
+
+#[test]
+fn blocks_connect_in_order_and_a_reorg_disconnects_top_down_first() {
+    let mut node = Node::default();
+    let main = node.mine(None, 11); // heights 0..=10
+    let mut t = Tracker::new(DEFAULT_WINDOW);
+    let mut ev = Vec::new();
+    t.update(main[5], node.fetch(), &mut ev).unwrap();
+    assert_eq!(heights(&ev), vec![5], "a first tip alone");
+    ev.clear();
+    t.update(main[10], node.fetch(), &mut ev).unwrap();
+    assert_eq!(heights(&ev), vec![6, 7, 8, 9, 10]);
+    ev.clear();
+    t.update(main[10], node.fetch(), &mut ev).unwrap();
+    assert!(ev.is_empty(), "same tip, nothing");
+    // A competing branch from height 8 overtakes: 9 and 10 leave, 9', 10', 11' join.
+    let fork = node.mine(Some(main[8]), 3);
+    t.update(fork[2], node.fetch(), &mut ev).unwrap();
+    assert_eq!(heights(&ev), vec![-10, -9, 9, 10, 11]);
+    assert_eq!(ev[0], ChainEvent::Disconnected(main[10]));
+    assert_eq!(ev[2], ChainEvent::Connected(fork[0]));
+    assert_eq!(t.height(), Some(11));
+    // The old branch comes back (longer): the reorg undone.
+    let back = node.mine(Some(main[10]), 2);
+    ev.clear();
+    t.update(back[1], node.fetch(), &mut ev).unwrap();
+    assert_eq!(heights(&ev), vec![-11, -10, -9, 9, 10, 11, 12]);
+    // A tip below ours on another branch (invalidateblock): blocks leave, the lower one joins.
+    let low = node.mine(Some(main[6]), 1);
+    ev.clear();
+    t.update(low[0], node.fetch(), &mut ev).unwrap();
+    assert_eq!(heights(&ev), vec![-12, -11, -10, -9, -8, -7, 7]);
+}
+
+#[test]
+fn long_absences_and_deep_reorgs_are_bounded_by_the_window() {
+    let mut node = Node::default();
+    let main = node.mine(None, 40);
+    let mut t = Tracker::new(5);
+    let mut ev = Vec::new();
+    t.update(main[3], node.fetch(), &mut ev).unwrap();
+    ev.clear();
+    t.update(main[39], node.fetch(), &mut ev).unwrap();
+    assert_eq!(
+        heights(&ev),
+        vec![35, 36, 37, 38, 39],
+        "the last window's worth"
+    );
+    // A reorg deeper than the window: everything held leaves.
+    let other = node.mine(Some(main[20]), 25); // tip at 45
+    ev.clear();
+    t.update(other[24], node.fetch(), &mut ev).unwrap();
+    assert_eq!(
+        heights(&ev),
+        vec![-39, -38, -37, -36, -35, 41, 42, 43, 44, 45]
+    );
+}
+
+#[test]
+fn fetch_errors_and_inconsistent_answers_change_nothing() {
+    let mut node = Node::default();
+    let main = node.mine(None, 10);
+    let mut t = Tracker::new(DEFAULT_WINDOW);
+    let mut ev = Vec::new();
+    t.update(main[2], node.fetch(), &mut ev).unwrap();
+    ev.clear();
+    let r = t.update(main[9], |_| Err::<Header, _>("node down"), &mut ev);
+    assert_eq!(r, Err(UpdateError::Fetch("node down")));
+    assert!(ev.is_empty());
+    assert_eq!(t.height(), Some(2));
+    // A node that answers with the wrong height.
+    let r = t.update(
+        main[9],
+        |h| {
+            let mut b = node.blocks[h];
+            b.height += 1;
+            Ok::<_, ()>(b)
+        },
+        &mut ev,
+    );
+    assert!(matches!(r, Err(UpdateError::Inconsistent(_))), "{r:?}");
+    assert!(ev.is_empty());
+    t.update(main[9], node.fetch(), &mut ev).unwrap();
+    assert_eq!(heights(&ev), (3..=9).collect::<Vec<_>>());
+}
+
+#[test]
+fn fee_rates_have_a_floor_and_a_fallback() {
+    // 0.0002 BTC/kvB = 20 sat/vB = 5,000 sat/kw.
+    assert_eq!(fee_rate(Some(0.0002), 1000), 5000);
+    assert_eq!(fee_rate(None, 1000), 1000);
+    assert_eq!(fee_rate(Some(-1.0), 1000), 1000);
+    assert_eq!(fee_rate(Some(f64::NAN), 300), 300);
+    assert_eq!(fee_rate(Some(0.000001), 1000), FEERATE_FLOOR_SAT_PER_KW);
+    assert_eq!(fee_rate(None, 0), FEERATE_FLOOR_SAT_PER_KW);
+}
+
+proptest! {
+    /// Whatever the sequence of tips (any branch of a random block tree), replaying the events
+    /// on a list of heights gives exactly the new tip's chain (within the window), and the
+    /// events never connect a block twice in a row without its disconnection.
+    #[test]
+    fn events_replay_to_the_best_chain(steps in prop::collection::vec((0usize..1000, 1usize..6), 1..30)) {
+        let mut node = Node::default();
+        let mut all = node.mine(None, 1);
+        let mut t = Tracker::new(12);
+        let mut chain: Vec<Header> = Vec::new();
+        for (pick, n) in steps {
+            let parent = all[pick % all.len()];
+            let new = node.mine(Some(parent), n);
+            all.extend(&new);
+            let tip = *new.last().unwrap();
+            let mut ev = Vec::new();
+            t.update(tip, node.fetch(), &mut ev).unwrap();
+            for e in ev {
+                match e {
+                    ChainEvent::Disconnected(h) => {
+                        prop_assert_eq!(chain.pop(), Some(h));
+                    }
+                    ChainEvent::Connected(h) => {
+                        if let Some(top) = chain.last() {
+                            if top.hash != h.prev {
+                                // Blocks skipped after a long jump: the list restarts.
+                                chain.clear();
+                            }
+                        }
+                        chain.push(h);
+                    }
+                }
+            }
+            prop_assert_eq!(chain.last().copied(), Some(tip));
+            // Every listed block is an ancestor of the tip, in order.
+            for pair in chain.windows(2) {
+                prop_assert_eq!(pair[1].prev, pair[0].hash);
+            }
+        }
+    }
+}
