@@ -44,11 +44,11 @@ pub fn bitcoind_binary() -> Option<PathBuf> {
     None
 }
 
-/// A running regtest `bitcoind`.
+/// A running regtest `bitcoind`: ours, or one we only talk to ([`Bitcoind::attach`]).
 pub struct Bitcoind {
-    child: Child,
-    /// Its data directory (removed on drop).
-    pub dir: TempDir,
+    child: Option<Child>,
+    /// Its data directory (removed on drop), when we started it.
+    pub dir: Option<TempDir>,
     /// Its RPC address.
     pub rpc: SocketAddr,
     /// Its cookie file.
@@ -85,10 +85,10 @@ impl Bitcoind {
             .spawn()
             .expect("start bitcoind");
         let node = Bitcoind {
-            child,
+            child: Some(child),
             rpc: SocketAddr::from(([127, 0, 0, 1], rpc_port)),
             cookie: dir.0.join("regtest/.cookie"),
-            dir,
+            dir: Some(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -97,6 +97,16 @@ impl Bitcoind {
             }
             assert!(Instant::now() < deadline, "bitcoind did not answer in 60 s");
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A node someone else runs (lnhubd's `--bitcoind auto`), reached at `rpc` with `cookie`.
+    pub fn attach(rpc: SocketAddr, cookie: PathBuf) -> Bitcoind {
+        Bitcoind {
+            child: None,
+            dir: None,
+            rpc,
+            cookie,
         }
     }
 
@@ -163,7 +173,9 @@ impl Bitcoind {
 
 impl Drop for Bitcoind {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -114,3 +114,52 @@ fn a_wrong_network_or_wrong_credentials_stop_start_up_with_one_line() {
     ]);
     assert!(e.contains("refused our credentials"), "{e}");
 }
+
+/// `--bitcoind auto`: lnhubd runs the cached regtest bitcoind itself (data in
+/// `<data-dir>/bitcoind`) and follows it; after a `kill -9` of lnhubd, the next start stops
+/// the node left running and starts it again on the same chain; `lnhub-cli stop` stops both.
+#[test]
+fn bitcoind_auto_runs_a_regtest_node_with_the_hub() {
+    if bitcoind_binary().is_none() {
+        return;
+    }
+    let mut hub = Hub::start(&["--bitcoind", "auto"]);
+    let info = hub.cli(&["getinfo"]).unwrap();
+    let backend = info["chain_backend"].as_str().unwrap().to_string();
+    assert!(backend.ends_with(" (run by lnhubd)"), "{backend}");
+    let addr: std::net::SocketAddr = backend
+        .trim_start_matches("bitcoind http://")
+        .trim_end_matches(" (run by lnhubd)")
+        .parse()
+        .unwrap();
+    let dir = hub.dir.0.join("bitcoind");
+    let node = Bitcoind::attach(addr, dir.join("regtest/.cookie"));
+    node.mine(3);
+    assert!(wait_until(T, || hub_height(&hub) == 3));
+    let pid = |dir: &std::path::Path| -> u32 {
+        std::fs::read_to_string(dir.join("bitcoind.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let first = pid(&dir);
+
+    // Killed, lnhubd leaves its bitcoind running; the next start stops it and runs a new
+    // one on the same chain.
+    hub.kill_and_restart();
+    assert!(wait_until(T, || hub_height(&hub) == 3), "the same chain");
+    let second = pid(&dir);
+    assert_ne!(first, second);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{first}")).exists(),
+        "the orphan was stopped"
+    );
+    hub.cli(&["stop"]).unwrap();
+    assert!(wait_until(T, || !hub.is_running()));
+    assert!(
+        wait_until(T, || !std::path::Path::new(&format!("/proc/{second}"))
+            .exists()),
+        "a clean stop stops the node too"
+    );
+}

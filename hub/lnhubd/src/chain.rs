@@ -9,7 +9,8 @@
 //! that pins a type per Core version. Authentication: bitcoind's cookie file (read at each
 //! attempt, as bitcoind rewrites it at every start) or a user and password.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -159,8 +160,13 @@ pub fn connect(config: BitcoindConfig, network: &str) -> Result<(Bitcoind, Track
     let chain = loop {
         match node.chain() {
             Ok(chain) => break chain,
-            // Only a node not up yet (or still loading, RPC error -28) is waited for.
-            Err(e) if !(e.starts_with("cannot reach") || e.contains("-28")) => {
+            // Only a node not up yet (no cookie yet, not listening, or still loading: RPC
+            // error -28) is waited for.
+            Err(e)
+                if !(e.starts_with("cannot reach")
+                    || e.starts_with("cannot read the cookie")
+                    || e.contains("-28")) =>
+            {
                 return Err(format!("bitcoind: {e}"))
             }
             Err(e) if started.elapsed() >= START_TIMEOUT => {
@@ -260,4 +266,123 @@ fn to_hex(hash: &BlockHash) -> String {
 fn from_hex(s: &str) -> Option<BlockHash> {
     let bytes = crate::config::decode_hex(s)?;
     bytes.try_into().ok()
+}
+
+/// A regtest bitcoind lnhubd runs itself (`--bitcoind auto`): the binary `scripts/bitcoind`
+/// built and cached, its data in `<data-dir>/bitcoind`, its RPC on a free loopback port. It is
+/// stopped with the daemon; one left running by a killed daemon is stopped at the next start
+/// (its pid file says which) before a new one starts on the same data.
+pub struct OwnNode {
+    child: Child,
+    /// How to reach it.
+    pub config: BitcoindConfig,
+}
+
+/// The `libbitcoinkernel-sys` version `scripts/bitcoind` builds by default.
+const BITCOIND_CRATE_VERSION: &str = "0.4.1";
+
+impl OwnNode {
+    /// Starts it (answering comes later: [`connect`] waits for that).
+    pub fn start(data_dir: &Path) -> Result<OwnNode, String> {
+        let binary = cached_bitcoind()?;
+        let dir = data_dir.join("bitcoind");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let pid_file = dir.join("bitcoind.pid");
+        stop_orphan(&pid_file);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free port for bitcoind: {e}"))?;
+        let child = Command::new(&binary)
+            .arg("-regtest")
+            .arg(format!("-datadir={}", dir.display()))
+            .arg(format!("-pid={}", pid_file.display()))
+            .arg(format!("-rpcport={port}"))
+            .args([
+                "-server",
+                "-listen=0",
+                "-rpcbind=127.0.0.1",
+                "-rpcallowip=127.0.0.1",
+                "-fallbackfee=0.0002",
+                "-printtoconsole=0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        log::info!(
+            "started {} (pid {}) on regtest, data in {}",
+            binary.display(),
+            child.id(),
+            dir.display()
+        );
+        Ok(OwnNode {
+            child,
+            config: BitcoindConfig {
+                url: format!("http://127.0.0.1:{port}"),
+                auth: RpcAuth::Cookie(dir.join("regtest/.cookie")),
+            },
+        })
+    }
+}
+
+impl Drop for OwnNode {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            terminate(self.child.id());
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The bitcoind `scripts/bitcoind` built: `LNHUB_BITCOIND`, else its cache.
+fn cached_bitcoind() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("LNHUB_BITCOIND") {
+        return Ok(PathBuf::from(p));
+    }
+    let root = std::env::var_os("LNHUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|c| PathBuf::from(c).join("lnhub")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/lnhub")))
+        .ok_or("no HOME to find the cached bitcoind in")?;
+    let path = root.join(format!("bitcoind-{BITCOIND_CRATE_VERSION}/bin/bitcoind"));
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "--bitcoind auto: no bitcoind at {}: run scripts/bitcoind (it builds one, about 10 \
+             minutes, once) or set LNHUB_BITCOIND",
+            path.display()
+        ))
+    }
+}
+
+/// Stops a bitcoind a killed daemon left running on this data (its pid file names it).
+fn stop_orphan(pid_file: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "bitcoind" {
+        return;
+    }
+    log::info!("stopping the bitcoind (pid {pid}) a previous lnhubd left running");
+    terminate(pid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGTERM: bitcoind shuts down cleanly on it.
+fn terminate(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }

@@ -66,6 +66,10 @@ pub struct Flags {
     /// Seconds a replaced fee policy is still honoured [default: 600].
     #[arg(long, value_name = "SECS")]
     pub policy_grace_secs: Option<u64>,
+    /// `auto`: on regtest, run the bitcoind `scripts/bitcoind` built (data in
+    /// `<data-dir>/bitcoind`) and follow it.
+    #[arg(long, value_name = "auto")]
+    pub bitcoind: Option<String>,
     /// bitcoind's JSON-RPC, as http://HOST:PORT [default: none: no chain backend].
     #[arg(long, value_name = "URL")]
     pub bitcoind_rpc: Option<String>,
@@ -144,6 +148,8 @@ pub struct RawConfig {
     pub rpc_listen: Option<String>,
     /// See [`Flags::policy_grace_secs`].
     pub policy_grace_secs: Option<u64>,
+    /// See [`Flags::bitcoind`].
+    pub bitcoind: Option<String>,
     /// See [`Flags::bitcoind_rpc`].
     pub bitcoind_rpc: Option<String>,
     /// See [`Flags::bitcoind_cookie`].
@@ -206,6 +212,8 @@ pub struct Config {
     pub policy_grace: Duration,
     /// The chain backend, if any.
     pub bitcoind: Option<crate::chain::BitcoindConfig>,
+    /// Run our own regtest bitcoind (`--bitcoind auto`).
+    pub bitcoind_auto: bool,
 }
 
 /// A configuration error: one line naming the field and what is wrong with it.
@@ -415,8 +423,23 @@ impl Config {
             flags.bitcoind_rpc_user.or(raw.bitcoind_rpc_user),
             flags.bitcoind_rpc_password.or(raw.bitcoind_rpc_password),
         )?;
+        let bitcoind_auto = match flags.bitcoind.or(raw.bitcoind).as_deref() {
+            None => false,
+            Some("auto") if network != "regtest" => {
+                return err(
+                    "bitcoind",
+                    "auto runs a regtest node: use it with network regtest",
+                )
+            }
+            Some("auto") if bitcoind.is_some() => {
+                return err("bitcoind", "auto or bitcoind_rpc, not both")
+            }
+            Some("auto") => true,
+            Some(other) => return err("bitcoind", format!("{other:?}: the one mode is auto")),
+        };
         Ok(Config {
             bitcoind,
+            bitcoind_auto,
             metrics_listen,
             rpc_listen,
             policy_grace: Duration::from_secs(grace),
@@ -647,6 +670,23 @@ mod tests {
         )
         .unwrap();
         assert!(c.bitcoind.is_some());
+        let c = Config::validate(flags(&["--bitcoind", "auto"]), RawConfig::default()).unwrap();
+        assert!(c.bitcoind_auto && c.bitcoind.is_none());
+        for args in [
+            &["--bitcoind", "manual"][..],
+            &["--bitcoind", "auto", "--network", "signet"],
+            &[
+                "--bitcoind",
+                "auto",
+                "--bitcoind-rpc",
+                "http://127.0.0.1:1",
+                "--bitcoind-cookie",
+                "c",
+            ],
+        ] {
+            let e = Config::validate(flags(args), RawConfig::default()).unwrap_err();
+            assert!(e.0.contains("invalid config: bitcoind"), "{args:?}: {e}");
+        }
         let raw: RawConfig = toml::from_str("htlc_minimum_msat = 0").unwrap();
         let e = Config::validate(flags(&["--data-dir", "/tmp/x"]), raw).unwrap_err();
         assert!(e.0.contains("htlc_minimum_msat"), "{e}");

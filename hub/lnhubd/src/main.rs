@@ -117,15 +117,24 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
         loaded.replays.len()
     );
     // The chain backend answers before anything starts: shards begin at its height.
-    let chain = match &config.bitcoind {
-        Some(b) => {
+    // `--bitcoind auto`: our own regtest node, stopped when this function returns.
+    let own_node = match config.bitcoind_auto {
+        true => Some(chain::OwnNode::start(&data_dir)?),
+        false => None,
+    };
+    let backend = own_node
+        .as_ref()
+        .map(|n| (n.config.clone(), " (run by lnhubd)"))
+        .or_else(|| config.bitcoind.clone().map(|b| (b, "")));
+    let chain = match backend {
+        Some((b, own)) => {
             let (node, tracker) = chain::connect(b.clone(), &config.network)?;
             log::info!(
-                "chain backend: bitcoind at {}, height {}",
+                "chain backend: bitcoind at {}{own}, height {}",
                 b.url,
                 tracker.height().unwrap_or(0)
             );
-            Some((node, tracker, format!("bitcoind {}", b.url)))
+            Some((node, tracker, format!("bitcoind {}{own}", b.url)))
         }
         None => {
             log::info!(
@@ -205,6 +214,7 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
     );
     let result = node.run().map_err(|e| format!("event loop: {e}"));
     admin::remove_rpc_files(&data_dir);
+    drop(own_node);
     let st = writer.stats();
     log::info!(
         "store: {} commits ({} shard batches, at most {} in one), {} records, {} bytes, \
