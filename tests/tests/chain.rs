@@ -68,6 +68,12 @@ fn the_hub_follows_bitcoind_through_blocks_and_a_reorg() {
         )),
         "the reorg is logged"
     );
+    // 5 blocks, then 3 on the new branch; the two invalidated ones left.
+    let m = parse_metrics(&hub.scrape());
+    assert_eq!(m["lnhub_chain_blocks_connected_total"], 8.0);
+    assert_eq!(m["lnhub_chain_blocks_disconnected_total"], 2.0);
+    assert_eq!(m["lnhub_chain_poll_errors_total"], 0.0);
+    assert_eq!(m["lnhub_block_height"], 107.0);
 }
 
 #[test]

@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -197,11 +199,24 @@ pub fn connect(config: BitcoindConfig, network: &str) -> Result<(Bitcoind, Track
     Ok((node, tracker))
 }
 
+/// What the chain thread counts, for the metrics (its own atomics: nothing on the
+/// forwarding path touches them).
+#[derive(Debug, Default)]
+pub struct ChainStats {
+    /// Blocks reported connected.
+    pub connected: AtomicU64,
+    /// Blocks reported disconnected.
+    pub disconnected: AtomicU64,
+    /// Polls that failed.
+    pub poll_errors: AtomicU64,
+}
+
 /// Follows the node on a thread of its own: every new height goes to every shard.
 pub fn follow(
     mut node: Bitcoind,
     mut tracker: Tracker,
     engine: lnhub_engine::Admin,
+    stats: Arc<ChainStats>,
 ) -> Result<(), String> {
     std::thread::Builder::new()
         .name("chain".into())
@@ -218,6 +233,7 @@ pub fn follow(
                         .map_err(|e| format!("{e:?}"))
                 });
                 if let Err(e) = result {
+                    stats.poll_errors.fetch_add(1, Ordering::Relaxed);
                     // Once a minute for the same failure.
                     let repeat = last_error
                         .as_ref()
@@ -231,12 +247,16 @@ pub fn follow(
                 last_error = None;
                 for e in events.drain(..) {
                     match e {
-                        ChainEvent::Disconnected(h) => log::warn!(
-                            "chain: block {} at height {} left the best chain",
-                            to_hex(&h.hash),
-                            h.height
-                        ),
+                        ChainEvent::Disconnected(h) => {
+                            stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                            log::warn!(
+                                "chain: block {} at height {} left the best chain",
+                                to_hex(&h.hash),
+                                h.height
+                            )
+                        }
                         ChainEvent::Connected(h) => {
+                            stats.connected.fetch_add(1, Ordering::Relaxed);
                             log::debug!("chain: block {} at height {}", to_hex(&h.hash), h.height)
                         }
                     }

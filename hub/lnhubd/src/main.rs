@@ -167,16 +167,18 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
     let bound = node.local_addr().map_err(|e| e.to_string())?;
     let mut lines = vec![format!("node_id={node_id}"), format!("listen={bound}")];
     if let Some(engine) = node.engine_admin() {
+        let chain_stats = std::sync::Arc::new(chain::ChainStats::default());
         let backend = match chain {
             Some((bitcoind, tracker, name)) => {
                 chain::tell_shards(&engine, tracker.height().unwrap_or(0));
-                chain::follow(bitcoind, tracker, engine.clone())?;
+                chain::follow(bitcoind, tracker, engine.clone(), chain_stats.clone())?;
                 name
             }
             None => "none".to_string(),
         };
         let ctx = admin::Context {
             chain_backend: backend,
+            chain: chain_stats,
             node_id,
             network,
             listen: bound,

@@ -205,4 +205,13 @@ metrics! {
     /// Pruned log entries.
     STORE_FORWARDS_PRUNED = "lnhub_store_forwards_pruned_total", Counter, [],
         "Forwarding-log entries pruned by age";
+    /// Blocks connected.
+    CHAIN_BLOCKS_CONNECTED = "lnhub_chain_blocks_connected_total", Counter, [],
+        "Blocks that joined the best chain as the hub followed its bitcoind";
+    /// Blocks disconnected.
+    CHAIN_BLOCKS_DISCONNECTED = "lnhub_chain_blocks_disconnected_total", Counter, [],
+        "Blocks that left the best chain (reorgs) as the hub followed its bitcoind";
+    /// Poll failures.
+    CHAIN_POLL_ERRORS = "lnhub_chain_poll_errors_total", Counter, [],
+        "Polls of the bitcoind that failed (unreachable, refused, inconsistent answers)";
 }

@@ -73,6 +73,14 @@ fn blocks_connect_in_order_and_a_reorg_disconnects_top_down_first() {
     ev.clear();
     t.update(back[1], node.fetch(), &mut ev).unwrap();
     assert_eq!(heights(&ev), vec![-11, -10, -9, 9, 10, 11, 12]);
+    // Back to a block we hold (invalidateblock of its child): the blocks above leave, and
+    // nothing joins; then forward again on the same blocks.
+    ev.clear();
+    t.update(back[0], node.fetch(), &mut ev).unwrap();
+    assert_eq!(heights(&ev), vec![-12]);
+    ev.clear();
+    t.update(back[1], node.fetch(), &mut ev).unwrap();
+    assert_eq!(heights(&ev), vec![12]);
     // A tip below ours on another branch (invalidateblock): blocks leave, the lower one joins.
     let low = node.mine(Some(main[6]), 1);
     ev.clear();

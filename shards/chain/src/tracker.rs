@@ -85,6 +85,15 @@ impl Tracker {
         // the window's oldest block (a reorg deeper than the window). Only the top `max`
         // headers of the walk are kept to be reported: after a long absence the older ones are
         // skipped, but the walk still goes down to the window to tell a reorg from a jump.
+        // The node went back to a block we hold (`invalidateblock`): what is above it leaves,
+        // nothing joins.
+        if let Some(i) = self.position(&tip.hash, Some(tip.height)) {
+            while self.window.len() > i + 1 {
+                let gone = self.window.pop_back().expect("longer than i + 1");
+                events.push(ChainEvent::Disconnected(gone));
+            }
+            return Ok(());
+        }
         let floor = self.window.front().map(|h| h.height);
         let mut branch = VecDeque::from([tip]);
         let mut lowest = tip;

@@ -58,6 +58,8 @@ pub struct Context {
     pub min_cltv_expiry_delta: u16,
     /// What the hub follows the chain with (`none`, or `bitcoind <url>`).
     pub chain_backend: String,
+    /// The chain thread's counts.
+    pub chain: std::sync::Arc<crate::chain::ChainStats>,
 }
 
 impl Context {

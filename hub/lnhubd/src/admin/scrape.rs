@@ -5,6 +5,7 @@ use lnhub_engine::{ChannelState, Counters, ShardReport};
 use lnhub_metrics::catalogue::{self as m, MAX_CHANNEL_SERIES};
 use lnhub_metrics::labels::{self, FAILURE_SLOTS, MESSAGE_SLOTS};
 use lnhub_metrics::Exposition;
+use std::sync::atomic::Ordering;
 
 use super::{Context, ANSWER_TIMEOUT};
 use crate::net::{NetCommand, NetStats};
@@ -32,6 +33,8 @@ pub struct Figures {
     pub commits: lnhub_store::CommitHistograms,
     /// Process start to listening, seconds.
     pub startup_secs: f64,
+    /// The chain thread's counts: connected, disconnected, failed polls.
+    pub chain: (u64, u64, u64),
 }
 
 /// Gathers the figures and writes the scrape.
@@ -45,6 +48,11 @@ pub fn scrape(ctx: &Context) -> Result<String, String> {
         store: ctx.store.stats(),
         commits: ctx.store.histograms(),
         startup_secs: ctx.startup.as_secs_f64(),
+        chain: (
+            ctx.chain.connected.load(Ordering::Relaxed),
+            ctx.chain.disconnected.load(Ordering::Relaxed),
+            ctx.chain.poll_errors.load(Ordering::Relaxed),
+        ),
     }))
 }
 
@@ -199,6 +207,9 @@ pub fn render(f: &Figures) -> String {
     e.family(&m::STORE_COMMIT_BYTES)
         .histogram(&[], &f.commits.bytes);
     e.single(&m::STORE_FORWARDS_PRUNED, f.store.forwards_pruned as f64);
+    e.single(&m::CHAIN_BLOCKS_CONNECTED, f.chain.0 as f64);
+    e.single(&m::CHAIN_BLOCKS_DISCONNECTED, f.chain.1 as f64);
+    e.single(&m::CHAIN_POLL_ERRORS, f.chain.2 as f64);
     e.finish()
 }
 
@@ -224,6 +235,7 @@ mod tests {
             store: lnhub_store::StoreStats::default(),
             commits: lnhub_store::CommitHistograms::default(),
             startup_secs: 0.25,
+            chain: (0, 0, 0),
         });
         let typed: Vec<&str> = text
             .lines()
