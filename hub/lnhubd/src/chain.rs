@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use lnhub_chain::{BlockHash, ChainEvent, Header, Tracker, DEFAULT_WINDOW};
 use lnhub_engine::Input;
+
+use crate::config::encode_hex;
 use serde_json::{json, Value};
 
 /// How often the best block is asked for.
@@ -120,7 +122,7 @@ impl Bitcoind {
 
     /// The header of block `hash`.
     pub fn header(&mut self, hash: &BlockHash) -> Result<Header, String> {
-        let h = self.call("getblockheader", json!([to_hex(hash), true]))?;
+        let h = self.call("getblockheader", json!([encode_hex(hash), true]))?;
         let parse = |v: &Value| v.as_str().and_then(from_hex);
         Ok(Header {
             hash: parse(&h["hash"]).ok_or("getblockheader without a hash")?,
@@ -251,13 +253,17 @@ pub fn follow(
                             stats.disconnected.fetch_add(1, Ordering::Relaxed);
                             log::warn!(
                                 "chain: block {} at height {} left the best chain",
-                                to_hex(&h.hash),
+                                encode_hex(&h.hash),
                                 h.height
                             )
                         }
                         ChainEvent::Connected(h) => {
                             stats.connected.fetch_add(1, Ordering::Relaxed);
-                            log::debug!("chain: block {} at height {}", to_hex(&h.hash), h.height)
+                            log::debug!(
+                                "chain: block {} at height {}",
+                                encode_hex(&h.hash),
+                                h.height
+                            )
                         }
                     }
                 }
@@ -276,11 +282,6 @@ pub fn tell_shards(engine: &lnhub_engine::Admin, height: u32) {
     for shard in 0..engine.shards() {
         let _ = engine.send(shard, Input::BlockHeight(height));
     }
-}
-
-/// A block hash as bitcoind writes it (hex, bytes as the node orders them).
-fn to_hex(hash: &BlockHash) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn from_hex(s: &str) -> Option<BlockHash> {

@@ -110,7 +110,10 @@ pub fn serve_rpc(addr: SocketAddr, data_dir: &Path, ctx: Context) -> Result<Sock
         .to_ip()
         .ok_or_else(|| format!("rpc: {addr} is not an IP address"))?;
     let secret = crate::keys::fresh_secret()?;
-    let cookie = format!("{COOKIE_USER}:{}", hex(&secret.secret_bytes()));
+    let cookie = format!(
+        "{COOKIE_USER}:{}",
+        crate::config::encode_hex(&secret.secret_bytes())
+    );
     write_private(&data_dir.join(COOKIE_FILE), &cookie)?;
     write_private(&data_dir.join(RPC_ADDRESS_FILE), &format!("{bound}\n"))?;
     let auth = rpc::Auth::new(&cookie);
@@ -160,8 +163,4 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     f.write_all(text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     fs::rename(&tmp, path).map_err(|e| format!("cannot rename to {}: {e}", path.display()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -491,7 +491,6 @@ impl Node {
         // failure was not already answered with its reason), and it is not tried again.
         if self.dialers[index].once {
             self.answer_connect(index, Err("dial failed".into()));
-            self.dialers[index].retired = true;
         }
         let d = &mut self.dialers[index];
         d.token = None;

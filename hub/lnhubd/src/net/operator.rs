@@ -161,7 +161,8 @@ impl Node {
         }
     }
 
-    /// Tells the operators waiting on dialer `index` how it went.
+    /// Tells the operators waiting on dialer `index` how it went; an operator's dial that
+    /// failed is retired (never dialled again).
     pub(super) fn answer_connect(&mut self, index: usize, result: Result<(), String>) {
         for reply in self.connect_waiters.remove(&index).unwrap_or_default() {
             let _ = reply.send(result.clone());
