@@ -115,6 +115,7 @@ fn main() {
                 node_secret,
                 limits: Limits::default(),
                 chain_hash: lnhub_wire::types::ChainHash::REGTEST,
+                close_depth: lnhub_engine::DEFAULT_CLOSE_DEPTH,
                 open: None,
             };
             Shard::new(config, 0, 1_700_000_000)

@@ -9,11 +9,20 @@
 //! LDK's events, HTLC forwards and outgoing messages every 20 ms (or sooner when LDK wakes it) and
 //! records every [`Event`] in a log the test can wait on.
 //!
-//! There is no bitcoind. Channels are meant to be **zero-conf**: the funder builds a funding
-//! transaction spending a fabricated segwit input (dummy witness), nothing is ever mined, and
-//! the channel is usable as soon as both `channel_ready` messages are exchanged. Blocks can be
-//! fabricated with [`LdkNode::connect_blocks`] / [`LdkNode::confirm_transaction`] when a test
-//! needs a different height.
+//! By default there is no bitcoind. Channels are meant to be **zero-conf**: the funder builds
+//! a funding transaction spending a fabricated segwit input (dummy witness), nothing is ever
+//! mined, and the channel is usable as soon as both `channel_ready` messages are exchanged.
+//! Blocks can be fabricated with [`LdkNode::connect_blocks`] / [`LdkNode::confirm_transaction`]
+//! when a test needs a different height.
+//!
+//! **Real chain** (optional): with [`LdkNodeConfig::following`] the node starts at a real
+//! regtest `bitcoind`'s tip, [`LdkNode::sync_chain`] brings its view (`ChannelManager` and
+//! `ChainMonitor`, through `Confirm`) to that node's best chain, reorgs included, and with
+//! [`LdkNodeConfig::wallet`] the funding transactions spend real coins of a [`TestWallet`]
+//! (change back to it). LDK's broadcasts are still only recorded; [`LdkNode::broadcast_to`]
+//! submits them to `bitcoind`. Channels may then wait for confirmations
+//! ([`LdkNode::open_channel_pending`], blocks mined by the test, `sync_chain`). Fabricated
+//! blocks and real ones do not mix on one node.
 //!
 //! All constructors and `async` methods must run inside a tokio runtime (multi-threaded for
 //! more than one node).
@@ -79,7 +88,7 @@
 //! payments and the failure-log reader) behind the one type the tests drive; its parts only
 //! make sense together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -96,6 +105,7 @@ use bitcoin::{
 use lightning::chain::chaininterface::{BroadcasterInterface, ConfirmationTarget, FeeEstimator};
 use lightning::chain::chainmonitor::ChainMonitor;
 use lightning::chain::{BestBlock, Confirm, Filter};
+use lightning::events::bump_transaction::BumpTransactionEvent;
 use lightning::events::{
     ClosureReason, Event, EventsProvider, PathFailure, PaymentFailureReason, ReplayEvent,
 };
@@ -120,6 +130,8 @@ use lightning::util::logger::{Level, Logger, Record};
 use lightning::util::persist::KVStoreSync;
 use lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Description};
 use lightning_net_tokio::SocketDescriptor;
+
+use crate::bitcoind::{Bitcoind, TestWallet};
 
 /// A BOLT 4 failure LDK decoded from a failure onion (parsed from its log line).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -315,6 +327,25 @@ pub struct LdkNodeConfig {
     /// Lowest level printed to stderr. Default `Debug`, or `LNHUB_LDK_LOG`
     /// (`gossip|trace|debug|info|warn|error`).
     pub log_level: Level,
+    /// Start at this real block `(hash, height)` (e.g. [`Bitcoind::tip`], see
+    /// [`LdkNodeConfig::following`]) instead of the fabricated one of `start_height`; what
+    /// [`LdkNode::sync_chain`] needs. Default `None`.
+    pub chain_tip: Option<(BlockHash, u32)>,
+    /// Funds channels with real coins of this wallet (inputs it signs, change back to it)
+    /// instead of a fabricated input. Default `None`.
+    pub wallet: Option<Arc<TestWallet>>,
+    /// Feerate of the wallet's funding transactions, sat/vB. Default 2.
+    pub funding_fee_sat_per_vb: u64,
+}
+
+impl LdkNodeConfig {
+    /// This configuration starting at `btc`'s current tip ([`LdkNodeConfig::chain_tip`]).
+    pub fn following(self, btc: &Bitcoind) -> LdkNodeConfig {
+        LdkNodeConfig {
+            chain_tip: Some(btc.tip()),
+            ..self
+        }
+    }
 }
 
 impl Default for LdkNodeConfig {
@@ -336,6 +367,9 @@ impl Default for LdkNodeConfig {
             auto_claim: true,
             payment_retries: 0,
             log_level,
+            chain_tip: None,
+            wallet: None,
+            funding_fee_sat_per_vb: 2,
         }
     }
 }
@@ -377,6 +411,8 @@ pub struct ChannelSummary {
     pub counterparty_forwarding_info: Option<(u32, u32, u16)>,
     /// Confirmations LDK waits for (`Some(0)`: zero-conf).
     pub confirmations_required: Option<u32>,
+    /// Confirmations of the funding transaction LDK has seen (`None`/`Some(0)`: unconfirmed).
+    pub confirmations: Option<u32>,
     /// Our user channel id.
     pub user_channel_id: u128,
 }
@@ -427,6 +463,9 @@ struct Ctx {
     policy: InboundChannelPolicy,
     auto_claim: bool,
     counter: AtomicU64,
+    wallet: Option<Arc<TestWallet>>,
+    funding_fee_sat_per_vb: u64,
+    broadcaster: Arc<RecordingBroadcaster>,
 }
 
 impl Ctx {
@@ -448,12 +487,27 @@ impl Ctx {
                 output_script,
                 ..
             } => {
-                let tx = fabricated_funding_tx(
-                    &self.node_id,
-                    self.next_u128(),
-                    *channel_value_satoshis,
-                    output_script.clone(),
-                );
+                let tx = match &self.wallet {
+                    Some(wallet) => {
+                        let out = TxOut {
+                            value: Amount::from_sat(*channel_value_satoshis),
+                            script_pubkey: output_script.clone(),
+                        };
+                        match wallet.try_build_tx(vec![out], self.funding_fee_sat_per_vb) {
+                            Ok(tx) => tx,
+                            Err(e) => {
+                                eprintln!("funding from the test wallet failed: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    None => fabricated_funding_tx(
+                        &self.node_id,
+                        self.next_u128(),
+                        *channel_value_satoshis,
+                        output_script.clone(),
+                    ),
+                };
                 if let Err(e) = self.cm.funding_transaction_generated(
                     *temporary_channel_id,
                     *counterparty_node_id,
@@ -498,6 +552,14 @@ impl Ctx {
                 if let Some(preimage) = purpose.preimage() {
                     self.cm.claim_funds(preimage);
                 }
+            }
+            // An anchor channel's force close: LDK hands over its commitment for a CPFP of the
+            // anchor. Its own fee (the commitment's feerate, 253 sat/kw by default) relays on
+            // regtest, so it is recorded as broadcast as it is, with no child.
+            Event::BumpTransaction(BumpTransactionEvent::ChannelClose {
+                commitment_tx, ..
+            }) => {
+                self.broadcaster.broadcast_transactions(&[commitment_tx]);
             }
             _ => {}
         }
@@ -562,6 +624,7 @@ pub struct LdkNode {
     logger: Arc<NodeLogger>,
     ctx: Arc<Ctx>,
     tip: Mutex<(BlockHash, u32)>,
+    sent_to_bitcoind: Mutex<HashSet<Txid>>,
     payment_retries: u32,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -628,7 +691,9 @@ impl LdkNode {
             Arc::clone(&network_graph),
             Arc::clone(&keys),
         ));
-        let best_block = if config.start_height == 0 {
+        let best_block = if let Some((hash, height)) = config.chain_tip {
+            BestBlock::new(hash, height)
+        } else if config.start_height == 0 {
             BestBlock::from_network(config.network)
         } else {
             let hash =
@@ -676,6 +741,9 @@ impl LdkNode {
             policy: config.inbound_channels,
             auto_claim: config.auto_claim,
             counter: AtomicU64::new(0),
+            wallet: config.wallet,
+            funding_fee_sat_per_vb: config.funding_fee_sat_per_vb,
+            broadcaster: Arc::clone(&broadcaster),
         });
         let task = tokio::spawn(background(Arc::clone(&ctx)));
         LdkNode {
@@ -692,6 +760,7 @@ impl LdkNode {
             logger,
             ctx,
             tip: Mutex::new(tip),
+            sent_to_bitcoind: Mutex::new(HashSet::new()),
             payment_retries: config.payment_retries,
             tasks: vec![task],
         }
@@ -777,7 +846,8 @@ impl LdkNode {
     // ---- channels ----
 
     /// Sends `open_channel` (anchors if the peer supports them, private) and returns the
-    /// temporary channel id; the funding transaction is fabricated when LDK asks for it.
+    /// temporary channel id; the funding transaction is fabricated when LDK asks for it, or
+    /// built by [`LdkNodeConfig::wallet`].
     pub fn open_channel(
         &self,
         peer: PublicKey,
@@ -824,6 +894,62 @@ impl LdkNode {
                 ))
             }
         }
+    }
+
+    /// Opens a channel to `peer` and waits (10 s) for `ChannelPending`: funding signed by
+    /// both sides and the funding transaction broadcast (recorded; see
+    /// [`LdkNode::broadcast_to`]). Returns the (final) channel id and the funding transaction.
+    /// For a channel the peer wants confirmed (`minimum_depth` > 0): it becomes ready once
+    /// both nodes saw that many confirmations ([`LdkNode::sync_chain`]).
+    pub async fn open_channel_pending(
+        &self,
+        peer: PublicKey,
+        capacity_sat: u64,
+        push_msat: u64,
+    ) -> Result<(ChannelId, Transaction), String> {
+        let (_, user_channel_id) = self.open_channel(peer, capacity_sat, push_msat)?;
+        let pending = self
+            .wait_event(Duration::from_secs(10), |e| {
+                matches!(e, Event::ChannelPending { user_channel_id: u, .. } if *u == user_channel_id)
+                    || matches!(e, Event::ChannelClosed { user_channel_id: u, .. } if *u == user_channel_id)
+            })
+            .await;
+        let (channel_id, funding_txid) = match pending {
+            Some(Event::ChannelPending {
+                channel_id,
+                funding_txo,
+                ..
+            }) => (channel_id, funding_txo.txid),
+            Some(Event::ChannelClosed { reason, .. }) => {
+                return Err(format!(
+                    "{}: channel to {peer} closed while opening: {reason}",
+                    self.name
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{}: no ChannelPending with {peer} within 10 s: {:?}",
+                    self.name,
+                    self.list_channels()
+                ))
+            }
+        };
+        let mut funding = None;
+        self.wait(Duration::from_secs(10), |n| {
+            funding = n
+                .broadcast_txs()
+                .into_iter()
+                .find(|tx| tx.compute_txid() == funding_txid);
+            funding.is_some()
+        })
+        .await;
+        let funding = funding.ok_or_else(|| {
+            format!(
+                "{}: funding transaction {funding_txid} never broadcast",
+                self.name
+            )
+        })?;
+        Ok((channel_id, funding))
     }
 
     /// Accepts a pending inbound channel (with [`InboundChannelPolicy::Manual`]).
@@ -894,6 +1020,7 @@ impl LdkNode {
                     )
                 }),
                 confirmations_required: c.confirmations_required,
+                confirmations: c.confirmations,
                 user_channel_id: c.user_channel_id,
             })
             .collect()
@@ -1341,6 +1468,90 @@ impl LdkNode {
     /// Connects one fabricated block containing `tx` (`transactions_confirmed`).
     pub fn confirm_transaction(&self, tx: &Transaction) {
         self.connect_block(&[tx]);
+    }
+
+    /// Submits every transaction LDK broadcast and this node has not offered yet to `btc`
+    /// ([`Bitcoind::try_send`]: `testmempoolaccept`, then `sendrawtransaction`); returns the
+    /// txids it accepted now. One already in its mempool or chain (`txn-already-...`) counts
+    /// as done; a refused one is not offered again and makes the result an `Err` naming it
+    /// with Core's reason (after all were tried).
+    pub fn broadcast_to(&self, btc: &Bitcoind) -> Result<Vec<Txid>, String> {
+        let mut offered = self.sent_to_bitcoind.lock().unwrap();
+        let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+        for tx in self.broadcast_txs() {
+            let txid = tx.compute_txid();
+            if !offered.insert(txid) {
+                continue;
+            }
+            match btc.try_send(&tx) {
+                Ok(_) => accepted.push(txid),
+                Err(e) if e.contains("already") => {}
+                Err(e) => refused.push(format!("{txid}: {e}")),
+            }
+        }
+        if refused.is_empty() {
+            Ok(accepted)
+        } else {
+            Err(format!(
+                "{}: bitcoind refused {}",
+                self.name,
+                refused.join("; ")
+            ))
+        }
+    }
+
+    /// Brings LDK's chain view (`ChannelManager` and `ChainMonitor`, via `Confirm`) to
+    /// `btc`'s best chain: transactions LDK watches whose block left the best chain are
+    /// unconfirmed (`transaction_unconfirmed`); from the last block both share (LDK's tip,
+    /// walked back through headers), LDK is moved back there if needed, then every block
+    /// after it up to the tip is connected (`transactions_confirmed` with all its
+    /// transactions, LDK filters, and `best_block_updated`). Returns the new height.
+    ///
+    /// The node must have started on `btc`'s chain ([`LdkNodeConfig::following`]) and never
+    /// connected fabricated blocks (panics on a block `btc` does not know).
+    pub fn sync_chain(&self, btc: &Bitcoind) -> u32 {
+        let mut tip = self.tip.lock().unwrap();
+        let confirms: [&dyn Confirm; 2] = [&*self.channel_manager, &*self.chain_monitor];
+        for c in confirms {
+            for (txid, _, block) in c.get_relevant_txids() {
+                if block.is_some_and(|b| btc.in_best_chain(&b) != Some(true)) {
+                    c.transaction_unconfirmed(&txid);
+                }
+            }
+        }
+        let (mut hash, mut height) = *tip;
+        loop {
+            match btc.in_best_chain(&hash) {
+                Some(true) => break,
+                Some(false) => {
+                    hash = btc.header(&hash).prev_blockhash;
+                    height -= 1;
+                }
+                None => panic!(
+                    "{}: bitcoind does not know block {hash} (height {height}): start the node \
+                     with LdkNodeConfig::following and connect no fabricated block",
+                    self.name
+                ),
+            }
+        }
+        if hash != tip.0 {
+            let header = btc.header(&hash);
+            for c in confirms {
+                c.best_block_updated(&header, height);
+            }
+            *tip = (hash, height);
+        }
+        let best = btc.height();
+        for h in height + 1..=best {
+            let block = btc.block(&btc.block_hash(h));
+            let txdata: Vec<(usize, &Transaction)> = block.txdata.iter().enumerate().collect();
+            for c in confirms {
+                c.transactions_confirmed(&block.header, &txdata, h);
+                c.best_block_updated(&block.header, h);
+            }
+            *tip = (block.block_hash(), h);
+        }
+        tip.1
     }
 
     fn connect_block(&self, txs: &[&Transaction]) {

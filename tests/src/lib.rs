@@ -303,8 +303,19 @@ impl Hub {
     /// Kills the process with SIGKILL (no clean shutdown: whatever it was doing is cut short)
     /// and starts it again on the same data directory, address and flags.
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Kills the process with SIGKILL (see [`Hub::restart`]).
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the process again on the same data directory, address and flags (after
+    /// [`Hub::kill`] or [`Hub::stop`]).
+    pub fn restart(&mut self) {
         let (child, s) = spawn_hub(&self.dir.0, &self.addr.to_string(), &self.extra);
         assert_eq!(s.node_id, self.node_id, "the same node key after a restart");
         assert_eq!(s.addr, self.addr, "the same address after a restart");

@@ -66,6 +66,9 @@ pub struct Flags {
     /// Seconds a replaced fee policy is still honoured [default: 600].
     #[arg(long, value_name = "SECS")]
     pub policy_grace_secs: Option<u64>,
+    /// Confirmations of a closing transaction before its channel is retired [default: 6].
+    #[arg(long, value_name = "BLOCKS")]
+    pub close_depth: Option<u32>,
     /// `auto`: on regtest, run the bitcoind `scripts/bitcoind` built (data in
     /// `<data-dir>/bitcoind`) and follow it.
     #[arg(long, value_name = "auto")]
@@ -148,6 +151,8 @@ pub struct RawConfig {
     pub rpc_listen: Option<String>,
     /// See [`Flags::policy_grace_secs`].
     pub policy_grace_secs: Option<u64>,
+    /// See [`Flags::close_depth`].
+    pub close_depth: Option<u32>,
     /// See [`Flags::bitcoind`].
     pub bitcoind: Option<String>,
     /// See [`Flags::bitcoind_rpc`].
@@ -210,6 +215,8 @@ pub struct Config {
     pub rpc_listen: Option<SocketAddr>,
     /// How long a replaced policy is still honoured.
     pub policy_grace: Duration,
+    /// Confirmations of a closing transaction before its channel is retired.
+    pub close_depth: u32,
     /// The chain backend, if any.
     pub bitcoind: Option<crate::chain::BitcoindConfig>,
     /// Run our own regtest bitcoind (`--bitcoind auto`).
@@ -417,6 +424,16 @@ impl Config {
         if grace > 86_400 {
             return err("policy_grace_secs", format!("{grace} is above 86400"));
         }
+        let close_depth = flags
+            .close_depth
+            .or(raw.close_depth)
+            .unwrap_or(lnhub_engine::DEFAULT_CLOSE_DEPTH);
+        if !(1..=1000).contains(&close_depth) {
+            return err(
+                "close_depth",
+                format!("{close_depth} is not within 1..=1000"),
+            );
+        }
         let bitcoind = bitcoind_config(
             flags.bitcoind_rpc.or(raw.bitcoind_rpc),
             flags.bitcoind_cookie.or(raw.bitcoind_cookie),
@@ -443,6 +460,7 @@ impl Config {
             metrics_listen,
             rpc_listen,
             policy_grace: Duration::from_secs(grace),
+            close_depth,
             htlc_minimum_msat,
             forward_log_retention,
             shards,

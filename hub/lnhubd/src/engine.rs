@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use lnhub_engine::{
-    default_establish_config, Batch, Engine, EngineConfig, Loaded, OpenConfig, ShardConfig, Store,
-    StoreError, Submitted, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH, DEFAULT_ROUNDS_PER_TURN,
+    default_establish_config, Batch, ChainRequest, Engine, EngineConfig, Loaded, OpenConfig,
+    ShardConfig, Store, StoreError, Submitted, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
+    DEFAULT_ROUNDS_PER_TURN,
 };
 use lnhub_forward::{Limits, Policy};
 use lnhub_wire::types::Msat;
@@ -23,13 +24,15 @@ impl Store for Durable {
     }
 }
 
-/// Starts the shard threads, rebuilt from `loaded`, writing through `writer`.
+/// Starts the shard threads, rebuilt from `loaded`, writing through `writer`; their requests
+/// for the chain backend go to `chain`, if there is one.
 pub fn start(
     config: &Config,
     node_secret: SecretKey,
     writer: &lnhub_store::Writer,
     loaded: &Loaded,
     waker: Arc<mio::Waker>,
+    chain: Option<crossbeam_channel::Sender<(usize, ChainRequest)>>,
 ) -> Result<Engine, String> {
     let open = OpenConfig {
         establish: default_establish_config(config.chain_hash),
@@ -49,7 +52,9 @@ pub fn start(
         max_batch: DEFAULT_MAX_BATCH,
         pin_threads: true,
         rounds_per_turn: DEFAULT_ROUNDS_PER_TURN,
+        chain,
     };
+    let close_depth = config.close_depth;
     let chain_hash = config.chain_hash;
     let policy_grace_secs = config.policy_grace.as_secs();
     Engine::start(
@@ -62,6 +67,7 @@ pub fn start(
                 ..Limits::default()
             },
             chain_hash,
+            close_depth,
             open: Some(open.clone()),
         },
         |_| {

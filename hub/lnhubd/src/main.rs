@@ -160,8 +160,24 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
         config.rpc_listen,
     );
     let node_secret = key.secret;
+    // The shards' requests for the chain backend, if there is one.
+    let (chain_tx, chain_rx) = match chain {
+        Some(_) => {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let mut node = net::Node::bind(config, key, peer_config, channel_peers, |waker| {
-        engine::start(&engine_config, node_secret, &writer, &loaded, waker).map(Some)
+        engine::start(
+            &engine_config,
+            node_secret,
+            &writer,
+            &loaded,
+            waker,
+            chain_tx,
+        )
+        .map(Some)
     })?;
     drop(loaded);
     let bound = node.local_addr().map_err(|e| e.to_string())?;
@@ -171,7 +187,14 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
         let backend = match chain {
             Some((bitcoind, tracker, name)) => {
                 chain::tell_shards(&engine, tracker.height().unwrap_or(0));
-                chain::follow(bitcoind, tracker, engine.clone(), chain_stats.clone())?;
+                let requests = chain_rx.expect("made with the backend");
+                chain::follow(
+                    bitcoind,
+                    tracker,
+                    engine.clone(),
+                    chain_stats.clone(),
+                    requests,
+                )?;
                 name
             }
             None => "none".to_string(),

@@ -100,6 +100,8 @@ enum Command {
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
     },
+    /// Channels retired after their closing transaction was deep enough.
+    Listclosedchannels,
     /// Stop lnhubd.
     Stop,
 }
@@ -168,6 +170,7 @@ fn request(command: Command) -> (&'static str, Map<String, Value>) {
             put("limit", limit.map(Value::from));
             "listforwards"
         }
+        Command::Listclosedchannels => "listclosedchannels",
         Command::Stop => "stop",
     };
     (method, p)

@@ -24,11 +24,13 @@ pub enum Table {
     Forwards,
     /// The forwarding log by time of resolution, for pruning by age.
     ForwardsByTime,
+    /// Channels retired after their closing transaction was deep enough: a summary each.
+    Closed,
 }
 
 impl Table {
     /// Every table, in a fixed order (the store opens them all).
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Channels,
         Table::Openings,
@@ -37,6 +39,7 @@ impl Table {
         Table::Replays,
         Table::Forwards,
         Table::ForwardsByTime,
+        Table::Closed,
     ];
 
     /// The table's name in the database.
@@ -50,6 +53,7 @@ impl Table {
             Table::Replays => "replays",
             Table::Forwards => "forwards",
             Table::ForwardsByTime => "forwards_by_time",
+            Table::Closed => "closed",
         }
     }
 }

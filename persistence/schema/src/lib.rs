@@ -13,12 +13,13 @@
 //! | --- | --- | --- |
 //! | `meta` | `b"schema"` | [`SCHEMA_VERSION`] as 4 bytes big-endian |
 //! | `channels` | `channel_id` (32 bytes) | [`ChannelRecord`]: peer, scid, policy, then the channel's own state record |
-//! | `openings` | `channel_id` (32 bytes) | [`OpeningRecord`]: peer, alias, then the establishment state record |
+//! | `openings` | `channel_id` (32 bytes) | [`OpeningRecord`]: peer, alias, the height the funding was accepted at (the fundee's 2016-block wait counts from it; version 1 records lack it), then the establishment state record |
 //! | `links` | outgoing `channel_id` (32) ‖ outgoing `htlc_id` (8, big-endian) | [`LinkRecord`]: the incoming HTLC a forward pays back to, amounts, resolution |
 //! | `htlcs` | `channel_id` (32) ‖ offerer (1: `0` us, `1` the peer) ‖ `htlc_id` (8) | [`HtlcRecord`]: what never changes about the HTLC (amount, payment hash, expiry, the 1,366-byte onion), written once when the HTLC enters the channel's books, deleted when it leaves |
 //! | `replays` | expiry height (4, big-endian) ‖ 128-bit replay tag (16) | the incoming HTLC (channel id, HTLC id) that first carried the onion: an onion seen (BOLT 4 replay protection), forgotten when its expiry passes |
 //! | `forwards` | incoming `channel_id` (32) ‖ incoming `htlc_id` (8) | [`ForwardRecord`]: the forwarding log (amounts, fee, times, outcome, failure code) |
 //! | `forwards_by_time` | resolution time (8, unix seconds) ‖ the `forwards` key | empty: the log in time order, for pruning by age |
+//! | `closed` | `channel_id` (32 bytes) | [`ClosedRecord`]: a channel retired once its closing transaction was deep enough (history, read on demand; added within layout version 2: older builds never open it) |
 //!
 //! A channel's record leaves its HTLCs' fixed terms out (`Channel::encode_lean`): they are
 //! most of a busy channel's bytes and never change, so they are written once, not with every
@@ -47,12 +48,12 @@ mod records;
 pub use batch::{Batch, Op, Table};
 pub use load::{load, Loaded, MemTables};
 pub use records::{
-    decode_channel, decode_forward, decode_htlc, decode_link, decode_opening, decode_replay,
-    encode_channel, encode_forward, encode_htlc, encode_link, encode_opening, encode_replay,
-    forward_key, forward_time_key, htlc_key, link_key, parse_forward_time_key, parse_htlc_key,
-    parse_link_key, parse_replay_key, put_forward, replay_key, ChannelHeader, ChannelRecord,
-    ForwardOutcome, ForwardRecord, HtlcRecord, LinkRecord, OpeningHeader, OpeningRecord,
-    RecordError, Upstream,
+    decode_channel, decode_closed, decode_forward, decode_htlc, decode_link, decode_opening,
+    decode_replay, encode_channel, encode_closed, encode_forward, encode_htlc, encode_link,
+    encode_opening, encode_replay, forward_key, forward_time_key, htlc_key, link_key,
+    parse_forward_time_key, parse_htlc_key, parse_link_key, parse_replay_key, put_forward,
+    replay_key, ChannelHeader, ChannelRecord, ClosedRecord, ForwardOutcome, ForwardRecord,
+    HtlcRecord, LinkRecord, OpeningHeader, OpeningRecord, RecordError, Upstream,
 };
 
 /// Version of the whole layout (tables, keys, envelopes), kept in `meta`. A store written by a

@@ -104,7 +104,7 @@ pub fn load<'a>(
             }
             // History, not state: the shards need none of it, and a log of millions of rows
             // is read on demand (its records are checked as they are read), not at start-up.
-            Table::Forwards | Table::ForwardsByTime => {}
+            Table::Forwards | Table::ForwardsByTime | Table::Closed => {}
             Table::Replays => {
                 let (expiry, tag) = parse_replay_key(key)
                     .ok_or_else(|| bad("key is not an expiry height and a tag".into()))?;

@@ -20,16 +20,18 @@ const KIND_LINK: u8 = 3;
 const KIND_HTLC: u8 = 4;
 const KIND_REPLAY: u8 = 5;
 const KIND_FORWARD: u8 = 6;
+const KIND_CLOSED: u8 = 7;
 
 /// Versions of each record kind's body. Bump on any change to its body; the decoder refuses
 /// versions it does not know.
 /// Version 2 added the peer's alias; version 1 records (without it) are still read.
 const CHANNEL_VERSION: u8 = 2;
-const OPENING_VERSION: u8 = 1;
+const OPENING_VERSION: u8 = 2;
 const LINK_VERSION: u8 = 1;
 const HTLC_VERSION: u8 = 1;
 const REPLAY_VERSION: u8 = 1;
 const FORWARD_VERSION: u8 = 1;
+const CLOSED_VERSION: u8 = 1;
 
 /// Length of the envelope's check: 64 bits of SHA-256 catch any accidental corruption of a
 /// record of a few hundred bytes; the large state records carry a full SHA-256 of their own.
@@ -130,6 +132,10 @@ pub struct OpeningHeader {
     pub peer: PublicKey,
     /// The alias we gave the peer.
     pub alias: ShortChannelId,
+    /// The block height when we accepted the funding (`funding_created`), from which the
+    /// fundee's wait for the funding transaction is counted; 0 when unknown (records of
+    /// version 1).
+    pub funding_accepted_at: u32,
 }
 
 /// A channel in establishment as read back.
@@ -225,23 +231,101 @@ pub fn encode_opening(out: &mut Vec<u8>, header: &OpeningHeader, state: impl FnO
     let start = open_envelope(out, KIND_OPENING, OPENING_VERSION);
     out.extend_from_slice(&header.peer.serialize());
     out.extend_from_slice(&header.alias.0.to_be_bytes());
+    out.extend_from_slice(&header.funding_accepted_at.to_be_bytes());
     seal(out, start);
     state(out);
 }
 
 /// Decodes an opening record (its state bytes are checked later, by `Establishing::decode`).
+/// Version 1 (without the height the funding was accepted at) is still read.
 pub fn decode_opening(value: &[u8]) -> Result<OpeningRecord, String> {
-    let (mut r, state) = unseal(value, KIND_OPENING, OPENING_VERSION, "opening")?;
+    let version = match value.get(1) {
+        Some(1) => 1,
+        _ => OPENING_VERSION,
+    };
+    let (mut r, state) = unseal(value, KIND_OPENING, version, "opening")?;
     let peer = r.point()?;
     let alias = ShortChannelId(r.u64()?);
+    let funding_accepted_at = match version {
+        1 => 0,
+        _ => r.u32()?,
+    };
     r.end()?;
     if state.is_empty() {
         return Err("no establishment state after the header".into());
     }
     Ok(OpeningRecord {
-        header: OpeningHeader { peer, alias },
+        header: OpeningHeader {
+            peer,
+            alias,
+            funding_accepted_at,
+        },
         state: state.to_vec(),
     })
+}
+
+/// A channel retired after its closing transaction was deep enough, under its channel id in
+/// [`crate::Table::Closed`]: what an operator asks of a closed channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedRecord {
+    /// The peer.
+    pub peer: PublicKey,
+    /// Our alias for it.
+    pub alias: ShortChannelId,
+    /// Its real `short_channel_id`, if the funding was seen confirmed.
+    pub real_scid: Option<ShortChannelId>,
+    /// Capacity.
+    pub capacity_sat: u64,
+    /// The funding output.
+    pub funding_txid: [u8; 32],
+    /// The funding output's index.
+    pub funding_vout: u32,
+    /// The closing transaction.
+    pub closing_txid: [u8; 32],
+    /// The height it confirmed at.
+    pub closing_height: u32,
+    /// Our balance when it closed.
+    pub local_msat: u64,
+    /// When it was retired (unix seconds).
+    pub retired_at: u64,
+}
+
+/// Appends a closed-channel record.
+pub fn encode_closed(out: &mut Vec<u8>, c: &ClosedRecord) {
+    let start = open_envelope(out, KIND_CLOSED, CLOSED_VERSION);
+    out.extend_from_slice(&c.peer.serialize());
+    out.extend_from_slice(&c.alias.0.to_be_bytes());
+    out.extend_from_slice(&c.real_scid.map_or(0, |s| s.0).to_be_bytes());
+    out.extend_from_slice(&c.capacity_sat.to_be_bytes());
+    out.extend_from_slice(&c.funding_txid);
+    out.extend_from_slice(&c.funding_vout.to_be_bytes());
+    out.extend_from_slice(&c.closing_txid);
+    out.extend_from_slice(&c.closing_height.to_be_bytes());
+    out.extend_from_slice(&c.local_msat.to_be_bytes());
+    out.extend_from_slice(&c.retired_at.to_be_bytes());
+    seal(out, start);
+}
+
+/// Decodes a closed-channel record.
+pub fn decode_closed(value: &[u8]) -> Result<ClosedRecord, String> {
+    let (mut r, rest) = unseal(value, KIND_CLOSED, CLOSED_VERSION, "closed channel")?;
+    if !rest.is_empty() {
+        return Err("bytes after the check".into());
+    }
+    let record = ClosedRecord {
+        peer: r.point()?,
+        alias: ShortChannelId(r.u64()?),
+        real_scid: Some(r.u64()?).filter(|s| *s != 0).map(ShortChannelId),
+        capacity_sat: r.u64()?,
+        funding_txid: r.arr()?,
+        funding_vout: r.u32()?,
+        closing_txid: r.arr()?,
+        closing_height: r.u32()?,
+        local_msat: r.u64()?,
+        retired_at: r.u64()?,
+    };
+    r.end()?;
+    Ok(record)
 }
 
 /// Appends a link record.

@@ -93,11 +93,26 @@ fn opening_records_round_trip() {
     let h = OpeningHeader {
         peer: peer(2),
         alias: ShortChannelId(77),
+        funding_accepted_at: 812_345,
     };
     let mut out = Vec::new();
     encode_opening(&mut out, &h, |o| o.extend_from_slice(b"establishing"));
     let r = decode_opening(&out).unwrap();
-    assert_eq!((r.header, r.state.as_slice()), (h, &b"establishing"[..]));
+    assert_eq!(
+        (r.header, r.state.as_slice()),
+        (h.clone(), &b"establishing"[..])
+    );
+
+    // Version 1 had no height: read as 0 (unknown).
+    let mut v1 = vec![2, 1, 0, 41];
+    v1.extend_from_slice(&h.peer.serialize());
+    v1.extend_from_slice(&77u64.to_be_bytes());
+    let check = ring::digest::digest(&ring::digest::SHA256, &v1);
+    v1.extend_from_slice(&check.as_ref()[..8]);
+    v1.extend_from_slice(b"establishing");
+    let r = decode_opening(&v1).unwrap();
+    assert_eq!(r.header.funding_accepted_at, 0);
+    assert_eq!((r.header.peer, r.header.alias), (h.peer, h.alias));
 }
 
 #[test]
@@ -185,6 +200,7 @@ fn load_rebuilds_what_batches_wrote_in_key_order() {
         let h = OpeningHeader {
             peer: peer(3),
             alias: ShortChannelId(1),
+            funding_accepted_at: 0,
         };
         encode_opening(out, &h, |o| o.push(1))
     });
@@ -262,6 +278,7 @@ fn load_refuses_other_schema_versions_unknown_meta_and_duplicates() {
     let h = OpeningHeader {
         peer: peer(1),
         alias: ShortChannelId(1),
+        funding_accepted_at: 0,
     };
     encode_opening(&mut opening, &h, |o| o.push(1));
     refuse(
@@ -421,4 +438,38 @@ fn replay_records_round_trip_in_expiry_order() {
         .unwrap_err()
         .to_string()
         .contains("not a replay record"));
+}
+
+/// A retired channel's summary comes back as written, with and without a real
+/// `short_channel_id`; any flipped byte or truncation is refused.
+#[test]
+fn closed_records_round_trip_and_are_checked() {
+    for real_scid in [None, Some(ShortChannelId(0x0000_7800_0004_0001))] {
+        let record = lnhub_schema::ClosedRecord {
+            peer: peer(3),
+            alias: ShortChannelId(0x0080_0001_0002_0003),
+            real_scid,
+            capacity_sat: 1_000_000,
+            funding_txid: [4; 32],
+            funding_vout: 1,
+            closing_txid: [5; 32],
+            closing_height: 130,
+            local_msat: 123_456_789,
+            retired_at: 1_700_000_000,
+        };
+        let mut out = Vec::new();
+        lnhub_schema::encode_closed(&mut out, &record);
+        assert_eq!(lnhub_schema::decode_closed(&out).unwrap(), record);
+        for cut in 0..out.len() {
+            assert!(
+                lnhub_schema::decode_closed(&out[..cut]).is_err(),
+                "cut {cut}"
+            );
+        }
+        for i in 0..out.len() {
+            let mut bad = out.clone();
+            bad[i] ^= 0x01;
+            assert!(lnhub_schema::decode_closed(&bad).is_err(), "flipped {i}");
+        }
+    }
 }

@@ -42,10 +42,10 @@ use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions, MdbError};
 use lnhub_metrics::Histogram;
 use lnhub_schema::{
-    decode_forward, forward_time_key, parse_forward_time_key, RecordError, SCHEMA_KEY,
-    SCHEMA_VERSION,
+    decode_closed, decode_forward, forward_time_key, parse_forward_time_key, RecordError,
+    SCHEMA_KEY, SCHEMA_VERSION,
 };
-pub use lnhub_schema::{Batch, ForwardRecord, Loaded, StoreError, Table};
+pub use lnhub_schema::{Batch, ClosedRecord, ForwardRecord, Loaded, StoreError, Table};
 
 /// Map sizes and the forwarding log's retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl Db {
             // The history tables are read on demand ([`Reader`]), not at start-up.
             let state = Table::ALL
                 .into_iter()
-                .filter(|t| !matches!(t, Table::Forwards | Table::ForwardsByTime));
+                .filter(|t| !matches!(t, Table::Forwards | Table::ForwardsByTime | Table::Closed));
             for table in state {
                 for row in tables[table as usize]
                     .iter(&txn)
@@ -267,6 +267,24 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// The channels retired after their close, in channel id order. A record that does not
+    /// decode is an error naming it.
+    pub fn closed(&self) -> Result<Vec<(lnhub_wire::types::ChannelId, ClosedRecord)>, StoreError> {
+        let txn = self.env.read_txn().map_err(|e| io("read", e))?;
+        let table = self.tables[Table::Closed as usize];
+        let mut out = Vec::new();
+        for row in table.iter(&txn).map_err(|e| io("closed", e))? {
+            let (key, value) = row.map_err(|e| io("closed", e))?;
+            let bad = |why: String| StoreError::from(RecordError::new(Table::Closed, key, why));
+            let id: [u8; 32] = key
+                .try_into()
+                .map_err(|_| bad("key is not a 32-byte channel id".into()))?;
+            let record = decode_closed(value).map_err(bad)?;
+            out.push((lnhub_wire::types::ChannelId(id), record));
+        }
+        Ok(out)
+    }
+
     /// Forwarding-log entries resolved at or after `since` (unix seconds), oldest first, at
     /// most `limit` of them. A record that does not decode is an error naming it.
     pub fn forwards(&self, since: u64, limit: usize) -> Result<Vec<ForwardRecord>, StoreError> {

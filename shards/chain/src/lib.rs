@@ -5,12 +5,17 @@
 //! The shell (`lnhubd`'s bitcoind poller) does the fetching; everything here is pure and
 //! tested against scripted chains with reorgs.
 //!
+//! [`Watcher`] keeps, for each funding output the shards ask about, where it confirmed and
+//! what spent it, across reorgs, and says what changed at each new tip.
+//!
 //! [`fee_rate`] turns a node's estimate into a feerate for our transactions, with a floor
 //! and a fallback for when the node has none (a fresh regtest node never has).
 
 mod tracker;
+mod watch;
 
 pub use tracker::{BlockHash, ChainEvent, Header, Tracker, UpdateError, DEFAULT_WINDOW};
+pub use watch::{OutPoint, Position, Status, TxSummary, Txid, Watch, Watcher};
 
 /// The feerate floor (sat per 1,000 weight units): 253, the smallest rate that relays at
 /// Bitcoin Core's default minimum of 1 sat/vB once rounding is accounted for (LDK and CLN use

@@ -192,3 +192,172 @@ proptest! {
         }
     }
 }
+
+fn txid(n: u8) -> Txid {
+    [n; 32]
+}
+
+fn block(n: u8) -> BlockHash {
+    let mut b = [0u8; 32];
+    b[0] = n;
+    b
+}
+
+fn tx(n: u8, spends: &[OutPoint]) -> TxSummary {
+    TxSummary {
+        txid: txid(n),
+        spends: spends.to_vec(),
+    }
+}
+
+fn funding(n: u8) -> OutPoint {
+    OutPoint {
+        txid: txid(n),
+        vout: 1,
+    }
+}
+
+#[test]
+fn a_funding_confirms_deepens_to_its_report_depth_and_is_spent() {
+    let mut w = Watcher::new();
+    w.watch(
+        7u8,
+        Watch {
+            outpoint: funding(1),
+            report_depth: 3,
+        },
+    );
+    let mut out = Vec::new();
+    w.changes(100, &mut out);
+    assert_eq!(
+        out,
+        vec![(7, Status::default())],
+        "reported once when watched"
+    );
+    out.clear();
+    w.changes(100, &mut out);
+    assert!(out.is_empty(), "nothing changed");
+
+    // Block 101 holds an unrelated tx, then the funding at index 1.
+    w.block_connected(block(101), 101, &[tx(9, &[]), tx(1, &[])]);
+    w.changes(101, &mut out);
+    let at = Position {
+        height: 101,
+        block: block(101),
+        tx_index: 1,
+    };
+    assert_eq!(
+        out,
+        vec![(
+            7,
+            Status {
+                confirmed: Some(at),
+                depth: 1,
+                spent: None
+            }
+        )]
+    );
+    for tip in [102, 103] {
+        out.clear();
+        w.changes(tip, &mut out);
+        assert_eq!(out[0].1.depth, tip - 100);
+    }
+    out.clear();
+    w.changes(110, &mut out);
+    assert!(out.is_empty(), "capped at the report depth: {out:?}");
+
+    // Spent in block 111.
+    w.block_connected(block(111), 111, &[tx(0, &[]), tx(5, &[funding(1)])]);
+    w.changes(111, &mut out);
+    let (txid_, pos, depth) = out[0].1.spent.expect("spent");
+    assert_eq!(
+        (txid_, pos.height, pos.tx_index, depth),
+        (txid(5), 111, 1, 1)
+    );
+    assert!(w.is_spent(&7));
+
+    // Spending another output of the same transaction is not a spend of ours.
+    let mut other = funding(1);
+    other.vout = 0;
+    w.block_disconnected(block(111));
+    w.block_connected(block(112), 111, &[tx(6, &[other])]);
+    out.clear();
+    w.changes(111, &mut out);
+    assert_eq!(out[0].1.spent, None);
+}
+
+#[test]
+fn a_reorg_unconfirms_the_funding_until_it_confirms_again() {
+    let mut w = Watcher::new();
+    w.watch(
+        1u32,
+        Watch {
+            outpoint: funding(1),
+            report_depth: 6,
+        },
+    );
+    w.block_connected(block(10), 10, &[tx(1, &[])]);
+    w.block_connected(block(11), 11, &[]);
+    let mut out = Vec::new();
+    w.changes(11, &mut out);
+    assert_eq!(out[0].1.depth, 2);
+    // Both blocks leave; the other branch does not hold the funding.
+    w.block_disconnected(block(11));
+    w.block_disconnected(block(10));
+    w.block_connected(block(20), 10, &[]);
+    w.block_connected(block(21), 11, &[]);
+    w.block_connected(block(22), 12, &[]);
+    out.clear();
+    w.changes(12, &mut out);
+    assert_eq!(out, vec![(1, Status::default())]);
+    assert!(!w.is_confirmed(&1));
+    // It confirms again in the next block, at another position.
+    w.block_connected(block(23), 13, &[tx(8, &[]), tx(9, &[]), tx(1, &[])]);
+    out.clear();
+    w.changes(13, &mut out);
+    let c = out[0].1.confirmed.expect("confirmed");
+    assert_eq!((c.height, c.tx_index, out[0].1.depth), (13, 2, 1));
+}
+
+#[test]
+fn forgotten_and_rewatched_outputs() {
+    let mut w = Watcher::new();
+    let watch = Watch {
+        outpoint: funding(1),
+        report_depth: 3,
+    };
+    w.watch(1u8, watch);
+    w.watch(
+        2u8,
+        Watch {
+            outpoint: funding(2),
+            report_depth: 3,
+        },
+    );
+    w.set_confirmed(
+        &1,
+        Position {
+            height: 5,
+            block: block(5),
+            tx_index: 0,
+        },
+    );
+    // Watching again keeps what is known and reports afresh.
+    w.watch(1, watch);
+    assert!(w.is_confirmed(&1));
+    let mut out = Vec::new();
+    w.changes(5, &mut out);
+    out.sort_by_key(|(k, _)| *k);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].1.depth, 1);
+    w.forget(&1);
+    assert!(!w.contains(&1));
+    w.block_connected(block(6), 6, &[tx(1, &[]), tx(3, &[funding(1)])]);
+    out.clear();
+    w.changes(6, &mut out);
+    assert!(
+        out.is_empty(),
+        "a forgotten output is not reported: {out:?}"
+    );
+    assert_eq!(w.watched().count(), 1);
+}

@@ -310,6 +310,21 @@ impl Channel {
         self.closing.tx.is_some()
     }
 
+    /// The latest fully signed closing transaction, to broadcast (again after a restart).
+    pub fn closing_tx(&self) -> Option<&Transaction> {
+        self.closing.tx.as_ref()
+    }
+
+    /// The funding output was spent on chain by something other than an agreed closing
+    /// transaction (a commitment: the channel was force-closed). The channel takes no more
+    /// updates; the returned error is the one to give the peer.
+    pub fn handle_funding_spent(&mut self, txid: &bitcoin::Txid) -> ChannelError {
+        self.version += 1;
+        self.fail(ChannelError::close(format!(
+            "funding output spent on chain by {txid}"
+        )))
+    }
+
     /// Both `shutdown`s are exchanged, no HTLC is left on either
     /// commitment and no update or revocation is outstanding: fee
     /// negotiation may run.

@@ -399,6 +399,11 @@ impl Establishing {
         self.minimum_depth
     }
 
+    /// The funding output, once `funding_created` named it.
+    pub fn funding_output_point(&self) -> Option<OutPoint> {
+        self.params.as_ref().map(|p| p.funding_outpoint())
+    }
+
     /// The channel id, once the funding outpoint is known.
     pub fn channel_id(&self) -> Option<ChannelId> {
         self.channel_id

@@ -9,10 +9,11 @@
 pub mod runtime;
 
 pub use lnhub_shard::{
-    default_establish_config, keys, open, restore, shard, shard_of, store, Batch, ChannelReport,
-    ChannelState, Completion, Counters, ForwardLink, HandOff, Input, Io, Loaded, MemTables,
-    MemoryStore, OpenConfig, Opening, Origin, PolicyChange, Route, Shard, ShardConfig, ShardReport,
-    Slot, Store, StoreError, Submitted, Upstream, MAX_ROUNDS_PER_TURN,
+    default_establish_config, keys, open, restore, shard, shard_of, store, Batch, ChainRequest,
+    ChannelReport, ChannelState, Completion, Counters, ForwardLink, FundingStatus, HandOff, Input,
+    Io, Loaded, MemTables, MemoryStore, OpenConfig, Opening, Origin, PolicyChange, Route, Shard,
+    ShardConfig, ShardReport, Slot, Store, StoreError, Submitted, Upstream, DEFAULT_CLOSE_DEPTH,
+    MAX_ROUNDS_PER_TURN,
 };
 pub use runtime::{
     abort_on_panic, Admin, Engine, EngineConfig, Output, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,

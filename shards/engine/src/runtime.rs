@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_schema::Loaded;
 use lnhub_shard::{
-    shard_of, Completion, Input, Io, Route, Shard, ShardConfig, ShardReport, Store, StoreError,
+    shard_of, ChainRequest, Completion, Input, Io, Route, Shard, ShardConfig, ShardReport, Store,
+    StoreError,
 };
 use lnhub_wire::types::ShortChannelId;
 
@@ -80,6 +81,9 @@ pub struct EngineConfig {
     pub pin_threads: bool,
     /// Rounds a shard turn runs at most ([`Shard::set_rounds_per_turn`]).
     pub rounds_per_turn: usize,
+    /// Where the shards' requests for the chain backend go ([`Io::chain`]), with the index of
+    /// the shard asking; `None` without a backend (the requests are dropped).
+    pub chain: Option<Sender<(usize, ChainRequest)>>,
 }
 
 /// Default [`EngineConfig::rounds_per_turn`]: one. Each round that persists commits (an
@@ -117,6 +121,8 @@ struct ThreadIo<'a> {
     replays: &'a Mutex<ReplaySet>,
     /// Where reports for the operator go ([`Admin::reports`]).
     reports: &'a Sender<(u64, ShardReport)>,
+    /// The chain backend's requests, if there is one.
+    chain: Option<&'a Sender<(usize, ChainRequest)>>,
 }
 
 impl ThreadIo<'_> {
@@ -172,6 +178,11 @@ impl Io for ThreadIo<'_> {
     }
     fn report(&mut self, id: u64, report: ShardReport) {
         let _ = self.reports.send((id, report));
+    }
+    fn chain(&mut self, request: ChainRequest) {
+        if let Some(chain) = self.chain {
+            let _ = chain.send((self.index, request));
+        }
     }
 }
 
@@ -314,6 +325,7 @@ impl Engine {
                 Some(cores[index % cores.len()])
             };
             let max_batch = config.max_batch;
+            let chain = config.chain.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("shard-{index}"))
                 .spawn(move || {
@@ -332,6 +344,7 @@ impl Engine {
                             cross: &cross,
                             replays: &replays,
                             reports: &reports,
+                            chain: chain.as_ref(),
                         };
                         // Work left by the last turn, or records to submit with no batch in
                         // flight: the next turn runs at once, with whatever arrived meanwhile.

@@ -32,9 +32,9 @@ pub use lnhub_schema::{Batch, Loaded, MemTables};
 pub use open::{default_establish_config, OpenConfig, Opening};
 pub use restore::restore;
 pub use shard::{
-    check_replays_in, replays_at_height_in, ChannelReport, ChannelState, Counters, ForwardLink,
-    HandOff, Input, Io, Origin, PolicyChange, Route, Shard, ShardConfig, ShardReport, Slot,
-    Upstream, MAX_ROUNDS_PER_TURN,
+    check_replays_in, replays_at_height_in, ChainRequest, ChannelReport, ChannelState, Counters,
+    ForwardLink, FundingStatus, HandOff, Input, Io, Origin, PolicyChange, Route, Shard,
+    ShardConfig, ShardReport, Slot, Upstream, DEFAULT_CLOSE_DEPTH, MAX_ROUNDS_PER_TURN,
 };
 pub use store::{Completion, MemoryStore, Store, StoreError, Submitted};
 

@@ -30,6 +30,12 @@ use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 use crate::keys::{sign_channel_update, KeySource};
+use crate::shard::FundingStatus;
+
+/// Blocks a fundee waits for a funding transaction that never confirms before it forgets the
+/// channel (BOLT 2: "SHOULD forget the channel if it does not see the correct funding
+/// transaction after a timeout of 2016 blocks").
+pub const FUNDING_TIMEOUT_BLOCKS: u32 = 2016;
 
 /// Lowest block number of our scid aliases. Real `short_channel_id`s start with the funding
 /// block height, which stays below 2^23 for the next ~150 years; aliases from the top half of
@@ -89,6 +95,25 @@ pub struct Opening {
     pub peer: PublicKey,
     /// The alias we gave the peer (and that forwards will name).
     pub alias: ShortChannelId,
+    /// What the chain backend last said of the funding output.
+    pub funding: FundingStatus,
+    /// The block height when we accepted the funding (0 until known: a record from before
+    /// it was kept gets the first height seen after the restart).
+    pub funding_accepted_at: u32,
+}
+
+/// A channel that finished establishment, for [`OpenOutcome::Ready`].
+pub struct Ready {
+    /// The channel in normal operation.
+    pub channel: Channel,
+    /// The peer.
+    pub peer: PublicKey,
+    /// Our alias.
+    pub alias: ShortChannelId,
+    /// The peer's alias.
+    pub remote_alias: Option<ShortChannelId>,
+    /// The real `short_channel_id`, once confirmed.
+    pub real_scid: Option<ShortChannelId>,
 }
 
 /// The establishment side of a shard.
@@ -99,21 +124,22 @@ pub struct Opener {
     pub(crate) opening: HashMap<ChannelId, Opening>,
     /// The features each connected peer's `init` negotiated with ours.
     features: HashMap<PublicKey, Features>,
+    /// Channels whose funding output became known (after `funding_created`, or restored),
+    /// for the shard to have watched.
+    pub(crate) new_fundings: Vec<ChannelId>,
+    /// The shard's block height.
+    height: u32,
 }
 
 /// What handling an establishment message led to.
 pub enum OpenOutcome {
     /// Nothing more for the shard to do.
     Pending,
-    /// The channel is ready: insert it. Carries the peer, our alias (forwards name it) and
+    /// The channel is ready: insert it. Carries the peer, our alias (forwards name it),
     /// the peer's alias (our `channel_update` must name it: the peer matches updates against
-    /// the alias it gave us, LDK silently drops others).
-    Ready(
-        Box<Channel>,
-        PublicKey,
-        ShortChannelId,
-        Option<ShortChannelId>,
-    ),
+    /// the alias it gave us, LDK silently drops others) and the real `short_channel_id` when
+    /// the funding confirmed.
+    Ready(Box<Ready>),
     /// Refused: send this `error` for the channel.
     Refused(ChannelId, String),
 }
@@ -129,7 +155,32 @@ impl Opener {
             keys,
             opening: HashMap::new(),
             features: HashMap::new(),
+            new_fundings: Vec::new(),
+            height: 0,
         }
+    }
+
+    /// A new block height: returns the channels whose funding never confirmed within
+    /// [`FUNDING_TIMEOUT_BLOCKS`] of its acceptance, with their peers, now forgotten.
+    pub fn handle_block_height(&mut self, height: u32) -> Vec<(ChannelId, PublicKey)> {
+        self.height = height;
+        let mut expired = Vec::new();
+        for (id, o) in &mut self.opening {
+            if o.est.channel_id().is_none() || o.est.minimum_depth() == 0 {
+                continue;
+            }
+            if o.funding_accepted_at == 0 {
+                o.funding_accepted_at = height;
+            }
+            let waited = height.saturating_sub(o.funding_accepted_at);
+            if o.funding.scid.is_none() && waited >= FUNDING_TIMEOUT_BLOCKS {
+                expired.push((*id, o.peer));
+            }
+        }
+        for (id, _) in &expired {
+            self.opening.remove(id);
+        }
+        expired
     }
 
     /// `peer` connected with these negotiated features.
@@ -155,22 +206,12 @@ impl Opener {
                     return OpenOutcome::Refused(m.channel_id, "unknown channel".into());
                 }
                 // Ours goes first if it is due and not out yet (after a restart, a peer may
-                // skip `channel_reestablish`). No chain source yet: the depth is 0.
-                o.est.handle_funding_depth(0);
+                // skip `channel_reestablish`).
+                o.est.handle_funding_depth(o.funding.depth);
                 if let Err(e) = o.est.handle_channel_ready(&m) {
                     return self.fail(m.channel_id, e);
                 }
-                if !o.est.is_ready() {
-                    return OpenOutcome::Pending;
-                }
-                let o = self.opening.remove(&m.channel_id).expect("present");
-                let remote_alias = o.est.remote_alias();
-                OpenOutcome::Ready(
-                    Box::new(o.est.into_channel()),
-                    o.peer,
-                    o.alias,
-                    remote_alias,
-                )
+                self.ready_or_pending(&m.channel_id)
             }
             Message::ChannelReestablish(m) => {
                 let Some(o) = self.opening.get_mut(&m.channel_id) else {
@@ -179,8 +220,8 @@ impl Opener {
                 if o.peer != peer {
                     return OpenOutcome::Refused(m.channel_id, "unknown channel".into());
                 }
-                // No chain source yet: the depth is 0 (a zero-conf channel is ready at once).
-                match o.est.handle_channel_reestablish(secp, &m, 0) {
+                let depth = o.funding.depth;
+                match o.est.handle_channel_reestablish(secp, &m, depth) {
                     Ok(()) => OpenOutcome::Pending,
                     Err(e) => self.fail(m.channel_id, e),
                 }
@@ -193,6 +234,58 @@ impl Opener {
                 ),
             ),
         }
+    }
+
+    /// The chain backend's news of `channel_id`'s funding output: once deep enough our
+    /// `channel_ready` goes out (the peer's may already be in: the channel is then ready).
+    /// A reorg that unconfirms the funding before that delays it until the depth is reached
+    /// again. Spent before the channel was ready, the funding is gone: the channel is
+    /// refused.
+    pub fn handle_funding(&mut self, channel_id: &ChannelId, status: FundingStatus) -> OpenOutcome {
+        let Some(o) = self.opening.get_mut(channel_id) else {
+            return OpenOutcome::Pending;
+        };
+        if let Some((txid, _)) = status.spent {
+            self.opening.remove(channel_id);
+            return OpenOutcome::Refused(
+                *channel_id,
+                format!("funding output spent by {txid} before the channel was ready"),
+            );
+        }
+        if status.depth < o.funding.depth && status.depth < o.est.minimum_depth() {
+            log::warn!(
+                "channel {channel_id}: funding back to {} confirmations after a reorg",
+                status.depth
+            );
+        }
+        o.funding = status;
+        o.est.handle_funding_depth(status.depth);
+        self.ready_or_pending(channel_id)
+    }
+
+    /// [`OpenOutcome::Ready`] with the channel if both `channel_ready`s are exchanged.
+    fn ready_or_pending(&mut self, channel_id: &ChannelId) -> OpenOutcome {
+        if !self
+            .opening
+            .get(channel_id)
+            .is_some_and(|o| o.est.is_ready())
+        {
+            return OpenOutcome::Pending;
+        }
+        let o = self.opening.remove(channel_id).expect("present");
+        let remote_alias = o.est.remote_alias();
+        OpenOutcome::Ready(Box::new(Ready {
+            channel: o.est.into_channel(),
+            peer: o.peer,
+            alias: o.alias,
+            remote_alias,
+            real_scid: o.funding.scid,
+        }))
+    }
+
+    /// The funding output of `channel_id`, once known (after `funding_created`).
+    pub fn funding_outpoint(&self, channel_id: &ChannelId) -> Option<bitcoin::OutPoint> {
+        self.opening.get(channel_id)?.est.funding_output_point()
     }
 
     fn handle_open(
@@ -225,8 +318,16 @@ impl Opener {
         let alias = alias_for(&local.pubkeys.funding_pubkey);
         match Establishing::accept(secp, config.establish, local, ctx, m, Some(alias)) {
             Ok(est) => {
-                self.opening
-                    .insert(m.temporary_channel_id, Opening { est, peer, alias });
+                self.opening.insert(
+                    m.temporary_channel_id,
+                    Opening {
+                        est,
+                        peer,
+                        alias,
+                        funding: FundingStatus::default(),
+                        funding_accepted_at: 0,
+                    },
+                );
                 OpenOutcome::Pending
             }
             Err(e) => OpenOutcome::Refused(m.temporary_channel_id, e.to_string()),
@@ -256,12 +357,14 @@ impl Opener {
             .and_then(|verified| o.est.apply_funding_created(secp, verified));
         match result {
             Ok(stage) => {
+                o.funding_accepted_at = self.height;
                 o.est.apply_funding_signed_signature(stage.sign(secp));
                 let channel_id = o
                     .est
                     .channel_id()
                     .expect("funding known after funding_created");
                 self.opening.insert(channel_id, o);
+                self.new_fundings.push(channel_id);
                 OpenOutcome::Pending
             }
             Err(e) => OpenOutcome::Refused(id, e.to_string()),

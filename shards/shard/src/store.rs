@@ -101,6 +101,7 @@ pub fn write_opening(batch: &mut Batch, channel_id: &ChannelId, opening: &Openin
     let header = OpeningHeader {
         peer: opening.peer,
         alias: opening.alias,
+        funding_accepted_at: opening.funding_accepted_at,
     };
     batch.put_with(Table::Openings, &channel_id.0, |out| {
         encode_opening(out, &header, |out| opening.est.encode(out))

@@ -24,8 +24,8 @@ use lnhub_channel::{
 use lnhub_forward::{Limits, Policy};
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
 use lnhub_shard::{
-    ChannelState, Input, Io, MemoryStore, OpenConfig, PolicyChange, Route, Shard, ShardConfig,
-    ShardReport,
+    ChainRequest, ChannelState, FundingStatus, Input, Io, MemoryStore, OpenConfig, PolicyChange,
+    Route, Shard, ShardConfig, ShardReport,
 };
 use lnhub_tx::ChannelType;
 use lnhub_wire::msgs::{ChannelReestablish, Message};
@@ -46,6 +46,7 @@ struct Collect {
     disconnected: Vec<PublicKey>,
     replays: ReplaySet,
     reports: Vec<(u64, ShardReport)>,
+    chain: Vec<ChainRequest>,
 }
 
 impl Default for Collect {
@@ -55,6 +56,7 @@ impl Default for Collect {
             disconnected: Vec::new(),
             replays: ReplaySet::new(ReplayConfig::default(), 100),
             reports: Vec::new(),
+            chain: Vec::new(),
         }
     }
 }
@@ -86,6 +88,9 @@ impl Io for Collect {
     fn report(&mut self, id: u64, report: ShardReport) {
         self.reports.push((id, report));
     }
+    fn chain(&mut self, request: ChainRequest) {
+        self.chain.push(request);
+    }
 }
 
 fn establish_config() -> EstablishConfig {
@@ -107,6 +112,7 @@ fn hub(secp: &Secp256k1<All>, trusted: &[PublicKey], open: bool) -> (Shard, Publ
         node_secret,
         limits: Limits::default(),
         chain_hash: ChainHash::REGTEST,
+        close_depth: lnhub_shard::DEFAULT_CLOSE_DEPTH,
         open: open.then(|| OpenConfig {
             establish: establish_config(),
             trusted_peers: trusted.iter().copied().collect::<HashSet<_>>(),
@@ -215,6 +221,19 @@ fn open_to_funding_signed_with(
     f.handle_accept_channel(accept)
         .expect("hub's parameters are acceptable");
 
+    fund(secp, &mut f);
+    let commits_before = store.commits;
+    let replies = turn(shard, store, peer, sent(&mut f));
+    assert!(
+        store.commits > commits_before,
+        "funding_signed only after a durable write"
+    );
+    (f, replies)
+}
+
+/// The funder builds its funding transaction (spending a made-up input: nothing here checks
+/// it) and signs the hub's commitment 0: `funding_created` is queued.
+fn fund(secp: &Secp256k1<All>, f: &mut Establishing) {
     let tx = Transaction {
         version: Version::TWO,
         lock_time: LockTime::ZERO,
@@ -231,13 +250,6 @@ fn open_to_funding_signed_with(
     };
     let staged = f.stage_funding(secp, &tx, 0).unwrap();
     f.apply_funding_signature(staged.sign(secp));
-    let commits_before = store.commits;
-    let replies = turn(shard, store, peer, sent(&mut f));
-    assert!(
-        store.commits > commits_before,
-        "funding_signed only after a durable write"
-    );
-    (f, replies)
 }
 
 #[test]
@@ -564,10 +576,22 @@ fn operator_closes_a_channel_cooperatively() {
     ));
 
     // The hub (fundee) takes the funder's fee, signs the same transaction and is done.
-    let replies = turn(&mut shard, &mut store, peer, msgs);
+    let inputs = msgs
+        .into_iter()
+        .map(|msg| Input::Peer { node_id: peer, msg })
+        .collect();
+    let (replies, chain) = turn_with(&mut shard, &mut store, peer, inputs);
     let [Message::ClosingSigned(reply)] = &replies[..] else {
         panic!("the hub agrees: {replies:?}")
     };
+    let [ChainRequest::Broadcast {
+        channel_id: id,
+        tx: broadcast,
+    }] = &chain[..]
+    else {
+        panic!("the closing transaction is broadcast: {chain:?}")
+    };
+    assert_eq!(*id, channel_id);
     assert_eq!(shard.counters().channels_closed_total, 1);
     let hub_side = shard
         .channel(&channel_id)
@@ -616,6 +640,76 @@ fn operator_closes_a_channel_cooperatively() {
             .any(|(id, _)| *id == channel_id),
         "the closed channel's record is kept"
     );
+    assert_eq!(*broadcast, hub_tx);
+
+    // The closing transaction confirms; at the close depth the channel is retired: out of
+    // the live set and the store, a summary kept, the chain backend told to forget it.
+    let txid = hub_tx.compute_txid();
+    let spent = |depth| Input::Funding {
+        channel_id,
+        status: FundingStatus {
+            scid: None,
+            depth: 6,
+            spent: Some((txid, depth)),
+        },
+    };
+    let (_, chain) = turn_with(&mut shard, &mut store, peer, vec![spent(1)]);
+    assert!(chain.is_empty(), "{chain:?}");
+    assert!(
+        shard.channel(&channel_id).is_some(),
+        "kept until deep enough"
+    );
+    let (_, chain) = turn_with(
+        &mut shard,
+        &mut store,
+        peer,
+        vec![spent(lnhub_shard::DEFAULT_CLOSE_DEPTH)],
+    );
+    assert_eq!(chain, vec![ChainRequest::Forget { channel_id }]);
+    assert!(shard.channel(&channel_id).is_none(), "retired");
+    let loaded = store.tables.load().unwrap();
+    assert!(loaded.channels.is_empty() && loaded.htlcs.is_empty());
+    let closed: Vec<_> = store
+        .tables
+        .rows()
+        .filter(|(t, ..)| *t == lnhub_schema::Table::Closed)
+        .map(|(_, k, v)| (k.to_vec(), lnhub_schema::decode_closed(v).unwrap()))
+        .collect();
+    let [(key, record)] = &closed[..] else {
+        panic!("one summary: {closed:?}")
+    };
+    assert_eq!(key[..], channel_id.0);
+    assert_eq!(record.closing_txid, txid.to_byte_array());
+    assert_eq!(record.local_msat / 1000, hub_sat);
+    assert_eq!(record.capacity_sat, 1_000_000);
+    assert_eq!(record.peer, peer);
+}
+
+/// A funding output spent by a transaction the hub never signed as a close is a commitment
+/// on chain: the channel fails (the peer gets an `error`) and stops forwarding.
+#[test]
+fn a_commitment_on_chain_fails_the_channel() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x6b; 32]).unwrap());
+    let (mut shard, _) = hub(&secp, &[peer], true);
+    let mut store = MemoryStore::default();
+    let (_ch, channel_id) = opened(&secp, &mut shard, &mut store, peer, false);
+    let commitment = Txid::from_byte_array([9; 32]);
+    let input = Input::Funding {
+        channel_id,
+        status: FundingStatus {
+            scid: None,
+            depth: 0,
+            spent: Some((commitment, 1)),
+        },
+    };
+    let (replies, _) = turn_with(&mut shard, &mut store, peer, vec![input]);
+    assert!(matches!(&replies[..], [Message::Error(_)]), "{replies:?}");
+    let slot = shard
+        .channel(&channel_id)
+        .expect("kept: its outputs are to resolve");
+    assert!(slot.channel.is_failed());
+    assert!(!slot.channel.is_operational());
 }
 
 /// With `option_simple_close` negotiated (the features of the peer's connection), the hub
@@ -765,4 +859,141 @@ fn operator_reads_channels_and_changes_their_policy() {
     shard.turn(T0 + 6, [set], &mut store, &mut io).unwrap();
     assert!(io.to_peers.is_empty());
     assert_eq!(store.commits, commits);
+}
+
+/// One turn with `inputs`; what the hub sent `peer` and asked of the chain.
+fn turn_with(
+    shard: &mut Shard,
+    store: &mut MemoryStore,
+    peer: PublicKey,
+    inputs: Vec<Input>,
+) -> (Vec<Message>, Vec<ChainRequest>) {
+    let mut io = Collect::default();
+    shard.turn(T0, inputs, store, &mut io).unwrap();
+    let sent = io.to_peers.remove(&peer).map(Vec::from).unwrap_or_default();
+    (sent, io.chain)
+}
+
+/// A peer the hub does not trust opens a channel: the hub asks for 3 confirmations, has the
+/// chain backend watch the funding output, and sends `channel_ready` only once the funding
+/// is 3 blocks deep; a reorg that unconfirms it on the way delays that. The channel then
+/// runs under our alias and its real `short_channel_id`, both published to the other shards.
+#[test]
+fn untrusted_peer_channel_is_ready_at_its_depth_across_a_reorg() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x2a; 32]).unwrap());
+    let (mut shard, _) = hub(&secp, &[], true);
+    let mut store = MemoryStore::default();
+    let mut f = funder(&secp, false);
+    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+    let [Message::AcceptChannel(accept)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(
+        accept.minimum_depth, 3,
+        "no zero-conf for an untrusted peer"
+    );
+    f.handle_accept_channel(accept).unwrap();
+    fund(&secp, &mut f);
+    let channel_id = f.channel_id().unwrap();
+    let outpoint = f.funding_output_point().unwrap();
+    let inputs = sent(&mut f)
+        .into_iter()
+        .map(|msg| Input::Peer { node_id: peer, msg })
+        .collect();
+    let (replies, chain) = turn_with(&mut shard, &mut store, peer, inputs);
+    let [Message::FundingSigned(signed)] = &replies[..] else {
+        panic!("no channel_ready before the funding confirms: {replies:?}")
+    };
+    assert_eq!(
+        chain,
+        vec![ChainRequest::Watch {
+            channel_id,
+            outpoint,
+            depth: lnhub_shard::DEFAULT_CLOSE_DEPTH,
+            restored: false,
+        }],
+        "the funding output is watched (up to the close depth, beyond the 3 it needs)"
+    );
+    let staged = f.stage_funding_signed(&secp, signed).unwrap();
+    f.apply_funding_signed(staged.verify(&secp)).unwrap();
+    // The funder's `channel_ready` comes first (its own view of the chain was quicker).
+    f.handle_funding_depth(3);
+    let funder_ready = sent(&mut f);
+    assert!(matches!(&funder_ready[..], [Message::ChannelReady(_)]));
+    let replies = turn(&mut shard, &mut store, peer, funder_ready);
+    assert!(replies.is_empty(), "nothing before the depth: {replies:?}");
+
+    let scid = ShortChannelId::new(120, 4, outpoint.vout as u16).unwrap();
+    let funding = |depth| Input::Funding {
+        channel_id,
+        status: FundingStatus {
+            scid: (depth > 0).then_some(scid),
+            depth,
+            spent: None,
+        },
+    };
+    for (depth, ready) in [(1, false), (2, false), (0, false), (1, false), (3, true)] {
+        let (replies, _) = turn_with(&mut shard, &mut store, peer, vec![funding(depth)]);
+        match &replies[..] {
+            [] => assert!(!ready, "depth {depth}: channel_ready expected"),
+            [Message::ChannelReady(_), Message::ChannelUpdate(_)] => {
+                assert!(ready, "depth {depth}: channel_ready too early")
+            }
+            other => panic!("depth {depth}: {other:?}"),
+        }
+    }
+    let slot = shard.channel(&channel_id).expect("the channel is open");
+    assert_eq!(slot.real_scid, Some(scid));
+    let routes = shard.own_routes();
+    assert!(routes.iter().any(|(s, _)| *s == scid), "{routes:?}");
+    assert!(routes.iter().any(|(s, _)| *s == slot.scid), "{routes:?}");
+    assert!(PUBLISHED.with(|p| p.borrow().iter().any(|(s, _)| *s == scid)));
+}
+
+/// BOLT 2: a fundee forgets a channel whose funding transaction it has not seen after 2016
+/// blocks: the funder gets an `error`, the opening's record is deleted, the chain backend
+/// stops watching. One block earlier it is still kept.
+#[test]
+fn a_funding_never_confirmed_is_forgotten_after_2016_blocks() {
+    let secp = Secp256k1::new();
+    let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x2b; 32]).unwrap());
+    let (mut shard, _) = hub(&secp, &[], true);
+    let mut store = MemoryStore::default();
+    let mut f = funder(&secp, false);
+    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
+    let [Message::AcceptChannel(accept)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    f.handle_accept_channel(accept).unwrap();
+    fund(&secp, &mut f);
+    let channel_id = f.channel_id().unwrap();
+    turn(&mut shard, &mut store, peer, sent(&mut f));
+    let stored = |store: &MemoryStore| {
+        let loaded = store.tables.load().unwrap();
+        assert_eq!(
+            loaded
+                .openings
+                .first()
+                .map(|(_, o)| o.header.funding_accepted_at),
+            loaded.openings.first().map(|_| 100),
+            "accepted at the shard's height"
+        );
+        loaded.openings.len()
+    };
+    assert_eq!(stored(&store), 1);
+    let (replies, chain) = turn_with(&mut shard, &mut store, peer, vec![Input::BlockHeight(2115)]);
+    assert!(
+        replies.is_empty() && chain.is_empty(),
+        "{replies:?} {chain:?}"
+    );
+    assert_eq!(shard.report().openings, 1);
+    let (replies, chain) = turn_with(&mut shard, &mut store, peer, vec![Input::BlockHeight(2116)]);
+    assert!(
+        matches!(&replies[..], [Message::Error(e)] if e.channel_id == channel_id),
+        "{replies:?}"
+    );
+    assert_eq!(chain, vec![ChainRequest::Forget { channel_id }]);
+    assert_eq!(shard.report().openings, 0);
+    assert_eq!(stored(&store), 0, "its record is deleted");
 }

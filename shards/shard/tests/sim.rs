@@ -183,6 +183,8 @@ impl Io for SimIo<'_> {
     fn report(&mut self, _: u64, _: ShardReport) {
         unreachable!("the simulator asks for no report");
     }
+    // No chain in the simulator: its channels are zero-conf and never closed on chain.
+    fn chain(&mut self, _: lnhub_shard::ChainRequest) {}
 }
 
 /// The hub's store as one shard sees it: the shared tables, and the shard's batch in flight
@@ -1076,6 +1078,7 @@ fn empty_hub(hub_secret: SecretKey, n: usize, rounds: usize) -> Vec<Shard> {
                 node_secret: hub_secret,
                 limits: Limits::default(),
                 chain_hash: lnhub_wire::types::ChainHash::REGTEST,
+                close_depth: lnhub_shard::DEFAULT_CLOSE_DEPTH,
                 open: None,
             };
             let mut shard = Shard::new(config, HEIGHT, NOW);

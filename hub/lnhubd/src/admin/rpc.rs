@@ -10,9 +10,10 @@
 use std::io::Read;
 
 use base64::Engine as _;
+use bitcoin::hashes::Hash as _;
 use lnhub_engine::{ChannelReport, Input, PolicyChange, ShardReport};
 use lnhub_forward::Policy;
-use lnhub_schema::{ForwardOutcome, ForwardRecord};
+use lnhub_schema::{ClosedRecord, ForwardOutcome, ForwardRecord};
 use lnhub_wire::types::{ChannelId, Msat, ShortChannelId};
 use serde_json::{json, Map, Value};
 
@@ -37,6 +38,7 @@ pub const METHODS: &[&str] = &[
     "setchannelfee",
     "closechannel",
     "listforwards",
+    "listclosedchannels",
     "stop",
 ];
 
@@ -235,6 +237,17 @@ pub fn call(ctx: &Context, method: &str, p: &Map<String, Value>) -> Result<Value
         "listforwards" => {
             known(&["since", "until", "channel", "offset", "limit"])?;
             listforwards(ctx, p)
+        }
+        "listclosedchannels" => {
+            known(&[])?;
+            let closed = ctx
+                .store
+                .reader()
+                .closed()
+                .map_err(|e| RpcError(-32603, e.to_string()))?;
+            Ok(json!({
+                "channels": closed.iter().map(|(id, c)| closed_json(id, c)).collect::<Vec<_>>(),
+            }))
         }
         // The server stops the daemon once this answer is out (`handle_http`).
         "stop" => {
@@ -457,6 +470,9 @@ fn channel_json(shard: usize, c: &ChannelReport) -> Value {
         "channel_id": c.channel_id.to_string(),
         "short_channel_id": c.scid.to_string(),
         "peer_alias": c.remote_alias.map(|a| a.to_string()),
+        "real_short_channel_id": c.real_scid.map(|s| s.to_string()),
+        "funding_outpoint": c.funding.to_string(),
+        "closing_txid": c.closing_txid.map(|t| t.to_string()),
         "peer": c.peer.to_string(),
         "state": c.state.as_str(),
         "opener": if c.we_funded { "local" } else { "remote" },
@@ -470,6 +486,23 @@ fn channel_json(shard: usize, c: &ChannelReport) -> Value {
             "policy": policy_json(&p), "replaced_at": at,
         })),
         "shard": shard,
+    })
+}
+
+fn closed_json(id: &ChannelId, c: &ClosedRecord) -> Value {
+    // Transaction ids are shown the way bitcoind shows them (byte-reversed).
+    let txid = |b: &[u8; 32]| bitcoin::Txid::from_byte_array(*b).to_string();
+    json!({
+        "channel_id": id.to_string(),
+        "short_channel_id": c.alias.to_string(),
+        "real_short_channel_id": c.real_scid.map(|s| s.to_string()),
+        "peer": c.peer.to_string(),
+        "capacity_msat": c.capacity_sat * 1000,
+        "final_local_balance_msat": c.local_msat,
+        "funding_outpoint": format!("{}:{}", txid(&c.funding_txid), c.funding_vout),
+        "closing_txid": txid(&c.closing_txid),
+        "closing_height": c.closing_height,
+        "retired_at": c.retired_at,
     })
 }
 

@@ -49,6 +49,7 @@
 
 mod closing;
 mod forward;
+mod onchain;
 mod operator;
 mod parallel;
 mod persist;
@@ -186,6 +187,14 @@ pub struct Shard {
     in_flight: Option<Gated>,
     /// See [`Shard::set_rounds_per_turn`].
     rounds_per_turn: usize,
+    /// Requests for the chain backend, handed to [`Io::chain`] at the end of the turn
+    /// (restored channels queue theirs before any turn).
+    chain_requests: Vec<ChainRequest>,
+    /// Channels retired this turn, whose records the next batch replaces with a summary.
+    retired: Vec<onchain::Retired>,
+    /// Channels in establishment forgotten this turn (their funding never confirmed), whose
+    /// records the next batch deletes.
+    forgotten_openings: Vec<ChannelId>,
 }
 
 impl Shard {
@@ -193,7 +202,8 @@ impl Shard {
     pub fn new(config: ShardConfig, height: u32, now: u64) -> Shard {
         let secp = Secp256k1::new();
         let node_id = PublicKey::from_secret_key(&secp, &config.node_secret);
-        let opener = Opener::new(config.open.clone(), config.node_secret);
+        let mut opener = Opener::new(config.open.clone(), config.node_secret);
+        opener.handle_block_height(height);
         Shard {
             config,
             secp,
@@ -236,6 +246,9 @@ impl Shard {
             batch: Some(Batch::new()),
             in_flight: None,
             rounds_per_turn: MAX_ROUNDS_PER_TURN,
+            chain_requests: Vec::new(),
+            retired: Vec::new(),
+            forgotten_openings: Vec::new(),
         }
     }
 
@@ -329,6 +342,7 @@ impl Shard {
             policy,
             disabled: false,
             connected,
+            real_scid: None,
             parked: Vec::new(),
             htlcs_on_disk: HashSet::new(),
         };
@@ -406,6 +420,9 @@ impl Shard {
         if self.pending.is_empty() && !self.has_unsigned() {
             self.touched.clear();
         }
+        for request in self.chain_requests.drain(..) {
+            io.chain(request);
+        }
         self.counters
             .turn_inputs
             .observe(self.counters.inputs - inputs_before);
@@ -426,7 +443,9 @@ impl Shard {
             && self.done_links.is_empty()
             && self.forwards_done.is_empty()
             && self.replays_seen.is_empty()
-            && self.replays_forgotten.is_empty())
+            && self.replays_forgotten.is_empty()
+            && self.retired.is_empty()
+            && self.forgotten_openings.is_empty())
     }
 
     /// Whether the last turn left work for the next one (inputs behind its last round,
@@ -475,9 +494,9 @@ impl Shard {
                 peer_staged(node_id)
             }
             Input::Add(h) => self.staged_ids.contains(&h.out_channel_id),
-            Input::Resolve { channel_id, .. } | Input::CloseChannel { channel_id } => {
-                self.staged_ids.contains(channel_id)
-            }
+            Input::Resolve { channel_id, .. }
+            | Input::CloseChannel { channel_id }
+            | Input::Funding { channel_id, .. } => self.staged_ids.contains(channel_id),
             Input::SetPolicy {
                 channel_id: Some(channel_id),
                 ..
@@ -570,8 +589,10 @@ impl Shard {
             Input::Route { scid, route } => self.learn_route(scid, route),
             Input::Report { id } => io.report(id, self.report()),
             Input::SetPolicy { channel_id, change } => self.set_policy(channel_id, change, io),
+            Input::Funding { channel_id, status } => self.handle_funding(channel_id, status, io),
             Input::BlockHeight(height) => {
                 self.height = height;
+                self.forget_expired_openings(height, io);
                 // The shard that moves the shared set forward deletes what it forgets.
                 io.replays_at_height(height, &mut self.replays_forgotten);
                 let ids: Vec<ChannelId> = self.slots.keys().copied().collect();
@@ -676,17 +697,28 @@ impl Shard {
                 log::info!("refusing channel {channel_id} from {peer}: {why}");
                 send_error(io, &peer, channel_id, &why);
             }
-            OpenOutcome::Ready(channel, peer, alias, remote_alias) => {
+            OpenOutcome::Ready(ready) => {
+                let crate::open::Ready {
+                    channel,
+                    peer,
+                    alias,
+                    remote_alias,
+                    real_scid,
+                } = *ready;
                 let channel_id = channel.channel_id();
                 let policy = self.config.open.as_ref().map(|o| o.default_policy);
                 let policy = policy.expect("channels are only accepted with an open config");
                 let history = PolicyHistory::new(policy);
-                self.insert_channel(*channel, peer, alias, history, true, remote_alias);
+                self.insert_channel(channel, peer, alias, history, true, remote_alias);
+                self.watch_funding(channel_id, false);
                 let route = Route {
                     shard: self.config.index,
                     channel_id,
                 };
                 io.publish_route(alias, route);
+                if let Some(scid) = real_scid {
+                    self.learn_real_scid(channel_id, scid, io);
+                }
                 // Its record replaces the opening's in this turn's commit: a restart must find
                 // an open channel open (the peer will reestablish it as one).
                 self.opened.push(channel_id);
@@ -697,6 +729,7 @@ impl Shard {
                 log::info!("channel {channel_id} with {peer} is open (alias {alias})");
             }
         }
+        self.watch_new_fundings(false);
         self.drain_openings(peer, io);
     }
 
@@ -777,14 +810,15 @@ impl Shard {
                 Effect::BroadcastFunding { funding_txid } => {
                     log::info!("channel {id}: funding {funding_txid} may be broadcast");
                 }
-                // Not broadcast yet: that needs the chain source (a later issue).
                 Effect::ClosingTx { tx } => {
                     self.counters.channels_closed_total += 1;
                     log::info!(
-                        "channel {id} closed cooperatively: tx {} ready to broadcast ({} outputs)",
+                        "channel {id} closed cooperatively: broadcasting {} ({} outputs)",
                         tx.compute_txid(),
                         tx.output.len()
                     );
+                    self.chain_requests
+                        .push(ChainRequest::Broadcast { channel_id: id, tx });
                 }
             }
         }

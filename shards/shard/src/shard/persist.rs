@@ -58,6 +58,7 @@ impl Shard {
                 write_channel(&mut batch, slot);
             }
         }
+        self.write_retired(&mut batch);
         gated.written = unique;
         for link in self.new_links.drain(..) {
             write_link(&mut batch, &link);

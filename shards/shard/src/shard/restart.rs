@@ -37,7 +37,15 @@ impl Shard {
         channel.handle_restart();
         let id = channel.channel_id();
         let h = &stored.header;
+        if let Some(tx) = channel.closing_tx() {
+            // Closed before the restart: broadcast again until it confirms.
+            self.chain_requests.push(ChainRequest::Broadcast {
+                channel_id: id,
+                tx: tx.clone(),
+            });
+        }
         self.insert_channel(channel, h.peer, h.scid, h.policy, false, h.remote_alias);
+        self.watch_funding(id, true);
         let slot = self.slots.get_mut(&id).expect("just inserted");
         // Every stored HTLC record, even one whose HTLC the channel's record no longer holds:
         // the next write deletes those.
@@ -60,8 +68,8 @@ impl Shard {
     /// BOLT 2 keeps such a channel, since the funder may have broadcast; a record from before
     /// `funding_created` (never written by a shard) is forgotten, as a disconnection would.
     /// The peer's `channel_reestablish` (or its `channel_ready`) brings our `channel_ready`
-    /// again once it is due; the shard has no chain source yet, so only a zero-conf channel's
-    /// is, and others stay in establishment as before the restart.
+    /// again once it is due: at once for a zero-conf channel, otherwise once the chain
+    /// backend, asked to watch the funding again, reports it deep enough.
     pub fn restore_opening(
         &mut self,
         stored: &OpeningRecord,
@@ -73,8 +81,12 @@ impl Shard {
                 est,
                 peer: stored.header.peer,
                 alias: stored.header.alias,
+                funding: FundingStatus::default(),
+                funding_accepted_at: stored.header.funding_accepted_at,
             };
             self.opener.opening.insert(id, opening);
+            self.opener.new_fundings.push(id);
+            self.watch_new_fundings(true);
         }
         Ok(())
     }

@@ -141,6 +141,14 @@ pub enum Input {
     },
     /// A new block height.
     BlockHeight(u32),
+    /// The chain backend's news of a channel's funding output (asked for with
+    /// [`ChainRequest::Watch`]): where it confirmed, how deep, and what spent it.
+    Funding {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Its funding output's status.
+        status: FundingStatus,
+    },
     /// Another shard opened a channel: `scid` (its alias) now leads there.
     Route {
         /// The channel's `short_channel_id` (real or alias).
@@ -168,6 +176,51 @@ pub enum Input {
         channel_id: Option<ChannelId>,
         /// What changes.
         change: PolicyChange,
+    },
+}
+
+/// A channel's funding output on chain, as the chain backend sees it at its tip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FundingStatus {
+    /// The real `short_channel_id` (block height, transaction index, output index) once the
+    /// funding transaction confirmed.
+    pub scid: Option<ShortChannelId>,
+    /// Its confirmations (0: unconfirmed, or no longer after a reorg), counted up to the
+    /// depth the watch asked for.
+    pub depth: u32,
+    /// The transaction that spent the output and its confirmations (counted up to the
+    /// same depth).
+    pub spent: Option<(bitcoin::Txid, u32)>,
+}
+
+/// What a shard asks of the chain backend ([`Io::chain`]). Without a backend the requests
+/// are dropped: channels are zero-conf and closing transactions are only logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainRequest {
+    /// Watch `channel_id`'s funding output: its confirmations up to `depth` and what spends
+    /// it, told back with [`Input::Funding`] whenever that changes (once at once).
+    Watch {
+        /// The channel.
+        channel_id: ChannelId,
+        /// Its funding output.
+        outpoint: bitcoin::OutPoint,
+        /// Depths up to this one are reported.
+        depth: u32,
+        /// The channel was restored from the store: its funding may have confirmed, even
+        /// been spent, while lnhubd was stopped.
+        restored: bool,
+    },
+    /// Broadcast `tx` for `channel_id`, and again at each block until it confirms.
+    Broadcast {
+        /// The channel.
+        channel_id: ChannelId,
+        /// The transaction (fully signed).
+        tx: bitcoin::Transaction,
+    },
+    /// The channel is retired: stop watching and broadcasting for it.
+    Forget {
+        /// The channel.
+        channel_id: ChannelId,
     },
 }
 
@@ -264,6 +317,12 @@ pub struct ChannelReport {
     pub scid: ShortChannelId,
     /// The peer's alias for it, if it gave one.
     pub remote_alias: Option<ShortChannelId>,
+    /// Its real `short_channel_id`, once the funding confirmed (forwards may name it too).
+    pub real_scid: Option<ShortChannelId>,
+    /// The funding output.
+    pub funding: bitcoin::OutPoint,
+    /// The closing transaction, once signed.
+    pub closing_txid: Option<bitcoin::Txid>,
     /// Where it stands.
     pub state: ChannelState,
     /// Capacity.
@@ -283,6 +342,10 @@ pub struct ChannelReport {
     /// Whether we opened it (we never do yet; the peer funds every channel).
     pub we_funded: bool,
 }
+
+/// Default [`ShardConfig::close_depth`]: 6 confirmations, the depth wallets have long
+/// treated as final.
+pub const DEFAULT_CLOSE_DEPTH: u32 = 6;
 
 /// Where a shard's output goes.
 pub trait Io {
@@ -313,6 +376,8 @@ pub trait Io {
     fn replays_at_height(&mut self, height: u32, forgotten: &mut Vec<(u32, u128)>);
     /// The answer to [`Input::Report`] `id`.
     fn report(&mut self, id: u64, report: ShardReport);
+    /// Asks the chain backend to watch or broadcast (dropped when there is none).
+    fn chain(&mut self, request: ChainRequest);
 }
 
 /// What an [`Io`] owning a plain replay set does for [`Io::check_replays`]: checks and records
@@ -346,6 +411,10 @@ pub struct ShardConfig {
     pub limits: Limits,
     /// The chain (for our `channel_update`s).
     pub chain_hash: ChainHash,
+    /// Confirmations of a cooperative closing transaction after which the channel is
+    /// retired: it leaves the live set and the store keeps a summary of it
+    /// ([`DEFAULT_CLOSE_DEPTH`]).
+    pub close_depth: u32,
     /// How to accept inbound channels; `None` refuses them all.
     pub open: Option<OpenConfig>,
 }
@@ -514,6 +583,8 @@ pub struct Slot {
     pub disabled: bool,
     /// Whether the peer is connected.
     pub connected: bool,
+    /// The real `short_channel_id`, once the chain backend saw the funding confirmed.
+    pub real_scid: Option<ShortChannelId>,
     /// Resolutions that could not be applied (the channel was not operational): retried
     /// every turn until they are, so a preimage is never dropped.
     pub(crate) parked: Vec<(u64, Upstream, Option<LinkKey>)>,
