@@ -813,7 +813,7 @@ impl Shard {
                 Effect::ClosingTx { tx } => {
                     self.counters.channels_closed_total += 1;
                     log::info!(
-                        "channel {id} closed cooperatively: broadcasting {} ({} outputs)",
+                        "channel {id} closed cooperatively: tx {} ({} outputs)",
                         tx.compute_txid(),
                         tx.output.len()
                     );
