@@ -116,6 +116,7 @@ fn main() {
                 limits: Limits::default(),
                 chain_hash: lnhub_wire::types::ChainHash::REGTEST,
                 close_depth: lnhub_engine::DEFAULT_CLOSE_DEPTH,
+                close_script: None,
                 open: None,
             };
             Shard::new(config, 0, 1_700_000_000)

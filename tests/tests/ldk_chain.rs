@@ -4,7 +4,8 @@
 //! ready only at that depth, across a reorg that takes the funding's first block away. S then
 //! pays R (zero-conf to the hub) through the channel, closes it cooperatively, and the hub
 //! broadcasts the closing transaction (bitcoind's mempool takes it), tracks it to the close
-//! depth and retires the channel, keeping a summary for `listclosedchannels`.
+//! depth and retires the channel, keeping a summary for `listclosedchannels`; the hub's side
+//! of the close is in its on-chain wallet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,6 +200,22 @@ async fn ldk_opens_a_channel_on_chain_pays_through_it_and_closes_it_on_chain() {
     );
     let height = btc.height();
     assert_eq!(closed[0]["closing_height"], height - 2);
+    // The hub's side of the close paid its on-chain wallet.
+    let funds = hub.cli(&["listfunds"]).unwrap();
+    let ours: Vec<&Value> = funds["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["outpoint"]
+                .as_str()
+                .unwrap()
+                .starts_with(&closing.to_string())
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{funds}");
+    assert_eq!(ours[0]["amount_sat"], (amount + 2_000) / 1_000, "{funds}");
+    assert_eq!(funds["confirmed_sat"], (amount + 2_000) / 1_000);
     s.sync_chain(&btc);
     assert!(s.wait(T, |n| n.channel(&chan).is_none()).await);
     if std::env::var_os("LNHUB_TEST_LOG").is_some() {

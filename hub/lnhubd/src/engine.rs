@@ -33,6 +33,7 @@ pub fn start(
     loaded: &Loaded,
     waker: Arc<mio::Waker>,
     chain: Option<crossbeam_channel::Sender<(usize, ChainRequest)>>,
+    close_script: Option<bitcoin::ScriptBuf>,
 ) -> Result<Engine, String> {
     let open = OpenConfig {
         establish: default_establish_config(config.chain_hash),
@@ -68,6 +69,7 @@ pub fn start(
             },
             chain_hash,
             close_depth,
+            close_script: close_script.clone(),
             open: Some(open.clone()),
         },
         |_| {

@@ -20,6 +20,7 @@ mod config;
 mod engine;
 mod keys;
 mod net;
+mod wallet;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -153,6 +154,22 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
         .filter_map(|id| loaded.peer_of(id))
         .collect();
     let writer = db.start_writer();
+    // The on-chain wallet needs the chain: it is fed the blocks the chain thread reads.
+    let mut close_script = None;
+    let wallet = match &chain {
+        Some(_) => {
+            let mut w = wallet::HubWallet::open(
+                &key.secret,
+                &config.network,
+                &loaded.wallet,
+                writer.handle(),
+            )?;
+            close_script = Some(w.close_script()?);
+            let (tx, rx) = crossbeam_channel::bounded(16);
+            Some((w, rx, tx))
+        }
+        None => None,
+    };
     let engine_config = config.clone();
     let (network, metrics_listen, rpc_listen) = (
         config.network.clone(),
@@ -176,6 +193,7 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
             &loaded,
             waker,
             chain_tx,
+            close_script,
         )
         .map(Some)
     })?;
@@ -184,16 +202,20 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
     let mut lines = vec![format!("node_id={node_id}"), format!("listen={bound}")];
     if let Some(engine) = node.engine_admin() {
         let chain_stats = std::sync::Arc::new(chain::ChainStats::default());
+        let mut wallet_commands = None;
         let backend = match chain {
             Some((bitcoind, tracker, name)) => {
                 chain::tell_shards(&engine, tracker.height().unwrap_or(0));
                 let requests = chain_rx.expect("made with the backend");
+                let (w, commands, sender) = wallet.expect("made with the backend");
+                wallet_commands = Some(sender);
                 chain::follow(
                     bitcoind,
                     tracker,
                     engine.clone(),
                     chain_stats.clone(),
                     requests,
+                    Some((w, commands)),
                 )?;
                 name
             }
@@ -201,6 +223,7 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
         };
         let ctx = admin::Context {
             chain_backend: backend,
+            wallet: wallet_commands,
             chain: chain_stats,
             node_id,
             network,

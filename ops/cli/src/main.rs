@@ -102,6 +102,20 @@ enum Command {
     },
     /// Channels retired after their closing transaction was deep enough.
     Listclosedchannels,
+    /// A new address of the on-chain wallet.
+    Newaddr,
+    /// The on-chain wallet's unspent outputs and balances.
+    Listfunds,
+    /// Sends on-chain funds from the wallet.
+    Withdraw {
+        /// Where to.
+        address: String,
+        /// Satoshis, or `all` (everything, less the fee).
+        amount: String,
+        /// Feerate in sat/vB [default: bitcoind's estimate].
+        #[arg(long, value_name = "N")]
+        sat_per_vb: Option<u64>,
+    },
     /// Stop lnhubd.
     Stop,
 }
@@ -171,6 +185,22 @@ fn request(command: Command) -> (&'static str, Map<String, Value>) {
             "listforwards"
         }
         Command::Listclosedchannels => "listclosedchannels",
+        Command::Newaddr => "newaddr",
+        Command::Listfunds => "listfunds",
+        Command::Withdraw {
+            address,
+            amount,
+            sat_per_vb,
+        } => {
+            put("address", Some(json!(address)));
+            let amount = match amount.parse::<u64>() {
+                Ok(sat) => json!(sat),
+                Err(_) => json!(amount),
+            };
+            put("amount_sat", Some(amount));
+            put("sat_per_vb", sat_per_vb.map(Value::from));
+            "withdraw"
+        }
         Command::Stop => "stop",
     };
     (method, p)

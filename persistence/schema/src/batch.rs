@@ -26,11 +26,13 @@ pub enum Table {
     ForwardsByTime,
     /// Channels retired after their closing transaction was deep enough: a summary each.
     Closed,
+    /// The on-chain wallet's change sets, in order.
+    Wallet,
 }
 
 impl Table {
     /// Every table, in a fixed order (the store opens them all).
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 10] = [
         Table::Meta,
         Table::Channels,
         Table::Openings,
@@ -40,6 +42,7 @@ impl Table {
         Table::Forwards,
         Table::ForwardsByTime,
         Table::Closed,
+        Table::Wallet,
     ];
 
     /// The table's name in the database.
@@ -54,6 +57,7 @@ impl Table {
             Table::Forwards => "forwards",
             Table::ForwardsByTime => "forwards_by_time",
             Table::Closed => "closed",
+            Table::Wallet => "wallet",
         }
     }
 }

@@ -19,6 +19,7 @@
 //! | `replays` | expiry height (4, big-endian) ‖ 128-bit replay tag (16) | the incoming HTLC (channel id, HTLC id) that first carried the onion: an onion seen (BOLT 4 replay protection), forgotten when its expiry passes |
 //! | `forwards` | incoming `channel_id` (32) ‖ incoming `htlc_id` (8) | [`ForwardRecord`]: the forwarding log (amounts, fee, times, outcome, failure code) |
 //! | `forwards_by_time` | resolution time (8, unix seconds) ‖ the `forwards` key | empty: the log in time order, for pruning by age |
+//! | `wallet` | change set number (8, big-endian) | the on-chain wallet's change sets (`bdk_wallet`'s serialisation, in its own checked record: [`encode_wallet`]), merged in key order at start-up (added within layout version 2: older builds never open it) |
 //! | `closed` | `channel_id` (32 bytes) | [`ClosedRecord`]: a channel retired once its closing transaction was deep enough (history, read on demand; added within layout version 2: older builds never open it) |
 //!
 //! A channel's record leaves its HTLCs' fixed terms out (`Channel::encode_lean`): they are
@@ -49,11 +50,12 @@ pub use batch::{Batch, Op, Table};
 pub use load::{load, Loaded, MemTables};
 pub use records::{
     decode_channel, decode_closed, decode_forward, decode_htlc, decode_link, decode_opening,
-    decode_replay, encode_channel, encode_closed, encode_forward, encode_htlc, encode_link,
-    encode_opening, encode_replay, forward_key, forward_time_key, htlc_key, link_key,
-    parse_forward_time_key, parse_htlc_key, parse_link_key, parse_replay_key, put_forward,
-    replay_key, ChannelHeader, ChannelRecord, ClosedRecord, ForwardOutcome, ForwardRecord,
-    HtlcRecord, LinkRecord, OpeningHeader, OpeningRecord, RecordError, Upstream,
+    decode_replay, decode_wallet, encode_channel, encode_closed, encode_forward, encode_htlc,
+    encode_link, encode_opening, encode_replay, encode_wallet, forward_key, forward_time_key,
+    htlc_key, link_key, parse_forward_time_key, parse_htlc_key, parse_link_key, parse_replay_key,
+    put_forward, replay_key, wallet_key, ChannelHeader, ChannelRecord, ClosedRecord,
+    ForwardOutcome, ForwardRecord, HtlcRecord, LinkRecord, OpeningHeader, OpeningRecord,
+    RecordError, Upstream,
 };
 
 /// Version of the whole layout (tables, keys, envelopes), kept in `meta`. A store written by a

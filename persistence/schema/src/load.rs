@@ -30,6 +30,8 @@ pub struct Loaded {
     /// The onion replay set: expiry height, tag, and the incoming HTLC (channel, id) that
     /// first carried the onion.
     pub replays: Vec<(u32, u128, ChannelId, u64)>,
+    /// The on-chain wallet's change sets (checked), by number.
+    pub wallet: Vec<(u64, Vec<u8>)>,
 }
 
 impl Loaded {
@@ -105,6 +107,13 @@ pub fn load<'a>(
             // History, not state: the shards need none of it, and a log of millions of rows
             // is read on demand (its records are checked as they are read), not at start-up.
             Table::Forwards | Table::ForwardsByTime | Table::Closed => {}
+            Table::Wallet => {
+                let seq = <[u8; 8]>::try_from(key)
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| bad("key is not a change set number".into()))?;
+                let changeset = crate::records::decode_wallet(value).map_err(bad)?;
+                loaded.wallet.push((seq, changeset.to_vec()));
+            }
             Table::Replays => {
                 let (expiry, tag) = parse_replay_key(key)
                     .ok_or_else(|| bad("key is not an expiry height and a tag".into()))?;
@@ -124,6 +133,7 @@ pub fn load<'a>(
     loaded.openings.sort_by_key(|a| a.0);
     loaded.links.sort_by_key(|a| (a.0, a.1));
     loaded.htlcs.sort_by_key(|a| (a.0, a.1, a.2));
+    loaded.wallet.sort_by_key(|a| a.0);
     for (id, offered_by_peer, htlc_id, _) in &loaded.htlcs {
         if loaded
             .channels

@@ -21,6 +21,7 @@ const KIND_HTLC: u8 = 4;
 const KIND_REPLAY: u8 = 5;
 const KIND_FORWARD: u8 = 6;
 const KIND_CLOSED: u8 = 7;
+const KIND_WALLET: u8 = 8;
 
 /// Versions of each record kind's body. Bump on any change to its body; the decoder refuses
 /// versions it does not know.
@@ -32,6 +33,7 @@ const HTLC_VERSION: u8 = 1;
 const REPLAY_VERSION: u8 = 1;
 const FORWARD_VERSION: u8 = 1;
 const CLOSED_VERSION: u8 = 1;
+const WALLET_VERSION: u8 = 1;
 
 /// Length of the envelope's check: 64 bits of SHA-256 catch any accidental corruption of a
 /// record of a few hundred bytes; the large state records carry a full SHA-256 of their own.
@@ -326,6 +328,52 @@ pub fn decode_closed(value: &[u8]) -> Result<ClosedRecord, String> {
     };
     r.end()?;
     Ok(record)
+}
+
+/// The key of the wallet's change set number `seq`.
+pub fn wallet_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// Appends a wallet change set record (the wallet library's own serialisation of the change
+/// set, opaque here). Its layout is its own, `kind (1) ‖ version (1) ‖ length (4) ‖ change set
+/// ‖ check (8)`, the check over everything before it: a change set may pass the 64 KiB a
+/// common envelope's body holds.
+pub fn encode_wallet(out: &mut Vec<u8>, changeset: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[KIND_WALLET, WALLET_VERSION]);
+    let len = u32::try_from(changeset.len()).expect("a change set below 4 GiB");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(changeset);
+    let check = digest(&SHA256, &out[start..]);
+    out.extend_from_slice(&check.as_ref()[..CHECK_LEN]);
+}
+
+/// Checks a wallet change set record and returns the change set.
+pub fn decode_wallet(value: &[u8]) -> Result<&[u8], String> {
+    match value {
+        [KIND_WALLET, WALLET_VERSION, ..] => {}
+        [KIND_WALLET, v, ..] => {
+            return Err(format!(
+                "unknown wallet record version {v} (this build reads {WALLET_VERSION})"
+            ))
+        }
+        [k, ..] => return Err(format!("not a wallet record (kind {k})")),
+        [] => return Err("truncated record".into()),
+    }
+    let len = value
+        .get(2..6)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or("truncated record")?;
+    let end = 6usize.checked_add(len).ok_or("truncated record")?;
+    if value.len() != end + CHECK_LEN {
+        return Err("truncated record or bytes after the check".into());
+    }
+    let check = digest(&SHA256, &value[..end]);
+    if check.as_ref()[..CHECK_LEN] != value[end..] {
+        return Err("checksum mismatch".into());
+    }
+    Ok(&value[6..end])
 }
 
 /// Appends a link record.

@@ -113,6 +113,7 @@ fn hub(secp: &Secp256k1<All>, trusted: &[PublicKey], open: bool) -> (Shard, Publ
         limits: Limits::default(),
         chain_hash: ChainHash::REGTEST,
         close_depth: lnhub_shard::DEFAULT_CLOSE_DEPTH,
+        close_script: None,
         open: open.then(|| OpenConfig {
             establish: establish_config(),
             trusted_peers: trusted.iter().copied().collect::<HashSet<_>>(),

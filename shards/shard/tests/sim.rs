@@ -1079,6 +1079,7 @@ fn empty_hub(hub_secret: SecretKey, n: usize, rounds: usize) -> Vec<Shard> {
                 limits: Limits::default(),
                 chain_hash: lnhub_wire::types::ChainHash::REGTEST,
                 close_depth: lnhub_shard::DEFAULT_CLOSE_DEPTH,
+                close_script: None,
                 open: None,
             };
             let mut shard = Shard::new(config, HEIGHT, NOW);

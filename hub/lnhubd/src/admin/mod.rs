@@ -60,6 +60,9 @@ pub struct Context {
     pub chain_backend: String,
     /// The chain thread's counts.
     pub chain: std::sync::Arc<crate::chain::ChainStats>,
+    /// The on-chain wallet's commands (answered on the chain thread); `None` without a
+    /// chain backend.
+    pub wallet: Option<Sender<crate::chain::WalletCommand>>,
 }
 
 impl Context {

@@ -18,6 +18,7 @@ use lnhub_wire::types::{ChannelId, Msat, ShortChannelId};
 use serde_json::{json, Map, Value};
 
 use super::{Context, ANSWER_TIMEOUT};
+use crate::chain::WalletCommand;
 use crate::config::{decode_hex, parse_node_id, parse_peer_addr};
 use crate::net::{NetCommand, PeerInfo};
 
@@ -39,6 +40,9 @@ pub const METHODS: &[&str] = &[
     "closechannel",
     "listforwards",
     "listclosedchannels",
+    "newaddr",
+    "listfunds",
+    "withdraw",
     "stop",
 ];
 
@@ -238,6 +242,38 @@ pub fn call(ctx: &Context, method: &str, p: &Map<String, Value>) -> Result<Value
             known(&["since", "until", "channel", "offset", "limit"])?;
             listforwards(ctx, p)
         }
+        "newaddr" => {
+            known(&[])?;
+            ask_wallet(ctx, WalletCommand::NewAddress)
+        }
+        "listfunds" => {
+            known(&[])?;
+            ask_wallet(ctx, WalletCommand::ListFunds)
+        }
+        "withdraw" => {
+            known(&["address", "amount_sat", "sat_per_vb"])?;
+            let address = str_param(p, "address")?
+                .ok_or_else(|| invalid("address is required"))?
+                .to_string();
+            let amount = match p.get("amount_sat") {
+                Some(Value::String(s)) if s == "all" => None,
+                Some(v) => match v.as_u64() {
+                    Some(sat) if sat > 0 => Some(bitcoin::Amount::from_sat(sat)),
+                    _ => return Err(invalid("amount_sat must be a positive integer or \"all\"")),
+                },
+                None => return Err(invalid("amount_sat is required (a number or \"all\")")),
+            };
+            let sat_per_vb = u64_param(p, "sat_per_vb")?;
+            if sat_per_vb.is_some_and(|r| !(1..=10_000).contains(&r)) {
+                return Err(invalid("sat_per_vb must be within 1..=10000"));
+            }
+            ask_wallet(ctx, |reply| WalletCommand::Withdraw {
+                address,
+                amount,
+                sat_per_vb,
+                reply,
+            })
+        }
         "listclosedchannels" => {
             known(&[])?;
             let closed = ctx
@@ -395,6 +431,27 @@ fn listforwards(ctx: &Context, p: &Map<String, Value>) -> Result<Value, RpcError
         "next_offset": next,
     }))
 }
+
+/// Asks the wallet (on the chain thread) and waits for its answer.
+fn ask_wallet(
+    ctx: &Context,
+    command: impl FnOnce(crossbeam_channel::Sender<Result<Value, String>>) -> WalletCommand,
+) -> Result<Value, RpcError> {
+    let wallet = ctx
+        .wallet
+        .as_ref()
+        .ok_or_else(|| failed("no on-chain wallet: lnhubd runs without a chain backend"))?;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    wallet
+        .send(command(tx))
+        .map_err(|_| RpcError(-32603, "the chain thread has stopped".into()))?;
+    rx.recv_timeout(WALLET_TIMEOUT)
+        .map_err(|_| RpcError(-32603, "the wallet did not answer in time".into()))?
+        .map_err(failed)
+}
+
+/// How long a wallet command may take (the chain thread may be reading blocks).
+const WALLET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn reports(ctx: &Context) -> Result<Vec<ShardReport>, RpcError> {
     ctx.engine

@@ -11,28 +11,27 @@
 //! transaction index is needed. Closing transactions are sent with `sendrawtransaction`, and
 //! again at each block until one spends the funding.
 //!
+//! The thread that does all this, and feeds the on-chain wallet, is in `follow`.
+//!
 //! The client is `ureq` (already the CLI's) with `serde_json`: the handful of RPC methods
 //! (`getblockchaininfo`, `getbestblockhash`, `getblockheader`, `getblockhash`, `getblock`,
-//! `gettxout`, `sendrawtransaction`) do not justify a client crate that pins a type per Core
-//! version. Authentication: bitcoind's cookie file (read at each
-//! attempt, as bitcoind rewrites it at every start) or a user and password.
+//! `gettxout`, `estimatesmartfee`, `sendrawtransaction`) do not justify a client crate that
+//! pins a type per Core version. Authentication: bitcoind's cookie file (read at each attempt,
+//! as bitcoind rewrites it at every start) or a user and password.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
+
+mod follow;
+
+pub use follow::{follow, WalletCommand};
 
 use base64::Engine as _;
 use bitcoin::hashes::Hash as _;
-use bitcoin::{OutPoint, Transaction, Txid};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use lnhub_chain::{
-    BlockHash, ChainEvent, Header, Position, Tracker, TxSummary, Watch, Watcher, DEFAULT_WINDOW,
-};
-use lnhub_engine::{ChainRequest, FundingStatus, Input};
-use lnhub_wire::types::{ChannelId, ShortChannelId};
-use std::collections::HashMap;
+use lnhub_chain::{BlockHash, Header, Tracker, TxSummary, DEFAULT_WINDOW};
+use lnhub_engine::Input;
 
 use crate::config::encode_hex;
 use serde_json::{json, Value};
@@ -150,32 +149,60 @@ impl Bitcoind {
         })
     }
 
-    /// The transactions of block `hash`, reduced to what the watcher needs.
-    pub fn block_txs(&mut self, hash: &BlockHash) -> Result<Vec<TxSummary>, String> {
-        let raw = self.call("getblock", json!([encode_hex(hash), 0]))?;
+    /// Block `hash` (hex as bitcoind writes it).
+    pub fn block(&mut self, hash: &str) -> Result<bitcoin::Block, String> {
+        let raw = self.call("getblock", json!([hash, 0]))?;
         let bytes = raw
             .as_str()
             .and_then(crate::config::decode_hex)
             .ok_or("getblock: not hex")?;
-        let block: bitcoin::Block = bitcoin::consensus::deserialize(&bytes)
-            .map_err(|e| format!("getblock: undecodable block: {e}"))?;
-        Ok(block
-            .txdata
-            .iter()
-            .map(|tx| TxSummary {
-                txid: tx.compute_txid().to_byte_array(),
-                spends: tx
-                    .input
-                    .iter()
-                    .map(|i| lnhub_chain::OutPoint {
-                        txid: i.previous_output.txid.to_byte_array(),
-                        vout: i.previous_output.vout,
-                    })
-                    .collect(),
-            })
-            .collect())
+        bitcoin::consensus::deserialize(&bytes)
+            .map_err(|e| format!("getblock: undecodable block: {e}"))
     }
 
+    /// The hash of the best chain's block at `height`.
+    pub fn block_hash(&mut self, height: u32) -> Result<bitcoin::BlockHash, String> {
+        let hash = self.call("getblockhash", json!([height]))?;
+        hash.as_str()
+            .and_then(|h| h.parse::<bitcoin::BlockHash>().ok())
+            .ok_or_else(|| "getblockhash: not a block hash".to_string())
+    }
+
+    /// A feerate for our transactions: bitcoind's estimate for 6 blocks, or the fallback
+    /// (regtest has no estimates), at least the floor.
+    pub fn fee_rate(&mut self) -> u32 {
+        let estimate = self
+            .call("estimatesmartfee", json!([6]))
+            .ok()
+            .and_then(|v| v["feerate"].as_f64());
+        lnhub_chain::fee_rate(estimate, FALLBACK_FEERATE_SAT_PER_KW)
+    }
+}
+
+/// The feerate (sat per 1,000 weight units) used when bitcoind has no estimate: 1,000
+/// (4 sat/vB).
+pub const FALLBACK_FEERATE_SAT_PER_KW: u32 = 1_000;
+
+/// What the watcher needs of `block`'s transactions.
+fn summaries(block: &bitcoin::Block) -> Vec<TxSummary> {
+    block
+        .txdata
+        .iter()
+        .map(|tx| TxSummary {
+            txid: tx.compute_txid().to_byte_array(),
+            spends: tx
+                .input
+                .iter()
+                .map(|i| lnhub_chain::OutPoint {
+                    txid: i.previous_output.txid.to_byte_array(),
+                    vout: i.previous_output.vout,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+impl Bitcoind {
     /// The best block's header.
     pub fn best(&mut self) -> Result<Header, String> {
         let hash = self.call("getbestblockhash", json!([]))?;
@@ -252,338 +279,6 @@ pub struct ChainStats {
     pub disconnected: AtomicU64,
     /// Polls that failed.
     pub poll_errors: AtomicU64,
-}
-
-/// Follows the node on a thread of its own: every new height goes to every shard; the
-/// shards' requests ([`ChainRequest`], from `requests`) are served: funding outputs watched
-/// through every block connected and disconnected ([`Watcher`]) and their news sent to the
-/// asking shard ([`Input::Funding`]), transactions broadcast and broadcast again at each
-/// block until they confirm.
-pub fn follow(
-    node: Bitcoind,
-    tracker: Tracker,
-    engine: lnhub_engine::Admin,
-    stats: Arc<ChainStats>,
-    requests: Receiver<(usize, ChainRequest)>,
-) -> Result<(), String> {
-    let mut follower = Follower {
-        node,
-        tracker,
-        engine,
-        stats,
-        watcher: Watcher::new(),
-        owners: HashMap::new(),
-        broadcasts: HashMap::new(),
-        unaccounted: Vec::new(),
-        last_error: None,
-    };
-    std::thread::Builder::new()
-        .name("chain".into())
-        .spawn(move || follower.run(&requests))
-        .map(|_| ())
-        .map_err(|e| format!("chain thread: {e}"))
-}
-
-struct Follower {
-    node: Bitcoind,
-    tracker: Tracker,
-    engine: lnhub_engine::Admin,
-    stats: Arc<ChainStats>,
-    watcher: Watcher<ChannelId>,
-    /// The shard that asked about each watched channel (it owns the channel).
-    owners: HashMap<ChannelId, usize>,
-    /// Transactions to broadcast until they confirm, by channel.
-    broadcasts: HashMap<ChannelId, Transaction>,
-    /// Watched outputs the node's UTXO set does not hold: unconfirmed, or spent while we were
-    /// not watching. The recent blocks are read again for them ([`Follower::rescan`]).
-    unaccounted: Vec<ChannelId>,
-    last_error: Option<(String, Instant)>,
-}
-
-impl Follower {
-    fn run(&mut self, requests: &Receiver<(usize, ChainRequest)>) {
-        let mut events = Vec::new();
-        let mut next_poll = Instant::now();
-        loop {
-            match requests.recv_deadline(next_poll) {
-                Ok((shard, request)) => {
-                    self.serve(shard, request);
-                    // A burst of requests (every channel after a restart) is answered once.
-                    if requests.is_empty() {
-                        self.report_changes();
-                    }
-                    // Requests never hold back the poll for long.
-                    if Instant::now() < next_poll {
-                        continue;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                // The engine is gone: the daemon is stopping.
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            next_poll = Instant::now() + POLL;
-            if !self.unaccounted.is_empty() {
-                match self.rescan() {
-                    Ok(()) => self.report_changes(),
-                    Err(e) => self.warn(format!("reading recent blocks again: {e}")),
-                }
-            }
-            let before = self.tracker.tip().map(|t| t.hash);
-            let result = self.poll(&mut events);
-            if let Err(e) = result {
-                self.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
-                self.warn(e);
-                continue;
-            }
-            self.last_error = None;
-            if self.tracker.tip().map(|t| t.hash) == before {
-                continue;
-            }
-            if let Some(height) = self.tracker.height() {
-                log::info!("chain: height {height}");
-                tell_shards(&self.engine, height);
-                self.rebroadcast();
-            }
-            self.report_changes();
-        }
-    }
-
-    /// Logs a failure, once a minute for the same one.
-    fn warn(&mut self, e: String) {
-        let repeat = self
-            .last_error
-            .as_ref()
-            .is_some_and(|(l, at)| *l == e && at.elapsed() < Duration::from_secs(60));
-        if !repeat {
-            log::warn!("chain: {e}");
-            self.last_error = Some((e, Instant::now()));
-        }
-    }
-
-    /// Moves to the node's tip, feeding the watcher every block disconnected and connected.
-    fn poll(&mut self, events: &mut Vec<ChainEvent>) -> Result<(), String> {
-        let tip = self.node.best()?;
-        let node = &mut self.node;
-        self.tracker
-            .update(tip, |h| node.header(h), events)
-            .map_err(|e| format!("{e:?}"))?;
-        for e in events.drain(..) {
-            match e {
-                ChainEvent::Disconnected(h) => {
-                    self.stats.disconnected.fetch_add(1, Ordering::Relaxed);
-                    log::warn!(
-                        "chain: block {} at height {} left the best chain",
-                        encode_hex(&h.hash),
-                        h.height
-                    );
-                    self.watcher.block_disconnected(h.hash);
-                }
-                ChainEvent::Connected(h) => {
-                    self.stats.connected.fetch_add(1, Ordering::Relaxed);
-                    log::debug!(
-                        "chain: block {} at height {}",
-                        encode_hex(&h.hash),
-                        h.height
-                    );
-                    if self.watcher.watched().next().is_some() {
-                        // A block that cannot be read now is read again at the next poll:
-                        // the tracker forgets the blocks after it.
-                        let txs = self.node.block_txs(&h.hash)?;
-                        self.watcher.block_connected(h.hash, h.height, &txs);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn serve(&mut self, shard: usize, request: ChainRequest) {
-        match request {
-            ChainRequest::Watch {
-                channel_id,
-                outpoint,
-                depth,
-                restored,
-            } => {
-                self.owners.insert(channel_id, shard);
-                let watched = lnhub_chain::OutPoint {
-                    txid: outpoint.txid.to_byte_array(),
-                    vout: outpoint.vout,
-                };
-                self.watcher.watch(
-                    channel_id,
-                    Watch {
-                        outpoint: watched,
-                        report_depth: depth,
-                    },
-                );
-                if let Err(e) = self.catch_up(&channel_id, &outpoint, restored) {
-                    self.warn(format!("funding {outpoint} of channel {channel_id}: {e}"));
-                }
-            }
-            ChainRequest::Broadcast { channel_id, tx } => {
-                self.send_tx(&channel_id, &tx);
-                self.broadcasts.insert(channel_id, tx);
-            }
-            ChainRequest::Forget { channel_id } => {
-                self.unaccounted.retain(|id| *id != channel_id);
-                self.watcher.forget(&channel_id);
-                self.owners.remove(&channel_id);
-                self.broadcasts.remove(&channel_id);
-            }
-        }
-    }
-
-    /// A funding output already confirmed when it is first watched (after a restart, or a
-    /// funding that confirmed before the channel's establishment ended): the node's
-    /// `gettxout` gives its confirmations, the block at that height its position.
-    fn catch_up(
-        &mut self,
-        channel_id: &ChannelId,
-        outpoint: &OutPoint,
-        restored: bool,
-    ) -> Result<(), String> {
-        if self.watcher.is_confirmed(channel_id) {
-            return Ok(());
-        }
-        let out = self.node.call(
-            "gettxout",
-            json!([outpoint.txid.to_string(), outpoint.vout, false]),
-        )?;
-        let Some(confirmations) = out["confirmations"].as_u64().filter(|c| *c > 0) else {
-            // Unconfirmed, or (restored after a stop) spent already: recent blocks say which.
-            if restored {
-                self.unaccounted.push(*channel_id);
-            }
-            return Ok(());
-        };
-        let best = out["bestblock"]
-            .as_str()
-            .and_then(from_hex)
-            .ok_or("gettxout without a best block")?;
-        let best = self.node.header(&best)?;
-        let height = u32::try_from(u64::from(best.height) + 1 - confirmations)
-            .map_err(|_| "gettxout: more confirmations than blocks")?;
-        let hash = self.node.call("getblockhash", json!([height]))?;
-        let hash = hash
-            .as_str()
-            .and_then(from_hex)
-            .ok_or("getblockhash: not a block hash")?;
-        let txs = self.node.block_txs(&hash)?;
-        let txid = outpoint.txid.to_byte_array();
-        let index = txs
-            .iter()
-            .position(|t| t.txid == txid)
-            .ok_or("the funding transaction is not in the block gettxout names")?;
-        self.watcher.set_confirmed(
-            channel_id,
-            Position {
-                height,
-                block: hash,
-                tx_index: u32::try_from(index).map_err(|_| "transaction index")?,
-            },
-        );
-        Ok(())
-    }
-
-    /// Reads the last [`DEFAULT_WINDOW`] blocks again for outputs the node's UTXO set did not
-    /// hold when they were first watched: a funding that confirmed and was spent (a channel
-    /// closed on chain while lnhubd was stopped) is found there, with its spender. Older
-    /// than that, it is logged as not found.
-    fn rescan(&mut self) -> Result<(), String> {
-        let Some(tip) = self.tracker.height() else {
-            return Ok(());
-        };
-        let from = tip.saturating_sub(DEFAULT_WINDOW as u32 - 1);
-        log::info!(
-            "chain: {} watched output(s) not in the UTXO set: reading blocks {from}..={tip} again",
-            self.unaccounted.len()
-        );
-        for height in from..=tip {
-            let hash = self.node.call("getblockhash", json!([height]))?;
-            let hash = hash
-                .as_str()
-                .and_then(from_hex)
-                .ok_or("getblockhash: not a block hash")?;
-            let txs = self.node.block_txs(&hash)?;
-            self.watcher.block_connected(hash, height, &txs);
-        }
-        for id in std::mem::take(&mut self.unaccounted) {
-            if self.watcher.is_spent(&id) {
-                log::info!("chain: channel {id}: its funding was spent while we were away");
-            } else if !self.watcher.is_confirmed(&id) {
-                log::debug!("chain: channel {id}: funding not confirmed in the last blocks");
-            }
-        }
-        Ok(())
-    }
-
-    /// Tells each watched channel's shard what changed at the tip.
-    fn report_changes(&mut self) {
-        let Some(tip) = self.tracker.height() else {
-            return;
-        };
-        let mut changes = Vec::new();
-        self.watcher.changes(tip, &mut changes);
-        for (channel_id, status) in changes {
-            let Some(shard) = self.owners.get(&channel_id).copied() else {
-                continue;
-            };
-            let vout = self
-                .watcher
-                .watch_of(&channel_id)
-                .map_or(0, |w| w.outpoint.vout);
-            let scid = status.confirmed.and_then(|p| {
-                let vout = u16::try_from(vout).ok()?;
-                ShortChannelId::new(p.height, p.tx_index, vout)
-            });
-            let status = FundingStatus {
-                scid,
-                depth: status.depth,
-                spent: status
-                    .spent
-                    .map(|(txid, _, depth)| (Txid::from_byte_array(txid), depth)),
-            };
-            log::debug!("chain: channel {channel_id}: {status:?}");
-            let _ = self
-                .engine
-                .send(shard, Input::Funding { channel_id, status });
-        }
-    }
-
-    /// Broadcasts again every transaction not yet confirmed.
-    fn rebroadcast(&mut self) {
-        let confirmed: Vec<ChannelId> = self
-            .broadcasts
-            .keys()
-            .filter(|id| self.watcher.is_spent(id))
-            .copied()
-            .collect();
-        for id in confirmed {
-            self.broadcasts.remove(&id);
-        }
-        let pending: Vec<(ChannelId, Transaction)> = self
-            .broadcasts
-            .iter()
-            .map(|(id, tx)| (*id, tx.clone()))
-            .collect();
-        for (id, tx) in pending {
-            self.send_tx(&id, &tx);
-        }
-    }
-
-    fn send_tx(&mut self, channel_id: &ChannelId, tx: &Transaction) {
-        let txid = tx.compute_txid();
-        let hex = encode_hex(&bitcoin::consensus::serialize(tx));
-        match self.node.call("sendrawtransaction", json!([hex])) {
-            Ok(_) => log::info!("chain: broadcast {txid} (channel {channel_id})"),
-            // Already in the mempool or in a block: nothing to do.
-            Err(e) if e.contains("-27") || e.contains("already") => {
-                log::debug!("chain: {txid} already known: {e}")
-            }
-            Err(e) => self.warn(format!("broadcasting {txid} of channel {channel_id}: {e}")),
-        }
-    }
 }
 
 /// Gives every shard the new height.

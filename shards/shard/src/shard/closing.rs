@@ -69,7 +69,10 @@ impl Shard {
             if (requested || ch.needs_shutdown_reply())
                 && ch.shutdown_state().local_script().is_none()
             {
-                let script = crate::keys::shutdown_script(&self.secp, &self.config.node_secret, id);
+                let script = match &self.config.close_script {
+                    Some(script) => script.clone(),
+                    None => crate::keys::shutdown_script(&self.secp, &self.config.node_secret, id),
+                };
                 match ch.send_shutdown(script) {
                     Ok(()) => {
                         log::info!("channel {id}: shutdown sent");

@@ -411,6 +411,10 @@ pub struct ShardConfig {
     pub limits: Limits,
     /// The chain (for our `channel_update`s).
     pub chain_hash: ChainHash,
+    /// Where our cooperative closes pay us: an address of the on-chain wallet. `None`
+    /// (no wallet): a P2WPKH derived from the node secret per channel
+    /// ([`crate::keys::shutdown_script`]).
+    pub close_script: Option<bitcoin::ScriptBuf>,
     /// Confirmations of a cooperative closing transaction after which the channel is
     /// retired: it leaves the live set and the store keeps a summary of it
     /// ([`DEFAULT_CLOSE_DEPTH`]).
