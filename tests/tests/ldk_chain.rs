@@ -370,3 +370,138 @@ async fn what_the_chain_said_is_found_again_after_restarts() {
         "the failed one is kept"
     );
 }
+
+/// The hub opens a channel itself: its wallet (funded from a mined coinbase) funds a channel
+/// to LDK node L, which accepts it (not zero-conf, 3 confirmations); the funding transaction
+/// reaches bitcoind's mempool once L's `funding_signed` is durable; at 3 confirmations the
+/// channel is usable both ways and the hub's own. P pays L through it, then the operator
+/// closes it (`closechannel`, the hub as funder proposing the fee); the closing transaction
+/// is mined, the channel retired, and the wallet holds the hub's side of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_opens_a_channel_with_its_wallet_forwards_over_it_and_closes_it() {
+    let Some(binary) = bitcoind_binary() else {
+        return;
+    };
+    let btc = Bitcoind::start(&binary);
+    btc.mine(1);
+    let p = LdkNode::new("P", [0x50; 32], LdkNodeConfig::default().following(&btc));
+    let mut l_config = LdkNodeConfig {
+        inbound_channels: InboundChannelPolicy::Accept,
+        ..LdkNodeConfig::default()
+    }
+    .following(&btc);
+    l_config.user_config.channel_handshake_config.minimum_depth = 3;
+    let mut l = LdkNode::new("L", [0x4c; 32], l_config);
+    let l_addr = l.listen().await;
+    let (url, cookie, pid) = (
+        btc.url(),
+        btc.cookie.display().to_string(),
+        p.node_id.to_string(),
+    );
+    let hub = Hub::start(&[
+        "--bitcoind-rpc",
+        &url,
+        "--bitcoind-cookie",
+        &cookie,
+        "--trusted-peer",
+        &pid,
+        "--close-depth",
+        "3",
+    ]);
+    // Coins for the wallet.
+    let address = hub.cli(&["newaddr"]).unwrap()["address"].clone();
+    btc.rpc("generatetoaddress", serde_json::json!([1, address]));
+    mine(&btc, &hub, 100);
+    assert!(wait_until(T, || hub.cli(&["listfunds"]).unwrap()
+        ["confirmed_sat"]
+        == 5_000_000_000u64));
+
+    let lid = l.node_id.to_string();
+    hub.cli(&["connect", &format!("{lid}@{l_addr}")]).unwrap();
+    let e = hub.cli(&["openchannel", &lid, "1000"]).unwrap_err();
+    assert!(e.contains("amount_sat"), "{e}");
+    hub.cli(&["openchannel", &lid, "400000"]).unwrap();
+    let mempool = || btc.rpc("getrawmempool", serde_json::json!([]));
+    assert!(
+        wait_until(T, || mempool().as_array().is_some_and(|m| m.len() == 1)),
+        "the funding transaction is broadcast after funding_signed"
+    );
+    let funding: Txid = mempool()[0].as_str().unwrap().parse().unwrap();
+    assert!(l.wait(T, |n| n.list_channels().len() == 1).await);
+    let chan = l.list_channels()[0].channel_id;
+    mine(&btc, &hub, 2);
+    l.sync_chain(&btc);
+    assert!(
+        hub_channel(&hub, &lid).is_none(),
+        "2 confirmations: not ready"
+    );
+    mine(&btc, &hub, 1);
+    l.sync_chain(&btc);
+    l.wait_channels_usable(&hub.node_id, T).await.unwrap();
+    assert!(wait_until(T, || hub_channel(&hub, &lid).is_some()));
+    let c = hub_channel(&hub, &lid).unwrap();
+    assert_eq!(c["opener"], "local", "{c}");
+    assert_eq!(c["capacity_msat"], 400_000_000);
+    assert!(c["funding_outpoint"]
+        .as_str()
+        .unwrap()
+        .starts_with(&funding.to_string()));
+
+    // P (zero-conf to the hub) pays L over the hub's channel.
+    p.connect(hub.node_id, hub.addr).await.unwrap();
+    p.open_zero_conf_channel(hub.node_id, 1_000_000, 0)
+        .await
+        .expect("P -> hub channel");
+    l.wait_route_hint_ready(&hub.node_id, T).await.unwrap();
+    let amount = 30_000_000;
+    let invoice = l
+        .create_invoice(amount, "over the hub's channel", Some(hub.node_id))
+        .unwrap();
+    let hash = PaymentHash(invoice.payment_hash().to_byte_array());
+    // P's expiries count from its view of the chain.
+    p.sync_chain(&btc);
+    p.pay_invoice(&invoice).unwrap();
+    p.wait_payment_sent(hash, T).await.unwrap();
+    assert_eq!(l.wait_claimed(hash, T).await.unwrap(), amount);
+
+    // The operator closes it; mined and retired, the wallet holds our side.
+    let id = c["channel_id"].as_str().unwrap().to_string();
+    hub.cli(&["closechannel", &id]).unwrap();
+    assert!(
+        wait_until(T, || hub_channel(&hub, &lid)
+            .is_some_and(|c| c["closing_txid"].is_string())),
+        "{:?}",
+        hub_channel(&hub, &lid)
+    );
+    let closing: Txid = hub_channel(&hub, &lid).unwrap()["closing_txid"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait_until(T, || btc.in_mempool(&closing)));
+    mine(&btc, &hub, 3);
+    assert!(
+        wait_until(T, || hub_channel(&hub, &lid).is_none()),
+        "retired"
+    );
+    let funds = hub.cli(&["listfunds"]).unwrap();
+    let ours: Vec<&Value> = funds["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["outpoint"]
+                .as_str()
+                .unwrap()
+                .starts_with(&closing.to_string())
+        })
+        .collect();
+    assert_eq!(ours.len(), 1, "{funds}");
+    let back = ours[0]["amount_sat"].as_u64().unwrap();
+    assert!(
+        back < 400_000 - amount / 1000 && back > 400_000 - amount / 1000 - 5_000,
+        "our side, less what L was paid and the closing fee: {back}"
+    );
+    l.sync_chain(&btc);
+    assert!(l.wait(T, |n| n.channel(&chan).is_none()).await);
+}

@@ -34,6 +34,8 @@ pub struct HubWallet {
     store: lnhub_store::Handle,
     next_seq: u64,
     batch: Batch,
+    /// Created by this start and not yet synced: it starts at the tip.
+    fresh: bool,
 }
 
 /// The bitcoin network of our network name.
@@ -83,6 +85,7 @@ impl HubWallet {
             .check_network(network)
             .load_wallet_no_persist(merged)
             .map_err(|e| format!("the stored wallet does not load: {e}"))?;
+        let fresh = loaded.is_none();
         let wallet = match loaded {
             Some(w) => w,
             None => Wallet::create(receive.clone(), change.clone())
@@ -110,6 +113,7 @@ impl HubWallet {
             store,
             next_seq,
             batch: Batch::new(),
+            fresh,
         };
         w.persist()?;
         Ok(w)
@@ -134,6 +138,11 @@ impl HubWallet {
             .map_err(|e| format!("writing the wallet: {e}"))?;
         self.next_seq += 1;
         Ok(())
+    }
+
+    /// Whether the wallet was created by this start and has not been synced yet (once).
+    pub fn take_fresh(&mut self) -> bool {
+        std::mem::take(&mut self.fresh)
     }
 
     /// The height of the last block the wallet holds.
@@ -253,6 +262,17 @@ impl HubWallet {
         self.wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
         self.persist()?;
         Ok(tx)
+    }
+
+    /// A transaction [`HubWallet::pay_to`] built that will never be broadcast: its inputs are
+    /// spendable again.
+    pub fn abandon(&mut self, txid: bitcoin::Txid) -> Result<(), String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.wallet.apply_evicted_txs([(txid, now)]);
+        log::info!("wallet: abandoned {txid}, never broadcast");
+        self.persist()
     }
 
     /// `address` checked against the wallet's network.

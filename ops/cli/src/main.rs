@@ -102,6 +102,19 @@ enum Command {
     },
     /// Channels retired after their closing transaction was deep enough.
     Listclosedchannels,
+    /// Opens a channel to a connected peer, funded by the on-chain wallet.
+    Openchannel {
+        /// The peer's node id.
+        peer: String,
+        /// The channel's amount in satoshis.
+        amount_sat: u64,
+        /// Millisatoshis given to the peer at opening.
+        #[arg(long, value_name = "MSAT")]
+        push_msat: Option<u64>,
+        /// Announce the channel (public).
+        #[arg(long)]
+        announce: bool,
+    },
     /// A new address of the on-chain wallet.
     Newaddr,
     /// The on-chain wallet's unspent outputs and balances.
@@ -185,6 +198,18 @@ fn request(command: Command) -> (&'static str, Map<String, Value>) {
             "listforwards"
         }
         Command::Listclosedchannels => "listclosedchannels",
+        Command::Openchannel {
+            peer,
+            amount_sat,
+            push_msat,
+            announce,
+        } => {
+            put("peer", Some(json!(peer)));
+            put("amount_sat", Some(json!(amount_sat)));
+            put("push_msat", push_msat.map(Value::from));
+            put("announce", announce.then_some(Value::Bool(true)));
+            "openchannel"
+        }
         Command::Newaddr => "newaddr",
         Command::Listfunds => "listfunds",
         Command::Withdraw {

@@ -27,7 +27,7 @@ const KIND_WALLET: u8 = 8;
 /// versions it does not know.
 /// Version 2 added the peer's alias; version 1 records (without it) are still read.
 const CHANNEL_VERSION: u8 = 2;
-const OPENING_VERSION: u8 = 2;
+const OPENING_VERSION: u8 = 3;
 const LINK_VERSION: u8 = 1;
 const HTLC_VERSION: u8 = 1;
 const REPLAY_VERSION: u8 = 1;
@@ -138,6 +138,9 @@ pub struct OpeningHeader {
     /// fundee's wait for the funding transaction is counted; 0 when unknown (records of
     /// version 1).
     pub funding_accepted_at: u32,
+    /// Our funding transaction (consensus encoding) when we fund the channel, to broadcast
+    /// again after a restart; `None` for the fundee (and in records before version 3).
+    pub funding_tx: Option<Vec<u8>>,
 }
 
 /// A channel in establishment as read back.
@@ -234,15 +237,18 @@ pub fn encode_opening(out: &mut Vec<u8>, header: &OpeningHeader, state: impl FnO
     out.extend_from_slice(&header.peer.serialize());
     out.extend_from_slice(&header.alias.0.to_be_bytes());
     out.extend_from_slice(&header.funding_accepted_at.to_be_bytes());
+    // Length 0: none (no transaction is empty).
+    write_blob(out, header.funding_tx.as_deref().unwrap_or_default());
     seal(out, start);
     state(out);
 }
 
 /// Decodes an opening record (its state bytes are checked later, by `Establishing::decode`).
-/// Version 1 (without the height the funding was accepted at) is still read.
+/// Versions 1 (without the height the funding was accepted at) and 2 (without the funding
+/// transaction) are still read.
 pub fn decode_opening(value: &[u8]) -> Result<OpeningRecord, String> {
     let version = match value.get(1) {
-        Some(1) => 1,
+        Some(v @ (1 | 2)) => *v,
         _ => OPENING_VERSION,
     };
     let (mut r, state) = unseal(value, KIND_OPENING, version, "opening")?;
@@ -251,6 +257,10 @@ pub fn decode_opening(value: &[u8]) -> Result<OpeningRecord, String> {
     let funding_accepted_at = match version {
         1 => 0,
         _ => r.u32()?,
+    };
+    let funding_tx = match version {
+        1 | 2 => None,
+        _ => Some(r.blob()?.to_vec()).filter(|t| !t.is_empty()),
     };
     r.end()?;
     if state.is_empty() {
@@ -261,6 +271,7 @@ pub fn decode_opening(value: &[u8]) -> Result<OpeningRecord, String> {
             peer,
             alias,
             funding_accepted_at,
+            funding_tx,
         },
         state: state.to_vec(),
     })

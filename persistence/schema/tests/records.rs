@@ -94,6 +94,7 @@ fn opening_records_round_trip() {
         peer: peer(2),
         alias: ShortChannelId(77),
         funding_accepted_at: 812_345,
+        funding_tx: Some(vec![2, 0, 0, 0, 1, 2, 3]),
     };
     let mut out = Vec::new();
     encode_opening(&mut out, &h, |o| o.extend_from_slice(b"establishing"));
@@ -112,6 +113,7 @@ fn opening_records_round_trip() {
     v1.extend_from_slice(b"establishing");
     let r = decode_opening(&v1).unwrap();
     assert_eq!(r.header.funding_accepted_at, 0);
+    assert_eq!(r.header.funding_tx, None);
     assert_eq!((r.header.peer, r.header.alias), (h.peer, h.alias));
 }
 
@@ -201,6 +203,7 @@ fn load_rebuilds_what_batches_wrote_in_key_order() {
             peer: peer(3),
             alias: ShortChannelId(1),
             funding_accepted_at: 0,
+            funding_tx: None,
         };
         encode_opening(out, &h, |o| o.push(1))
     });
@@ -279,6 +282,7 @@ fn load_refuses_other_schema_versions_unknown_meta_and_duplicates() {
         peer: peer(1),
         alias: ShortChannelId(1),
         funding_accepted_at: 0,
+        funding_tx: None,
     };
     encode_opening(&mut opening, &h, |o| o.push(1));
     refuse(

@@ -399,6 +399,11 @@ impl Establishing {
         self.minimum_depth
     }
 
+    /// Whether we fund the channel.
+    pub fn is_funder(&self) -> bool {
+        self.role == Side::Local
+    }
+
     /// The funding output, once `funding_created` named it.
     pub fn funding_output_point(&self) -> Option<OutPoint> {
         self.params.as_ref().map(|p| p.funding_outpoint())

@@ -53,6 +53,13 @@ impl KeySource {
         Hmac::<sha256::Hash>::from_engine(engine).to_byte_array()
     }
 
+    /// A fresh `temporary_channel_id` for a channel we open to `peer`.
+    pub fn temporary_channel_id(&mut self, peer: &PublicKey) -> ChannelId {
+        let nonce = self.nonce;
+        self.nonce = self.nonce.wrapping_add(1);
+        ChannelId(self.derive(peer, &ChannelId::ZERO, nonce, "temporary channel id"))
+    }
+
     /// Keys for a new channel with `peer`.
     pub fn channel_keys<C: Signing>(
         &mut self,

@@ -1,12 +1,19 @@
-//! Inbound channel establishment in a shard (BOLT 2 "Channel Establishment v1", fundee side):
-//! `open_channel` -> `accept_channel`, `funding_created` -> `funding_signed` (after the state is
-//! durable), `channel_ready` both ways, then the channel joins the shard's running channels and
-//! the peer gets our private `channel_update` (BOLT 7), which a payee needs to put the channel
-//! in its invoices' route hints.
+//! Channel establishment in a shard (BOLT 2 "Channel Establishment v1"), both roles.
+//!
+//! Fundee: `open_channel` -> `accept_channel`, `funding_created` -> `funding_signed` (after the
+//! state is durable), `channel_ready` both ways, then the channel joins the shard's running
+//! channels and the peer gets our private `channel_update` (BOLT 7), which a payee needs to
+//! put the channel in its invoices' route hints.
+//!
+//! Funder ([`Opener::open`], the operator's `openchannel`): `open_channel` ->
+//! `accept_channel`, then the wallet builds the funding transaction (asked through the shard's
+//! `Io`, answered with [`Opener::handle_funding_tx`]), `funding_created` -> `funding_signed`,
+//! which is written with the funding transaction before the transaction is broadcast.
 //!
 //! Zero-conf channels (`option_zeroconf`, peers the operator trusts) are ready at once.
-//! Others wait for funding confirmations, which need the chain source (a later issue): until
-//! then they stay in establishment.
+//! Others wait for the funding's `minimum_depth`, which the chain backend reports
+//! ([`Opener::handle_funding`]); a fundee forgets a funding never seen after
+//! [`FUNDING_TIMEOUT_BLOCKS`].
 //!
 //! The write before `funding_signed` stores the encoded state machine
 //! (`Establishing::encode`, `lnhub_schema::OpeningRecord`); after a crash
@@ -20,12 +27,15 @@ use std::collections::{HashMap, HashSet};
 
 use bitcoin::hashes::{sha256, Hash};
 use lnhub_channel::{
-    Channel, ChannelError, ChannelPolicy, EstablishConfig, Establishing, PeerContext,
-    PeerParamLimits,
+    Channel, ChannelError, ChannelPolicy, EstablishConfig, Establishing, NegotiatedType,
+    OpenRequest, PeerContext, PeerParamLimits,
 };
 use lnhub_forward::Policy;
+use lnhub_tx::ChannelType;
 use lnhub_wire::features::{self, Features};
-use lnhub_wire::msgs::{ChannelUpdate, FundingCreated, Message, OpenChannel};
+use lnhub_wire::msgs::{
+    AcceptChannel, ChannelUpdate, FundingCreated, FundingSigned, Message, OpenChannel,
+};
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, Sat, ShortChannelId};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
@@ -100,6 +110,20 @@ pub struct Opening {
     /// The block height when we accepted the funding (0 until known: a record from before
     /// it was kept gets the first height seen after the restart).
     pub funding_accepted_at: u32,
+    /// Our funding transaction, when we fund the channel (broadcast once the peer's
+    /// `funding_signed` is durable).
+    pub funding_tx: Option<bitcoin::Transaction>,
+}
+
+/// The feerate of commitment 0 of a channel we open (sat per 1,000 weight): the floor for an
+/// anchors channel, whose commitments are bumped with a child when they must confirm; 2,500
+/// otherwise, as a commitment without anchors must confirm at the fee it was signed with.
+fn open_feerate(commitment: ChannelType) -> u32 {
+    if commitment.has_anchors() {
+        253
+    } else {
+        2_500
+    }
 }
 
 /// A channel that finished establishment, for [`OpenOutcome::Ready`].
@@ -127,6 +151,14 @@ pub struct Opener {
     /// Channels whose funding output became known (after `funding_created`, or restored),
     /// for the shard to have watched.
     pub(crate) new_fundings: Vec<ChannelId>,
+    /// Channels we open whose funding transaction the wallet is to build: temporary id,
+    /// funding script, amount.
+    pub(crate) fund_requests: Vec<(ChannelId, bitcoin::ScriptBuf, Sat)>,
+    /// Funding transactions built for openings that ended before they could be broadcast:
+    /// the wallet may spend their inputs again.
+    pub(crate) abandoned: Vec<bitcoin::Txid>,
+    /// Openings forgotten after their funding output was watched: the watch ends.
+    pub(crate) unwatched: Vec<ChannelId>,
     /// The shard's block height.
     height: u32,
 }
@@ -156,6 +188,9 @@ impl Opener {
             opening: HashMap::new(),
             features: HashMap::new(),
             new_fundings: Vec::new(),
+            fund_requests: Vec::new(),
+            abandoned: Vec::new(),
+            unwatched: Vec::new(),
             height: 0,
         }
     }
@@ -166,7 +201,8 @@ impl Opener {
         self.height = height;
         let mut expired = Vec::new();
         for (id, o) in &mut self.opening {
-            if o.est.channel_id().is_none() || o.est.minimum_depth() == 0 {
+            // The funder never forgets: it may spend its funding inputs elsewhere instead.
+            if o.est.channel_id().is_none() || o.est.minimum_depth() == 0 || o.est.is_funder() {
                 continue;
             }
             if o.funding_accepted_at == 0 {
@@ -198,6 +234,8 @@ impl Opener {
         match msg {
             Message::OpenChannel(m) => self.handle_open(secp, peer, &m),
             Message::FundingCreated(m) => self.handle_funding_created(secp, peer, &m),
+            Message::AcceptChannel(m) => self.handle_accept(peer, &m),
+            Message::FundingSigned(m) => self.handle_funding_signed(secp, peer, &m),
             Message::ChannelReady(m) => {
                 let Some(o) = self.opening.get_mut(&m.channel_id) else {
                     return OpenOutcome::Pending;
@@ -233,6 +271,170 @@ impl Opener {
                     other.msg_type()
                 ),
             ),
+        }
+    }
+
+    /// We open a channel of `funding` to `peer` (connected), pushing `push`: queues
+    /// `open_channel` and returns the temporary channel id. The channel type is the best
+    /// both sides support: anchors if they can, `option_scid_alias` unless announced; never
+    /// zero-conf (the peer waits for confirmations it asks for).
+    pub fn open(
+        &mut self,
+        secp: &Secp256k1<All>,
+        peer: PublicKey,
+        funding: Sat,
+        push: Msat,
+        announce: bool,
+    ) -> Result<ChannelId, String> {
+        let (Some(config), Some(keys)) = (&self.config, &mut self.keys) else {
+            return Err("lnhub opens no channels: no durable store".into());
+        };
+        let Some(negotiated) = self.features.get(&peer) else {
+            return Err(format!("{peer} is not connected"));
+        };
+        let both = |f| negotiated.supports(f);
+        let channel_type = NegotiatedType {
+            commitment: if both(features::ANCHORS) {
+                ChannelType::Anchors
+            } else {
+                ChannelType::StaticRemoteKey
+            },
+            scid_alias: both(features::SCID_ALIAS) && !announce,
+            zeroconf: false,
+        };
+        let temporary = keys.temporary_channel_id(&peer);
+        let local = keys.channel_keys(secp, &peer, &temporary);
+        let alias = alias_for(&local.pubkeys.funding_pubkey);
+        let ctx = PeerContext {
+            large_channels: both(features::SUPPORT_LARGE_CHANNEL),
+            trusted_for_zeroconf: false,
+            shutdown_anysegwit: both(features::SHUTDOWN_ANYSEGWIT),
+            simple_close: both(features::SIMPLE_CLOSE),
+        };
+        let req = OpenRequest {
+            temporary_channel_id: temporary,
+            funding_satoshis: funding,
+            push_msat: push,
+            feerate_per_kw: open_feerate(channel_type.commitment),
+            channel_type,
+            announce,
+            alias: Some(alias),
+        };
+        let est = Establishing::open(secp, config.establish, local, ctx, req)
+            .map_err(|e| format!("cannot open: {e:?}"))?;
+        self.opening.insert(
+            temporary,
+            Opening {
+                est,
+                peer,
+                alias,
+                funding: FundingStatus::default(),
+                funding_accepted_at: 0,
+                funding_tx: None,
+            },
+        );
+        Ok(temporary)
+    }
+
+    /// Funder: the peer's `accept_channel`; the wallet is asked for the funding transaction.
+    fn handle_accept(&mut self, peer: PublicKey, m: &AcceptChannel) -> OpenOutcome {
+        let id = m.temporary_channel_id;
+        let Some(o) = self.opening.get_mut(&id).filter(|o| o.peer == peer) else {
+            return OpenOutcome::Refused(id, "unknown temporary_channel_id".into());
+        };
+        if let Err(e) = o.est.handle_accept_channel(m) {
+            return self.fail(id, e);
+        }
+        let Some(output) = o.est.funding_output() else {
+            return self.fail(
+                id,
+                ChannelError::Close("no funding output after accept_channel".into()),
+            );
+        };
+        self.fund_requests
+            .push((id, output.script_pubkey, Sat(output.value.to_sat())));
+        OpenOutcome::Pending
+    }
+
+    /// Funder: the wallet's funding transaction for `temporary` (or why there is none):
+    /// commitment 0 of the peer is signed and `funding_created` queued.
+    pub fn handle_funding_tx(
+        &mut self,
+        secp: &Secp256k1<All>,
+        temporary: ChannelId,
+        tx: Result<bitcoin::Transaction, String>,
+    ) -> OpenOutcome {
+        let Some(mut o) = self.opening.remove(&temporary) else {
+            // The opening ended meanwhile (the peer left): the wallet keeps its coins.
+            if let Ok(tx) = tx {
+                self.abandoned.push(tx.compute_txid());
+            }
+            return OpenOutcome::Pending;
+        };
+        let tx = match tx {
+            Ok(tx) => tx,
+            Err(why) => {
+                return OpenOutcome::Refused(temporary, format!("cannot fund the channel: {why}"))
+            }
+        };
+        let expected = o.est.funding_output();
+        let Some(vout) = tx
+            .output
+            .iter()
+            .position(|out| Some(out) == expected.as_ref())
+        else {
+            self.abandoned.push(tx.compute_txid());
+            return OpenOutcome::Refused(
+                temporary,
+                "the funding transaction lacks the output".into(),
+            );
+        };
+        let staged = o
+            .est
+            .stage_funding(secp, &tx, u16::try_from(vout).unwrap_or(u16::MAX));
+        match staged {
+            Ok(staged) => o.est.apply_funding_signature(staged.sign(secp)),
+            Err(e) => {
+                self.abandoned.push(tx.compute_txid());
+                return OpenOutcome::Refused(temporary, format!("cannot fund the channel: {e:?}"));
+            }
+        }
+        let channel_id = o
+            .est
+            .channel_id()
+            .expect("funding known after stage_funding");
+        o.funding_tx = Some(tx);
+        o.funding_accepted_at = self.height;
+        self.opening.insert(channel_id, o);
+        self.new_fundings.push(channel_id);
+        OpenOutcome::Pending
+    }
+
+    /// Funder: the peer's `funding_signed`: checked, then written; the funding transaction
+    /// is broadcast once the write is durable (`Effect::BroadcastFunding`).
+    fn handle_funding_signed(
+        &mut self,
+        secp: &Secp256k1<All>,
+        peer: PublicKey,
+        m: &FundingSigned,
+    ) -> OpenOutcome {
+        let id = m.channel_id;
+        let Some(o) = self.opening.get_mut(&id).filter(|o| o.peer == peer) else {
+            return OpenOutcome::Refused(id, "unknown channel".into());
+        };
+        let result = o
+            .est
+            .stage_funding_signed(secp, m)
+            .map(|staged| staged.verify(secp))
+            .and_then(|verified| o.est.apply_funding_signed(verified));
+        match result {
+            Ok(()) => OpenOutcome::Pending,
+            Err(e) => {
+                if let Some(tx) = &o.funding_tx {
+                    self.abandoned.push(tx.compute_txid());
+                }
+                self.fail(id, e)
+            }
         }
     }
 
@@ -326,6 +528,7 @@ impl Opener {
                         alias,
                         funding: FundingStatus::default(),
                         funding_accepted_at: 0,
+                        funding_tx: None,
                     },
                 );
                 OpenOutcome::Pending
@@ -382,11 +585,23 @@ impl Opener {
     }
 
     /// A peer disconnected: BOLT 2 forgets channels not yet past `funding_signed`; the others
-    /// stay (their funding may confirm).
+    /// stay (their funding may confirm). A funding transaction of ours that was built but
+    /// never broadcast is abandoned.
     pub fn handle_disconnect(&mut self, peer: &PublicKey) {
         self.features.remove(peer);
-        self.opening
-            .retain(|_, o| &o.peer != peer || o.est.channel_id().is_some());
+        let (abandoned, unwatched) = (&mut self.abandoned, &mut self.unwatched);
+        self.opening.retain(|_, o| {
+            let signed = o.est.state() == lnhub_channel::EstablishState::AwaitingReady;
+            let keep =
+                &o.peer != peer || signed || (!o.est.is_funder() && o.est.channel_id().is_some());
+            if !keep {
+                if let Some(tx) = &o.funding_tx {
+                    abandoned.push(tx.compute_txid());
+                }
+                unwatched.extend(o.est.channel_id());
+            }
+            keep
+        });
     }
 }
 

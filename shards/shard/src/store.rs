@@ -102,6 +102,10 @@ pub fn write_opening(batch: &mut Batch, channel_id: &ChannelId, opening: &Openin
         peer: opening.peer,
         alias: opening.alias,
         funding_accepted_at: opening.funding_accepted_at,
+        funding_tx: opening
+            .funding_tx
+            .as_ref()
+            .map(bitcoin::consensus::serialize),
     };
     batch.put_with(Table::Openings, &channel_id.0, |out| {
         encode_opening(out, &header, |out| opening.est.encode(out))

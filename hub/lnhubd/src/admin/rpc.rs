@@ -40,6 +40,7 @@ pub const METHODS: &[&str] = &[
     "closechannel",
     "listforwards",
     "listclosedchannels",
+    "openchannel",
     "newaddr",
     "listfunds",
     "withdraw",
@@ -241,6 +242,56 @@ pub fn call(ctx: &Context, method: &str, p: &Map<String, Value>) -> Result<Value
         "listforwards" => {
             known(&["since", "until", "channel", "offset", "limit"])?;
             listforwards(ctx, p)
+        }
+        "openchannel" => {
+            known(&["peer", "amount_sat", "push_msat", "announce"])?;
+            let peer = str_param(p, "peer")?.ok_or_else(|| invalid("peer is required"))?;
+            let peer = parse_node_id(peer).map_err(invalid)?;
+            let amount =
+                u64_param(p, "amount_sat")?.ok_or_else(|| invalid("amount_sat is required"))?;
+            if !(MIN_CHANNEL_SAT..=MAX_CHANNEL_SAT).contains(&amount) {
+                return Err(invalid(format!(
+                    "amount_sat must be within {MIN_CHANNEL_SAT}..={MAX_CHANNEL_SAT}"
+                )));
+            }
+            let push = u64_param(p, "push_msat")?.unwrap_or(0);
+            if push > amount * 1000 {
+                return Err(invalid("push_msat is above the channel's amount"));
+            }
+            let announce = match p.get("announce") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(invalid("announce must be true or false")),
+            };
+            if ctx.wallet.is_none() {
+                return Err(failed(
+                    "no on-chain wallet: lnhubd runs without a chain backend",
+                ));
+            }
+            let peers = ctx.ask_net(NetCommand::Peers).map_err(failed)?;
+            if !peers.iter().any(|p| p.node_id == peer) {
+                return Err(failed(format!(
+                    "{peer} is not connected (lnhub-cli connect first)"
+                )));
+            }
+            ctx.engine
+                .send(
+                    ctx.engine.shard_of(&peer),
+                    Input::OpenChannel {
+                        peer,
+                        funding: lnhub_wire::types::Sat(amount),
+                        push: Msat(push),
+                        announce,
+                    },
+                )
+                .map_err(failed)?;
+            Ok(json!({
+                "peer": peer.to_string(),
+                "amount_sat": amount,
+                "push_msat": push,
+                "status": "open_channel sent; the wallet funds it once the peer accepts, and it \
+                           is listed once both channel_ready are exchanged",
+            }))
         }
         "newaddr" => {
             known(&[])?;
@@ -449,6 +500,11 @@ fn ask_wallet(
         .map_err(|_| RpcError(-32603, "the wallet did not answer in time".into()))?
         .map_err(failed)
 }
+
+/// The smallest channel `openchannel` opens (peers commonly refuse smaller ones).
+const MIN_CHANNEL_SAT: u64 = 20_000;
+/// The largest: 2^24 - 1 sat, the limit without `option_support_large_channel`.
+const MAX_CHANNEL_SAT: u64 = (1 << 24) - 1;
 
 /// How long a wallet command may take (the chain thread may be reading blocks).
 const WALLET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -17,7 +17,7 @@ use lnhub_engine::{ChainRequest, FundingStatus, Input};
 use lnhub_wire::types::{ChannelId, ShortChannelId};
 use serde_json::{json, Value};
 
-use super::{encode_hex, from_hex, summaries, tell_shards, Bitcoind, ChainStats, POLL};
+use super::{encode_hex, from_hex, summaries, tell_shards, ChainSource, ChainStats, POLL};
 use crate::wallet::HubWallet;
 
 /// Blocks kept after reading them (the watcher and the wallet read the same ones).
@@ -48,8 +48,8 @@ pub enum WalletCommand {
 /// through every block connected and disconnected ([`Watcher`]) and their news sent to the
 /// asking shard ([`Input::Funding`]), transactions broadcast and broadcast again at each
 /// block until they confirm. The wallet, if any, is fed every block and answers `commands`.
-pub fn follow(
-    node: Bitcoind,
+pub fn follow<S: ChainSource>(
+    node: S,
     tracker: Tracker,
     engine: lnhub_engine::Admin,
     stats: Arc<ChainStats>,
@@ -76,13 +76,13 @@ pub fn follow(
     };
     std::thread::Builder::new()
         .name("chain".into())
-        .spawn(move || follower.run(&requests, &commands))
+        .spawn(move || follower.run(&requests, commands))
         .map(|_| ())
         .map_err(|e| format!("chain thread: {e}"))
 }
 
-struct Follower {
-    node: Bitcoind,
+struct Follower<S> {
+    node: S,
     tracker: Tracker,
     engine: lnhub_engine::Admin,
     stats: Arc<ChainStats>,
@@ -90,7 +90,7 @@ struct Follower {
     /// The shard that asked about each watched channel (it owns the channel).
     owners: HashMap<ChannelId, usize>,
     /// Transactions to broadcast until they confirm, by channel.
-    broadcasts: HashMap<ChannelId, Transaction>,
+    broadcasts: HashMap<Txid, (ChannelId, Transaction)>,
     /// Watched outputs the node's UTXO set does not hold: unconfirmed, or spent while we were
     /// not watching. The recent blocks are read again for them ([`Follower::rescan`]).
     unaccounted: Vec<ChannelId>,
@@ -103,11 +103,11 @@ struct Follower {
     last_error: Option<(String, Instant)>,
 }
 
-impl Follower {
+impl<S: ChainSource> Follower<S> {
     fn run(
         &mut self,
         requests: &Receiver<(usize, ChainRequest)>,
-        commands: &Receiver<WalletCommand>,
+        mut commands: Receiver<WalletCommand>,
     ) {
         // The wallet catches up with the blocks it missed while we were stopped.
         if let Err(e) = self.sync_wallet() {
@@ -130,11 +130,11 @@ impl Follower {
                     // The engine is gone: the daemon is stopping.
                     Err(_) => return,
                 },
-                recv(commands) -> c => {
-                    if let Ok(c) = c {
-                        self.command(c);
-                    }
-                }
+                recv(commands) -> c => match c {
+                    Ok(c) => self.command(c),
+                    // No admin API (it is off): nothing more will come.
+                    Err(_) => commands = crossbeam_channel::never(),
+                },
                 default(timeout) => {}
             }
             // Requests and commands never hold back the poll for long.
@@ -241,11 +241,15 @@ impl Follower {
     }
 
     /// Brings the wallet to the tip: from the highest block it holds that is still in the
-    /// best chain (a new wallet: from the tip itself), every block in order, then one write.
+    /// best chain (a wallet this start created: from the tip itself, its birthday), every
+    /// block in order, then one write.
     fn sync_wallet(&mut self) -> Result<(), String> {
-        let (Some(wallet), Some(tip)) = (self.wallet.as_ref(), self.tracker.tip().copied()) else {
+        let (Some(wallet), Some(tip)) = (self.wallet.as_mut(), self.tracker.tip().copied()) else {
             return Ok(());
         };
+        // A wallet created by this start has never given out an address: it starts at the
+        // tip, not at genesis (decided at the first sync only).
+        let fresh = wallet.take_fresh();
         if wallet.height() == tip.height
             && wallet
                 .checkpoints()
@@ -267,8 +271,7 @@ impl Follower {
         let Some(mut at) = meet else {
             return Err("the wallet shares no block with bitcoind's chain".into());
         };
-        // A wallet that holds only the genesis block is new: it starts at the tip.
-        let from = if at.0 == 0 {
+        let from = if fresh && at.0 == 0 {
             tip.height.max(1)
         } else {
             at.0 + 1
@@ -324,10 +327,13 @@ impl Follower {
         let address = wallet.parse_address(address)?;
         let tx = wallet.pay_to(address.script_pubkey(), amount, fee_rate)?;
         let txid = tx.compute_txid();
-        let hex = encode_hex(&bitcoin::consensus::serialize(&tx));
-        self.node
-            .call("sendrawtransaction", json!([hex]))
-            .map_err(|e| format!("bitcoind refused {txid}: {e}"))?;
+        if let Err(e) = self.node.broadcast(&tx) {
+            // Never sent: its coins are the wallet's again.
+            if let Some(w) = self.wallet.as_mut() {
+                w.abandon(txid)?;
+            }
+            return Err(format!("{txid}: {e}"));
+        }
         log::info!("wallet: withdrew to {address} in {txid}");
         Ok(json!({
             "txid": txid.to_string(),
@@ -362,13 +368,45 @@ impl Follower {
             }
             ChainRequest::Broadcast { channel_id, tx } => {
                 self.send_tx(&channel_id, &tx);
-                self.broadcasts.insert(channel_id, tx);
+                self.broadcasts.insert(tx.compute_txid(), (channel_id, tx));
+            }
+            ChainRequest::Fund {
+                temporary_channel_id,
+                script,
+                amount,
+            } => {
+                let fee_rate = FeeRate::from_sat_per_kwu(u64::from(self.node.fee_rate()));
+                let tx = match self.wallet.as_mut() {
+                    Some(w) => w.pay_to(script, Some(Amount::from_sat(amount.0)), fee_rate),
+                    None => Err("no on-chain wallet".into()),
+                };
+                match &tx {
+                    Ok(tx) => log::info!(
+                        "wallet: funding transaction {} for channel {temporary_channel_id}",
+                        tx.compute_txid()
+                    ),
+                    Err(e) => log::warn!("wallet: cannot fund channel {temporary_channel_id}: {e}"),
+                }
+                let _ = self.engine.send(
+                    shard,
+                    Input::FundingTx {
+                        temporary_channel_id,
+                        tx,
+                    },
+                );
+            }
+            ChainRequest::Abandon { txid } => {
+                if let Some(w) = self.wallet.as_mut() {
+                    if let Err(e) = w.abandon(txid) {
+                        self.warn(e);
+                    }
+                }
             }
             ChainRequest::Forget { channel_id } => {
                 self.unaccounted.retain(|id| *id != channel_id);
                 self.watcher.forget(&channel_id);
                 self.owners.remove(&channel_id);
-                self.broadcasts.remove(&channel_id);
+                self.broadcasts.retain(|_, (id, _)| *id != channel_id);
             }
         }
     }
@@ -385,21 +423,13 @@ impl Follower {
         if self.watcher.is_confirmed(channel_id) {
             return Ok(());
         }
-        let out = self.node.call(
-            "gettxout",
-            json!([outpoint.txid.to_string(), outpoint.vout, false]),
-        )?;
-        let Some(confirmations) = out["confirmations"].as_u64().filter(|c| *c > 0) else {
+        let Some((confirmations, best)) = self.node.confirmations(outpoint)? else {
             // Unconfirmed, or (restored after a stop) spent already: recent blocks say which.
             if restored {
                 self.unaccounted.push(*channel_id);
             }
             return Ok(());
         };
-        let best = out["bestblock"]
-            .as_str()
-            .and_then(from_hex)
-            .ok_or("gettxout without a best block")?;
         let best = self.node.header(&best)?;
         let height = u32::try_from(u64::from(best.height) + 1 - confirmations)
             .map_err(|_| "gettxout: more confirmations than blocks")?;
@@ -494,18 +524,19 @@ impl Follower {
 
     /// Broadcasts again every transaction not yet confirmed.
     fn rebroadcast(&mut self) {
-        let confirmed: Vec<ChannelId> = self
-            .broadcasts
-            .keys()
-            .filter(|id| self.watcher.is_spent(id))
-            .copied()
-            .collect();
-        for id in confirmed {
-            self.broadcasts.remove(&id);
-        }
+        // A funding transaction is done once the watcher saw it confirm, a closing one once
+        // the funding is spent (by it, or by whatever won).
+        let watcher = &self.watcher;
+        self.broadcasts.retain(|txid, (id, _)| {
+            let funding_confirmed = watcher.is_confirmed(id)
+                && watcher
+                    .watch_of(id)
+                    .is_some_and(|w| w.outpoint.txid == txid.to_byte_array());
+            !(funding_confirmed || watcher.is_spent(id))
+        });
         let pending: Vec<(ChannelId, Transaction)> = self
             .broadcasts
-            .iter()
+            .values()
             .map(|(id, tx)| (*id, tx.clone()))
             .collect();
         for (id, tx) in pending {
@@ -515,13 +546,9 @@ impl Follower {
 
     fn send_tx(&mut self, channel_id: &ChannelId, tx: &Transaction) {
         let txid = tx.compute_txid();
-        let hex = encode_hex(&bitcoin::consensus::serialize(tx));
-        match self.node.call("sendrawtransaction", json!([hex])) {
-            Ok(_) => log::info!("chain: broadcast {txid} (channel {channel_id})"),
-            // Already in the mempool or in a block: nothing to do.
-            Err(e) if e.contains("-27") || e.contains("already") => {
-                log::debug!("chain: {txid} already known: {e}")
-            }
+        match self.node.broadcast(tx) {
+            Ok(true) => log::info!("chain: broadcast {txid} (channel {channel_id})"),
+            Ok(false) => log::debug!("chain: {txid} already known"),
             Err(e) => self.warn(format!("broadcasting {txid} of channel {channel_id}: {e}")),
         }
     }

@@ -41,6 +41,92 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// How long start-up waits for bitcoind to answer before giving up.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the chain comes from: what the chain thread ([`follow`]) asks of a node. The logic
+/// that turns the answers into events (`lnhub_chain::Tracker`, `lnhub_chain::Watcher`) is
+/// pure; a source only fetches. [`Bitcoind`] is the one backend (an Esplora one would
+/// implement the same).
+pub trait ChainSource: Send + 'static {
+    /// The best block's header.
+    fn best(&mut self) -> Result<Header, String>;
+    /// The header of block `hash`.
+    fn header(&mut self, hash: &BlockHash) -> Result<Header, String>;
+    /// Block `hash` (hex as bitcoind writes it).
+    fn block(&mut self, hash: &str) -> Result<bitcoin::Block, String>;
+    /// The hash of the best chain's block at `height`.
+    fn block_hash(&mut self, height: u32) -> Result<bitcoin::BlockHash, String>;
+    /// `outpoint`'s confirmations and the best block they count to, if it is an unspent
+    /// output of a confirmed transaction; `None` if unconfirmed, spent or unknown.
+    fn confirmations(
+        &mut self,
+        outpoint: &bitcoin::OutPoint,
+    ) -> Result<Option<(u64, BlockHash)>, String>;
+    /// Broadcasts `tx`: `Ok(true)` if the node took it now, `Ok(false)` if it already had it
+    /// (in its mempool or chain), otherwise why it refused.
+    fn broadcast(&mut self, tx: &bitcoin::Transaction) -> Result<bool, String>;
+    /// A feerate for our transactions (sat per 1,000 weight), at least the floor.
+    fn fee_rate(&mut self) -> u32;
+}
+
+impl ChainSource for Bitcoind {
+    fn best(&mut self) -> Result<Header, String> {
+        Bitcoind::best(self)
+    }
+    fn header(&mut self, hash: &BlockHash) -> Result<Header, String> {
+        Bitcoind::header(self, hash)
+    }
+    fn block(&mut self, hash: &str) -> Result<bitcoin::Block, String> {
+        Bitcoind::block(self, hash)
+    }
+    fn block_hash(&mut self, height: u32) -> Result<bitcoin::BlockHash, String> {
+        Bitcoind::block_hash(self, height)
+    }
+    fn confirmations(
+        &mut self,
+        outpoint: &bitcoin::OutPoint,
+    ) -> Result<Option<(u64, BlockHash)>, String> {
+        let out = self.call(
+            "gettxout",
+            json!([outpoint.txid.to_string(), outpoint.vout, false]),
+        )?;
+        let Some(confirmations) = out["confirmations"].as_u64().filter(|c| *c > 0) else {
+            return Ok(None);
+        };
+        let best = out["bestblock"]
+            .as_str()
+            .and_then(from_hex)
+            .ok_or("gettxout without a best block")?;
+        Ok(Some((confirmations, best)))
+    }
+    fn broadcast(&mut self, tx: &bitcoin::Transaction) -> Result<bool, String> {
+        let hex = encode_hex(&bitcoin::consensus::serialize(tx));
+        // Core's own checks first, for the reason of a refusal in one line.
+        let verdict = self.call("testmempoolaccept", json!([[hex]]))?;
+        let verdict = &verdict[0];
+        if verdict["allowed"] != true {
+            let reason = verdict["reject-reason"]
+                .as_str()
+                .unwrap_or("no reason given");
+            if reason.contains("already") {
+                return Ok(false);
+            }
+            // Its inputs already spent, by itself (confirmed) or by a transaction that won:
+            // nothing to send; what the blocks hold says which.
+            if reason == "missing-inputs" || reason.contains("bad-txns-inputs-missingorspent") {
+                return Ok(false);
+            }
+            return Err(format!("bitcoind refuses it: {reason}"));
+        }
+        match self.call("sendrawtransaction", json!([hex])) {
+            Ok(_) => Ok(true),
+            Err(e) if e.contains("-27") || e.contains("already") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    fn fee_rate(&mut self) -> u32 {
+        Bitcoind::fee_rate(self)
+    }
+}
+
 /// How to reach bitcoind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BitcoindConfig {

@@ -504,7 +504,9 @@ impl Shard {
             Input::LinkDone { .. }
             | Input::Route { .. }
             | Input::Report { .. }
-            | Input::SetPolicy { .. } => false,
+            | Input::SetPolicy { .. }
+            | Input::OpenChannel { .. }
+            | Input::FundingTx { .. } => false,
             Input::BlockHeight(_) => true,
         }
     }
@@ -545,6 +547,7 @@ impl Shard {
             }
             Input::PeerDisconnected { node_id } => {
                 self.opener.handle_disconnect(&node_id);
+                self.flush_opener_requests();
                 for slot in self.slots.values_mut().filter(|s| s.peer == node_id) {
                     slot.connected = false;
                     slot.channel.handle_disconnect();
@@ -590,6 +593,35 @@ impl Shard {
             Input::Report { id } => io.report(id, self.report()),
             Input::SetPolicy { channel_id, change } => self.set_policy(channel_id, change, io),
             Input::Funding { channel_id, status } => self.handle_funding(channel_id, status, io),
+            Input::OpenChannel {
+                peer,
+                funding,
+                push,
+                announce,
+            } => match self.opener.open(&self.secp, peer, funding, push, announce) {
+                Ok(id) => {
+                    log::info!("opening channel {id} of {} sat to {peer}", funding.0);
+                    self.drain_openings(peer, io);
+                }
+                Err(why) => log::warn!("cannot open a channel to {peer}: {why}"),
+            },
+            Input::FundingTx {
+                temporary_channel_id,
+                tx,
+            } => {
+                let peer = self
+                    .opener
+                    .opening
+                    .get(&temporary_channel_id)
+                    .map(|o| o.peer);
+                let outcome = self
+                    .opener
+                    .handle_funding_tx(&self.secp, temporary_channel_id, tx);
+                match peer {
+                    Some(peer) => self.after_open(peer, outcome, io),
+                    None => self.flush_opener_requests(),
+                }
+            }
             Input::BlockHeight(height) => {
                 self.height = height;
                 self.forget_expired_openings(height, io);
@@ -730,6 +762,7 @@ impl Shard {
             }
         }
         self.watch_new_fundings(false);
+        self.flush_opener_requests();
         self.drain_openings(peer, io);
     }
 
@@ -745,6 +778,18 @@ impl Shard {
                 match effect {
                     Effect::Send(msg) => io.send(&peer, msg),
                     Effect::Persist { seq } => self.opening_persists.push((*id, seq)),
+                    Effect::BroadcastFunding { funding_txid } => match &o.funding_tx {
+                        Some(tx) => {
+                            log::info!("channel {id}: funding_signed is durable: broadcasting {funding_txid}");
+                            self.chain_requests.push(ChainRequest::Broadcast {
+                                channel_id: *id,
+                                tx: tx.clone(),
+                            });
+                        }
+                        None => log::error!(
+                            "channel {id}: funding {funding_txid} to broadcast is unknown"
+                        ),
+                    },
                     other => log::debug!("channel {id} in establishment: {other:?}"),
                 }
             }

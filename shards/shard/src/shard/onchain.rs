@@ -46,6 +46,25 @@ impl Shard {
         }
     }
 
+    /// Hands the wallet what the openings asked of it: funding transactions to build, and
+    /// those to abandon.
+    pub(super) fn flush_opener_requests(&mut self) {
+        for (temporary_channel_id, script, amount) in self.opener.fund_requests.drain(..) {
+            self.chain_requests.push(ChainRequest::Fund {
+                temporary_channel_id,
+                script,
+                amount,
+            });
+        }
+        for txid in self.opener.abandoned.drain(..) {
+            self.chain_requests.push(ChainRequest::Abandon { txid });
+        }
+        for channel_id in self.opener.unwatched.drain(..) {
+            self.chain_requests
+                .push(ChainRequest::Forget { channel_id });
+        }
+    }
+
     /// Asks the chain backend to watch the funding of channel `channel_id` (`restored`: from
     /// the store, after a restart).
     pub(super) fn watch_funding(&mut self, channel_id: ChannelId, restored: bool) {

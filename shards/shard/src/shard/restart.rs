@@ -75,14 +75,32 @@ impl Shard {
         stored: &OpeningRecord,
     ) -> Result<(), lnhub_channel::DecodeError> {
         let mut est = lnhub_channel::Establishing::decode(&stored.state)?;
+        let funding_tx = match &stored.header.funding_tx {
+            Some(bytes) => Some(
+                bitcoin::consensus::deserialize::<bitcoin::Transaction>(bytes).map_err(|_| {
+                    lnhub_channel::DecodeError::Invalid("the funding transaction does not decode")
+                })?,
+            ),
+            None => None,
+        };
         est.handle_restart();
         if let Some(id) = est.channel_id() {
+            // Ours, signed both ways before the write: broadcast again until it confirms.
+            if let Some(tx) = &funding_tx {
+                if est.state() == lnhub_channel::EstablishState::AwaitingReady {
+                    self.chain_requests.push(ChainRequest::Broadcast {
+                        channel_id: id,
+                        tx: tx.clone(),
+                    });
+                }
+            }
             let opening = crate::open::Opening {
                 est,
                 peer: stored.header.peer,
                 alias: stored.header.alias,
                 funding: FundingStatus::default(),
                 funding_accepted_at: stored.header.funding_accepted_at,
+                funding_tx,
             };
             self.opener.opening.insert(id, opening);
             self.opener.new_fundings.push(id);

@@ -12,7 +12,7 @@ use lnhub_metrics::Histogram;
 use lnhub_onion::{OnionPacket, ReplayError, ReplaySet};
 use lnhub_wire::features::Features;
 use lnhub_wire::msgs::Message;
-use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, ShortChannelId};
+use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, Sat, ShortChannelId};
 use secp256k1::{PublicKey, SecretKey};
 
 use crate::open::OpenConfig;
@@ -141,6 +141,25 @@ pub enum Input {
     },
     /// A new block height.
     BlockHeight(u32),
+    /// The operator opens a channel to `peer` (connected), funded by the on-chain wallet.
+    OpenChannel {
+        /// The peer.
+        peer: PublicKey,
+        /// `funding_satoshis`.
+        funding: Sat,
+        /// `push_msat`.
+        push: Msat,
+        /// Announce it (no `option_scid_alias` then).
+        announce: bool,
+    },
+    /// The wallet's funding transaction for a channel we open ([`ChainRequest::Fund`]), or
+    /// why there is none.
+    FundingTx {
+        /// The channel's temporary id.
+        temporary_channel_id: ChannelId,
+        /// The signed transaction, not broadcast.
+        tx: Result<bitcoin::Transaction, String>,
+    },
     /// The chain backend's news of a channel's funding output (asked for with
     /// [`ChainRequest::Watch`]): where it confirmed, how deep, and what spent it.
     Funding {
@@ -216,6 +235,22 @@ pub enum ChainRequest {
         channel_id: ChannelId,
         /// The transaction (fully signed).
         tx: bitcoin::Transaction,
+    },
+    /// Build (and sign, but not broadcast) a transaction paying `amount` to `script` for the
+    /// channel we open: answered with [`Input::FundingTx`].
+    Fund {
+        /// The channel's temporary id.
+        temporary_channel_id: ChannelId,
+        /// The funding output's script.
+        script: bitcoin::ScriptBuf,
+        /// Its amount.
+        amount: Sat,
+    },
+    /// A funding transaction [`ChainRequest::Fund`] built will never be broadcast: its inputs
+    /// are the wallet's to spend again.
+    Abandon {
+        /// The transaction.
+        txid: bitcoin::Txid,
     },
     /// The channel is retired: stop watching and broadcasting for it.
     Forget {
@@ -339,7 +374,7 @@ pub struct ChannelReport {
     pub policy: Policy,
     /// The policy it replaced and when (unix seconds), while it may still be honoured.
     pub previous_policy: Option<(Policy, u64)>,
-    /// Whether we opened it (we never do yet; the peer funds every channel).
+    /// Whether we opened (funded) it.
     pub we_funded: bool,
 }
 
