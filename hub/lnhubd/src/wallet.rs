@@ -12,11 +12,12 @@
 //! the wallet off a branch a reorg left, `apply_block` for the rest). A wallet created now
 //! starts at the tip: it has never given out an address, so nothing older concerns it.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bdk_wallet::bitcoin::bip32::Xpriv;
-use bdk_wallet::bitcoin::{Address, Amount, Block, FeeRate, Network, Transaction};
+use bdk_wallet::bitcoin::{Address, Amount, Block, FeeRate, Network, OutPoint, Transaction, Txid};
 use bdk_wallet::chain::{BlockId, ChainPosition, Merge};
 use bdk_wallet::descriptor::IntoWalletDescriptor;
 use bdk_wallet::signer::SignersContainer;
@@ -36,6 +37,10 @@ pub struct HubWallet {
     batch: Batch,
     /// Created by this start and not yet synced: it starts at the tip.
     fresh: bool,
+    /// Funding transactions built and not yet broadcast, with the outputs they spend: kept
+    /// out of other transactions, but only in memory, so a crash before the broadcast (which
+    /// waits for the peer's `funding_signed` to be durable) leaves the coins free.
+    reserved: HashMap<Txid, Vec<OutPoint>>,
 }
 
 /// The bitcoin network of our network name.
@@ -114,6 +119,7 @@ impl HubWallet {
             next_seq,
             batch: Batch::new(),
             fresh,
+            reserved: HashMap::new(),
         };
         w.persist()?;
         Ok(w)
@@ -225,15 +231,66 @@ impl HubWallet {
     }
 
     /// A signed transaction paying `amount` (everything, less the fee, when `None`) to
-    /// `script` at `fee_rate`, its inputs and change recorded in the wallet as unconfirmed.
+    /// `script` at `fee_rate`, to broadcast now: its inputs and change are recorded in the
+    /// wallet as unconfirmed.
     pub fn pay_to(
         &mut self,
         script: bitcoin::ScriptBuf,
         amount: Option<Amount>,
         fee_rate: FeeRate,
     ) -> Result<Transaction, String> {
+        let tx = self.build(script, amount, fee_rate)?;
+        self.record(&tx)?;
+        Ok(tx)
+    }
+
+    /// A signed funding transaction paying `amount` to `script`, not yet to broadcast: its
+    /// inputs are reserved until [`HubWallet::broadcasting`] or [`HubWallet::abandon`].
+    pub fn fund(
+        &mut self,
+        script: bitcoin::ScriptBuf,
+        amount: Amount,
+        fee_rate: FeeRate,
+    ) -> Result<Transaction, String> {
+        let tx = self.build(script, Some(amount), fee_rate)?;
+        let inputs = tx.input.iter().map(|i| i.previous_output).collect();
+        self.reserved.insert(tx.compute_txid(), inputs);
+        Ok(tx)
+    }
+
+    /// `tx` is about to be broadcast: a reserved funding transaction becomes the wallet's
+    /// (recorded as unconfirmed); any other is already.
+    pub fn broadcasting(&mut self, tx: &Transaction) -> Result<(), String> {
+        if self.reserved.remove(&tx.compute_txid()).is_some() {
+            self.record(tx)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the wallet holds `txid` as confirmed.
+    pub fn is_confirmed(&self, txid: Txid) -> bool {
+        self.wallet
+            .get_tx(txid)
+            .is_some_and(|t| matches!(t.chain_position, ChainPosition::Confirmed { .. }))
+    }
+
+    fn record(&mut self, tx: &Transaction) -> Result<(), String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
+        self.persist()
+    }
+
+    fn build(
+        &mut self,
+        script: bitcoin::ScriptBuf,
+        amount: Option<Amount>,
+        fee_rate: FeeRate,
+    ) -> Result<Transaction, String> {
+        let reserved: Vec<OutPoint> = self.reserved.values().flatten().copied().collect();
         let mut builder = self.wallet.build_tx();
-        builder.fee_rate(fee_rate);
+        builder.fee_rate(fee_rate).unspendable(reserved);
         match amount {
             Some(a) => {
                 builder.add_recipient(script, a);
@@ -253,25 +310,21 @@ impl HubWallet {
         if !finalized {
             return Err("the wallet could not sign every input".into());
         }
-        let tx = psbt
-            .extract_tx()
-            .map_err(|e| format!("cannot extract the transaction: {e}"))?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.wallet.apply_unconfirmed_txs([(tx.clone(), now)]);
-        self.persist()?;
-        Ok(tx)
+        psbt.extract_tx()
+            .map_err(|e| format!("cannot extract the transaction: {e}"))
     }
 
-    /// A transaction [`HubWallet::pay_to`] built that will never be broadcast: its inputs are
-    /// spendable again.
-    pub fn abandon(&mut self, txid: bitcoin::Txid) -> Result<(), String> {
+    /// A transaction built here that will never be broadcast: its inputs are spendable
+    /// again (a reserved funding is released; a recorded one is evicted).
+    pub fn abandon(&mut self, txid: Txid) -> Result<(), String> {
+        log::info!("wallet: abandoned {txid}, never broadcast");
+        if self.reserved.remove(&txid).is_some() {
+            return Ok(());
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.wallet.apply_evicted_txs([(txid, now)]);
-        log::info!("wallet: abandoned {txid}, never broadcast");
         self.persist()
     }
 

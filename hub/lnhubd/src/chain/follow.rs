@@ -90,7 +90,7 @@ struct Follower<S> {
     /// The shard that asked about each watched channel (it owns the channel).
     owners: HashMap<ChannelId, usize>,
     /// Transactions to broadcast until they confirm, by channel.
-    broadcasts: HashMap<Txid, (ChannelId, Transaction)>,
+    broadcasts: HashMap<Txid, (Option<ChannelId>, Transaction)>,
     /// Watched outputs the node's UTXO set does not hold: unconfirmed, or spent while we were
     /// not watching. The recent blocks are read again for them ([`Follower::rescan`]).
     unaccounted: Vec<ChannelId>,
@@ -335,6 +335,8 @@ impl<S: ChainSource> Follower<S> {
             return Err(format!("{txid}: {e}"));
         }
         log::info!("wallet: withdrew to {address} in {txid}");
+        // Sent again at each block until it confirms.
+        self.broadcasts.insert(txid, (None, tx.clone()));
         Ok(json!({
             "txid": txid.to_string(),
             "fee_sat_per_kw": sat_per_kw,
@@ -367,8 +369,15 @@ impl<S: ChainSource> Follower<S> {
                 }
             }
             ChainRequest::Broadcast { channel_id, tx } => {
-                self.send_tx(&channel_id, &tx);
-                self.broadcasts.insert(tx.compute_txid(), (channel_id, tx));
+                // Our funding transaction becomes the wallet's once it goes out.
+                if let Some(w) = self.wallet.as_mut() {
+                    if let Err(e) = w.broadcasting(&tx) {
+                        self.warn(e);
+                    }
+                }
+                self.send_tx(Some(channel_id), &tx);
+                self.broadcasts
+                    .insert(tx.compute_txid(), (Some(channel_id), tx));
             }
             ChainRequest::Fund {
                 temporary_channel_id,
@@ -377,7 +386,7 @@ impl<S: ChainSource> Follower<S> {
             } => {
                 let fee_rate = FeeRate::from_sat_per_kwu(u64::from(self.node.fee_rate()));
                 let tx = match self.wallet.as_mut() {
-                    Some(w) => w.pay_to(script, Some(Amount::from_sat(amount.0)), fee_rate),
+                    Some(w) => w.fund(script, Amount::from_sat(amount.0), fee_rate),
                     None => Err("no on-chain wallet".into()),
                 };
                 match &tx {
@@ -406,7 +415,7 @@ impl<S: ChainSource> Follower<S> {
                 self.unaccounted.retain(|id| *id != channel_id);
                 self.watcher.forget(&channel_id);
                 self.owners.remove(&channel_id);
-                self.broadcasts.retain(|_, (id, _)| *id != channel_id);
+                self.broadcasts.retain(|_, (id, _)| *id != Some(channel_id));
             }
         }
     }
@@ -525,31 +534,36 @@ impl<S: ChainSource> Follower<S> {
     /// Broadcasts again every transaction not yet confirmed.
     fn rebroadcast(&mut self) {
         // A funding transaction is done once the watcher saw it confirm, a closing one once
-        // the funding is spent (by it, or by whatever won).
-        let watcher = &self.watcher;
-        self.broadcasts.retain(|txid, (id, _)| {
-            let funding_confirmed = watcher.is_confirmed(id)
-                && watcher
-                    .watch_of(id)
-                    .is_some_and(|w| w.outpoint.txid == txid.to_byte_array());
-            !(funding_confirmed || watcher.is_spent(id))
+        // the funding is spent (by it, or by whatever won), a withdrawal once the wallet
+        // holds it confirmed.
+        let (watcher, wallet) = (&self.watcher, &self.wallet);
+        self.broadcasts.retain(|txid, (id, _)| match id {
+            Some(id) => {
+                let funding_confirmed = watcher.is_confirmed(id)
+                    && watcher
+                        .watch_of(id)
+                        .is_some_and(|w| w.outpoint.txid == txid.to_byte_array());
+                !(funding_confirmed || watcher.is_spent(id))
+            }
+            None => wallet.as_ref().is_some_and(|w| !w.is_confirmed(*txid)),
         });
-        let pending: Vec<(ChannelId, Transaction)> = self
+        let pending: Vec<(Option<ChannelId>, Transaction)> = self
             .broadcasts
             .values()
             .map(|(id, tx)| (*id, tx.clone()))
             .collect();
         for (id, tx) in pending {
-            self.send_tx(&id, &tx);
+            self.send_tx(id, &tx);
         }
     }
 
-    fn send_tx(&mut self, channel_id: &ChannelId, tx: &Transaction) {
+    fn send_tx(&mut self, channel_id: Option<ChannelId>, tx: &Transaction) {
         let txid = tx.compute_txid();
+        let of = channel_id.map_or("the wallet".to_string(), |c| format!("channel {c}"));
         match self.node.broadcast(tx) {
-            Ok(true) => log::info!("chain: broadcast {txid} (channel {channel_id})"),
+            Ok(true) => log::info!("chain: broadcast {txid} ({of})"),
             Ok(false) => log::debug!("chain: {txid} already known"),
-            Err(e) => self.warn(format!("broadcasting {txid} of channel {channel_id}: {e}")),
+            Err(e) => self.warn(format!("broadcasting {txid} of {of}: {e}")),
         }
     }
 }
