@@ -36,6 +36,33 @@ fn mine(btc: &Bitcoind, hub: &Hub, n: u32) -> Vec<BlockHash> {
     hashes
 }
 
+/// An LDK node following `btc` whose funding transactions spend `wallet`'s coins.
+fn ldk_with_wallet(btc: &Bitcoind, name: &str, seed: u8, wallet: &Arc<TestWallet>) -> LdkNode {
+    let config = LdkNodeConfig {
+        wallet: Some(Arc::clone(wallet)),
+        ..LdkNodeConfig::default()
+    };
+    LdkNode::new(name, [seed; 32], config.following(btc))
+}
+
+/// The hub's `listfunds`, and its outputs of transaction `txid`.
+fn wallet_outputs_of(hub: &Hub, txid: &Txid) -> (Value, Vec<Value>) {
+    let funds = hub.cli(&["listfunds"]).unwrap();
+    let ours = funds["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            o["outpoint"]
+                .as_str()
+                .unwrap()
+                .starts_with(&txid.to_string())
+        })
+        .cloned()
+        .collect();
+    (funds, ours)
+}
+
 /// The hub's channel with `peer`, if it lists one.
 fn hub_channel(hub: &Hub, peer: &str) -> Option<Value> {
     let list = hub.cli(&["listchannels", "--peer", peer]).unwrap();
@@ -50,15 +77,7 @@ async fn ldk_opens_a_channel_on_chain_pays_through_it_and_closes_it_on_chain() {
     let btc = Bitcoind::start(&binary);
     let wallet = Arc::new(TestWallet::new(7));
     btc.fund_wallet(&wallet, 1);
-    let s = LdkNode::new(
-        "S",
-        [0x53; 32],
-        LdkNodeConfig {
-            wallet: Some(Arc::clone(&wallet)),
-            ..LdkNodeConfig::default()
-        }
-        .following(&btc),
-    );
+    let s = ldk_with_wallet(&btc, "S", 0x53, &wallet);
     let r = LdkNode::new(
         "R",
         [0x52; 32],
@@ -201,18 +220,7 @@ async fn ldk_opens_a_channel_on_chain_pays_through_it_and_closes_it_on_chain() {
     let height = btc.height();
     assert_eq!(closed[0]["closing_height"], height - 2);
     // The hub's side of the close paid its on-chain wallet.
-    let funds = hub.cli(&["listfunds"]).unwrap();
-    let ours: Vec<&Value> = funds["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| {
-            o["outpoint"]
-                .as_str()
-                .unwrap()
-                .starts_with(&closing.to_string())
-        })
-        .collect();
+    let (funds, ours) = wallet_outputs_of(&hub, &closing);
     assert_eq!(ours.len(), 1, "{funds}");
     assert_eq!(ours[0]["amount_sat"], (amount + 2_000) / 1_000, "{funds}");
     assert_eq!(funds["confirmed_sat"], (amount + 2_000) / 1_000);
@@ -244,15 +252,7 @@ async fn what_the_chain_said_is_found_again_after_restarts() {
     let btc = Bitcoind::start(&binary);
     let wallet = Arc::new(TestWallet::new(8));
     btc.fund_wallet(&wallet, 2);
-    let s = LdkNode::new(
-        "S",
-        [0x54; 32],
-        LdkNodeConfig {
-            wallet: Some(Arc::clone(&wallet)),
-            ..LdkNodeConfig::default()
-        }
-        .following(&btc),
-    );
+    let s = ldk_with_wallet(&btc, "S", 0x54, &wallet);
     let (url, cookie) = (btc.url(), btc.cookie.display().to_string());
     let mut hub = Hub::start(&[
         "--bitcoind-rpc",
@@ -484,18 +484,7 @@ async fn the_hub_opens_a_channel_with_its_wallet_forwards_over_it_and_closes_it(
         wait_until(T, || hub_channel(&hub, &lid).is_none()),
         "retired"
     );
-    let funds = hub.cli(&["listfunds"]).unwrap();
-    let ours: Vec<&Value> = funds["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| {
-            o["outpoint"]
-                .as_str()
-                .unwrap()
-                .starts_with(&closing.to_string())
-        })
-        .collect();
+    let (funds, ours) = wallet_outputs_of(&hub, &closing);
     assert_eq!(ours.len(), 1, "{funds}");
     let back = ours[0]["amount_sat"].as_u64().unwrap();
     assert!(

@@ -115,6 +115,20 @@ pub struct Opening {
     pub funding_tx: Option<bitcoin::Transaction>,
 }
 
+impl Opening {
+    /// A channel just proposed or accepted: nothing known of its funding yet.
+    pub fn new(est: Establishing, peer: PublicKey, alias: ShortChannelId) -> Opening {
+        Opening {
+            est,
+            peer,
+            alias,
+            funding: FundingStatus::default(),
+            funding_accepted_at: 0,
+            funding_tx: None,
+        }
+    }
+}
+
 /// The feerate of commitment 0 of a channel we open (sat per 1,000 weight): the floor for an
 /// anchors channel, whose commitments are bumped with a child when they must confirm; 2,500
 /// otherwise, as a commitment without anchors must confirm at the fee it was signed with.
@@ -322,17 +336,8 @@ impl Opener {
         };
         let est = Establishing::open(secp, config.establish, local, ctx, req)
             .map_err(|e| format!("cannot open: {e:?}"))?;
-        self.opening.insert(
-            temporary,
-            Opening {
-                est,
-                peer,
-                alias,
-                funding: FundingStatus::default(),
-                funding_accepted_at: 0,
-                funding_tx: None,
-            },
-        );
+        self.opening
+            .insert(temporary, Opening::new(est, peer, alias));
         Ok(temporary)
     }
 
@@ -520,17 +525,8 @@ impl Opener {
         let alias = alias_for(&local.pubkeys.funding_pubkey);
         match Establishing::accept(secp, config.establish, local, ctx, m, Some(alias)) {
             Ok(est) => {
-                self.opening.insert(
-                    m.temporary_channel_id,
-                    Opening {
-                        est,
-                        peer,
-                        alias,
-                        funding: FundingStatus::default(),
-                        funding_accepted_at: 0,
-                        funding_tx: None,
-                    },
-                );
+                self.opening
+                    .insert(m.temporary_channel_id, Opening::new(est, peer, alias));
                 OpenOutcome::Pending
             }
             Err(e) => OpenOutcome::Refused(m.temporary_channel_id, e.to_string()),

@@ -9,6 +9,23 @@ mod support;
 
 use support::*;
 
+/// A peer the hub does not trust proposes a channel that is not zero-conf: returns its side
+/// and the hub's `accept_channel`.
+fn untrusted_open(
+    secp: &Secp256k1<All>,
+    shard: &mut Shard,
+    store: &mut MemoryStore,
+    peer: PublicKey,
+) -> (Establishing, lnhub_wire::msgs::AcceptChannel) {
+    let mut f = funder(secp, false);
+    let replies = turn(shard, store, peer, sent(&mut f));
+    let [Message::AcceptChannel(accept)] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    let accept = accept.clone();
+    (f, accept)
+}
+
 /// A funding output spent by a transaction the hub never signed as a close is a commitment
 /// on chain: the channel fails (the peer gets an `error`) and stops forwarding.
 #[test]
@@ -46,23 +63,16 @@ fn untrusted_peer_channel_is_ready_at_its_depth_across_a_reorg() {
     let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x2a; 32]).unwrap());
     let (mut shard, _) = hub(&secp, &[], true);
     let mut store = MemoryStore::default();
-    let mut f = funder(&secp, false);
-    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
-    let [Message::AcceptChannel(accept)] = &replies[..] else {
-        panic!("{replies:?}")
-    };
+    let (mut f, accept) = untrusted_open(&secp, &mut shard, &mut store, peer);
     assert_eq!(
         accept.minimum_depth, 3,
         "no zero-conf for an untrusted peer"
     );
-    f.handle_accept_channel(accept).unwrap();
+    f.handle_accept_channel(&accept).unwrap();
     fund(&secp, &mut f);
     let channel_id = f.channel_id().unwrap();
     let outpoint = f.funding_output_point().unwrap();
-    let inputs = sent(&mut f)
-        .into_iter()
-        .map(|msg| Input::Peer { node_id: peer, msg })
-        .collect();
+    let inputs = from_peer(peer, sent(&mut f));
     let (replies, chain) = turn_with(&mut shard, &mut store, peer, inputs);
     let [Message::FundingSigned(signed)] = &replies[..] else {
         panic!("no channel_ready before the funding confirms: {replies:?}")
@@ -122,12 +132,8 @@ fn a_funding_never_confirmed_is_forgotten_after_2016_blocks() {
     let peer = PublicKey::from_secret_key(&secp, &SecretKey::from_slice(&[0x2b; 32]).unwrap());
     let (mut shard, _) = hub(&secp, &[], true);
     let mut store = MemoryStore::default();
-    let mut f = funder(&secp, false);
-    let replies = turn(&mut shard, &mut store, peer, sent(&mut f));
-    let [Message::AcceptChannel(accept)] = &replies[..] else {
-        panic!("{replies:?}")
-    };
-    f.handle_accept_channel(accept).unwrap();
+    let (mut f, accept) = untrusted_open(&secp, &mut shard, &mut store, peer);
+    f.handle_accept_channel(&accept).unwrap();
     fund(&secp, &mut f);
     let channel_id = f.channel_id().unwrap();
     turn(&mut shard, &mut store, peer, sent(&mut f));
@@ -199,10 +205,7 @@ fn the_hub_opens_a_channel_funded_by_its_wallet() {
     let temporary = open.temporary_channel_id;
 
     let mut f = fundee(&secp, open);
-    let inputs = sent(&mut f)
-        .into_iter()
-        .map(|msg| Input::Peer { node_id: peer, msg })
-        .collect();
+    let inputs = from_peer(peer, sent(&mut f));
     let (out, chain) = turn_with(&mut shard, &mut store, peer, inputs);
     assert!(out.is_empty(), "{out:?}");
     let [ChainRequest::Fund {
@@ -264,10 +267,7 @@ fn the_hub_opens_a_channel_funded_by_its_wallet() {
         matches!(&signed[..], [Message::FundingSigned(_)]),
         "{signed:?}"
     );
-    let inputs = signed
-        .into_iter()
-        .map(|msg| Input::Peer { node_id: peer, msg })
-        .collect();
+    let inputs = from_peer(peer, signed);
     let commits = store.commits;
     let (out, chain) = turn_with(&mut shard, &mut store, peer, inputs);
     assert!(out.is_empty(), "no channel_ready before the depth: {out:?}");
@@ -301,10 +301,7 @@ fn the_hub_opens_a_channel_funded_by_its_wallet() {
     let (out, _) = turn_with(&mut shard, &mut store, peer, vec![depth]);
     assert!(matches!(&out[..], [Message::ChannelReady(_)]), "{out:?}");
     f.handle_funding_depth(3);
-    let inputs = sent(&mut f)
-        .into_iter()
-        .map(|msg| Input::Peer { node_id: peer, msg })
-        .collect();
+    let inputs = from_peer(peer, sent(&mut f));
     let (out, _) = turn_with(&mut shard, &mut store, peer, inputs);
     assert!(matches!(&out[..], [Message::ChannelUpdate(_)]), "{out:?}");
     let slot = shard.channel(&channel_id).expect("open");
@@ -325,16 +322,8 @@ fn the_hub_opens_a_channel_funded_by_its_wallet() {
         push: Msat(0),
         announce: false,
     };
-    let (out, _) = turn_with(&mut shard, &mut store, peer, vec![open]);
-    let [Message::OpenChannel(open)] = &out[..] else {
-        panic!("{out:?}")
-    };
-    let temporary = open.temporary_channel_id;
-    let mut f = fundee(&secp, open);
-    let inputs = sent(&mut f)
-        .into_iter()
-        .map(|msg| Input::Peer { node_id: peer, msg })
-        .collect();
+    let (temporary, mut f) = hub_opens(&secp, &mut shard, &mut store, peer, open);
+    let inputs = from_peer(peer, sent(&mut f));
     turn_with(&mut shard, &mut store, peer, inputs);
     let no_coins = Input::FundingTx {
         temporary_channel_id: temporary,
@@ -354,16 +343,8 @@ fn the_hub_opens_a_channel_funded_by_its_wallet() {
         push: Msat(0),
         announce: false,
     };
-    let (out, _) = turn_with(&mut shard, &mut store, peer, vec![open]);
-    let [Message::OpenChannel(open)] = &out[..] else {
-        panic!("{out:?}")
-    };
-    let temporary = open.temporary_channel_id;
-    let mut f = fundee(&secp, open);
-    let inputs = sent(&mut f)
-        .into_iter()
-        .map(|msg| Input::Peer { node_id: peer, msg })
-        .collect();
+    let (temporary, mut f) = hub_opens(&secp, &mut shard, &mut store, peer, open);
+    let inputs = from_peer(peer, sent(&mut f));
     let (_, chain) = turn_with(&mut shard, &mut store, peer, inputs);
     let [ChainRequest::Fund { script, .. }] = &chain[..] else {
         panic!("{chain:?}")

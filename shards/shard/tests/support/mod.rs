@@ -316,3 +316,27 @@ pub fn fundee(secp: &Secp256k1<All>, open: &lnhub_wire::msgs::OpenChannel) -> Es
     )
     .expect("the hub's open_channel is acceptable")
 }
+
+/// `msgs` from `peer`, as shard inputs.
+pub fn from_peer(peer: PublicKey, msgs: Vec<Message>) -> Vec<Input> {
+    msgs.into_iter()
+        .map(|msg| Input::Peer { node_id: peer, msg })
+        .collect()
+}
+
+/// The operator's `open` (an [`Input::OpenChannel`]) makes the hub send `open_channel`; the
+/// peer's side takes it ([`fundee`]). Returns the temporary channel id and the peer's side,
+/// with its `accept_channel` queued.
+pub fn hub_opens(
+    secp: &Secp256k1<All>,
+    shard: &mut Shard,
+    store: &mut MemoryStore,
+    peer: PublicKey,
+    open: Input,
+) -> (ChannelId, Establishing) {
+    let (out, _) = turn_with(shard, store, peer, vec![open]);
+    let [Message::OpenChannel(open)] = &out[..] else {
+        panic!("the hub sends open_channel: {out:?}")
+    };
+    (open.temporary_channel_id, fundee(secp, open))
+}
