@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bitcoin::Txid;
 use lnhub_tests::bitcoind::{bitcoind_binary, Bitcoind, TestWallet};
-use lnhub_tests::{wait_until, Hub};
+use lnhub_tests::{parse_metrics, wait_until, Hub};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);
@@ -38,7 +38,14 @@ fn the_wallet_receives_withdraws_and_survives_a_kill() {
     // The hub starts with the chain at genesis: its new wallet's birthday.
     let btc = Bitcoind::start(&binary);
     let (url, cookie) = (btc.url(), btc.cookie.display().to_string());
-    let mut hub = Hub::start(&["--bitcoind-rpc", &url, "--bitcoind-cookie", &cookie]);
+    let mut hub = Hub::start(&[
+        "--bitcoind-rpc",
+        &url,
+        "--bitcoind-cookie",
+        &cookie,
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     let first = hub.cli(&["newaddr"]).unwrap()["address"]
         .as_str()
         .unwrap()
@@ -86,6 +93,15 @@ fn the_wallet_receives_withdraws_and_survives_a_kill() {
     );
     mine(&btc, &hub, 1);
     assert!(wait_until(T, || funds(&hub)["confirmed_sat"] == left));
+    // The metrics say the same.
+    assert!(wait_until(T, || {
+        let m = parse_metrics(&hub.scrape());
+        let is = |k: &str, v: f64| m.get(k) == Some(&v);
+        is("lnhub_wallet_balance_sat{state=\"confirmed\"}", left as f64)
+            && is("lnhub_wallet_balance_sat{state=\"unconfirmed\"}", 0.0)
+            && is("lnhub_chain_broadcasts_total", 1.0)
+            && is("lnhub_chain_broadcasts_pending", 0.0)
+    }));
     let tx = btc.rpc(
         "getrawtransaction",
         json!([

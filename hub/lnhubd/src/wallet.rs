@@ -328,6 +328,16 @@ impl HubWallet {
         self.persist()
     }
 
+    /// The balance (sat): confirmed, unconfirmed, immature.
+    pub fn balances(&self) -> [u64; 3] {
+        let b = self.wallet.balance();
+        [
+            b.confirmed.to_sat(),
+            (b.trusted_pending + b.untrusted_pending).to_sat(),
+            b.immature.to_sat(),
+        ]
+    }
+
     /// `address` checked against the wallet's network.
     pub fn parse_address(&self, address: &str) -> Result<Address, String> {
         Address::from_str(address)

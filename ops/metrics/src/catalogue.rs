@@ -214,4 +214,16 @@ metrics! {
     /// Poll failures.
     CHAIN_POLL_ERRORS = "lnhub_chain_poll_errors_total", Counter, [],
         "Polls of the bitcoind that failed (unreachable, refused, inconsistent answers)";
+    /// Outputs watched.
+    CHAIN_WATCHED_OUTPUTS = "lnhub_chain_watched_outputs", Gauge, [],
+        "Funding outputs the chain thread watches (channels and openings)";
+    /// Broadcasts taken.
+    CHAIN_BROADCASTS = "lnhub_chain_broadcasts_total", Counter, [],
+        "Transactions bitcoind took from the hub (funding, closing, withdrawals)";
+    /// Broadcasts pending.
+    CHAIN_BROADCASTS_PENDING = "lnhub_chain_broadcasts_pending", Gauge, [],
+        "Transactions sent again at each block until they confirm";
+    /// Wallet balance.
+    WALLET_BALANCE = "lnhub_wallet_balance_sat", Gauge, ["state"],
+        "The on-chain wallet's balance by state: confirmed, unconfirmed, immature";
 }

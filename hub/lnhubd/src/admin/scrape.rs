@@ -33,8 +33,8 @@ pub struct Figures {
     pub commits: lnhub_store::CommitHistograms,
     /// Process start to listening, seconds.
     pub startup_secs: f64,
-    /// The chain thread's counts: connected, disconnected, failed polls.
-    pub chain: (u64, u64, u64),
+    /// The chain thread's figures.
+    pub chain: ChainFigures,
 }
 
 /// Gathers the figures and writes the scrape.
@@ -48,12 +48,37 @@ pub fn scrape(ctx: &Context) -> Result<String, String> {
         store: ctx.store.stats(),
         commits: ctx.store.histograms(),
         startup_secs: ctx.startup.as_secs_f64(),
-        chain: (
-            ctx.chain.connected.load(Ordering::Relaxed),
-            ctx.chain.disconnected.load(Ordering::Relaxed),
-            ctx.chain.poll_errors.load(Ordering::Relaxed),
-        ),
+        chain: ChainFigures::read(&ctx.chain, ctx.wallet.is_some()),
     }))
+}
+
+/// What the chain thread publishes (its own atomics), as one scrape reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChainFigures {
+    /// Blocks connected, disconnected; failed polls.
+    pub blocks: (u64, u64, u64),
+    /// Funding outputs watched.
+    pub watched: u64,
+    /// Transactions bitcoind took; those sent again until they confirm.
+    pub broadcasts: (u64, u64),
+    /// The wallet's balance (confirmed, unconfirmed, immature), if there is a wallet.
+    pub wallet: Option<[u64; 3]>,
+}
+
+impl ChainFigures {
+    fn read(stats: &crate::chain::ChainStats, wallet: bool) -> ChainFigures {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        ChainFigures {
+            blocks: (
+                get(&stats.connected),
+                get(&stats.disconnected),
+                get(&stats.poll_errors),
+            ),
+            watched: get(&stats.watched),
+            broadcasts: (get(&stats.broadcasts), get(&stats.pending)),
+            wallet: wallet.then(|| stats.wallet.each_ref().map(get)),
+        }
+    }
 }
 
 /// Writes the scrape of `f`.
@@ -207,9 +232,22 @@ pub fn render(f: &Figures) -> String {
     e.family(&m::STORE_COMMIT_BYTES)
         .histogram(&[], &f.commits.bytes);
     e.single(&m::STORE_FORWARDS_PRUNED, f.store.forwards_pruned as f64);
-    e.single(&m::CHAIN_BLOCKS_CONNECTED, f.chain.0 as f64);
-    e.single(&m::CHAIN_BLOCKS_DISCONNECTED, f.chain.1 as f64);
-    e.single(&m::CHAIN_POLL_ERRORS, f.chain.2 as f64);
+    let c = &f.chain;
+    e.single(&m::CHAIN_BLOCKS_CONNECTED, c.blocks.0 as f64);
+    e.single(&m::CHAIN_BLOCKS_DISCONNECTED, c.blocks.1 as f64);
+    e.single(&m::CHAIN_POLL_ERRORS, c.blocks.2 as f64);
+    e.single(&m::CHAIN_WATCHED_OUTPUTS, c.watched as f64);
+    e.single(&m::CHAIN_BROADCASTS, c.broadcasts.0 as f64);
+    e.single(&m::CHAIN_BROADCASTS_PENDING, c.broadcasts.1 as f64);
+    // Without a wallet the family is declared with no samples.
+    {
+        let mut wallet = e.family(&m::WALLET_BALANCE);
+        if let Some(sat) = c.wallet {
+            for (state, sat) in ["confirmed", "unconfirmed", "immature"].iter().zip(sat) {
+                wallet.sample(&[state], sat as f64);
+            }
+        }
+    }
     e.finish()
 }
 
@@ -235,7 +273,10 @@ mod tests {
             store: lnhub_store::StoreStats::default(),
             commits: lnhub_store::CommitHistograms::default(),
             startup_secs: 0.25,
-            chain: (0, 0, 0),
+            chain: ChainFigures {
+                wallet: Some([1, 2, 3]),
+                ..ChainFigures::default()
+            },
         });
         let typed: Vec<&str> = text
             .lines()
@@ -247,5 +288,6 @@ mod tests {
         assert!(text.contains("\nlnhub_startup_seconds 0.25\n"), "{text}");
         assert!(text.contains("lnhub_channels{state=\"opening\"} 0\n"));
         assert!(text.contains("lnhub_forwards_total{outcome=\"failed\",code=\"unknown\"} 0\n"));
+        assert!(text.contains("lnhub_wallet_balance_sat{state=\"immature\"} 3\n"));
     }
 }

@@ -125,13 +125,17 @@ impl<S: ChainSource> Follower<S> {
                         // once.
                         if requests.is_empty() {
                             self.report_changes();
+                            self.publish();
                         }
                     }
                     // The engine is gone: the daemon is stopping.
                     Err(_) => return,
                 },
                 recv(commands) -> c => match c {
-                    Ok(c) => self.command(c),
+                    Ok(c) => {
+                        self.command(c);
+                        self.publish();
+                    }
                     // No admin API (it is off): nothing more will come.
                     Err(_) => commands = crossbeam_channel::never(),
                 },
@@ -165,6 +169,21 @@ impl<S: ChainSource> Follower<S> {
                 self.rebroadcast();
             }
             self.report_changes();
+            self.publish();
+        }
+    }
+
+    /// Sets the gauges the metrics read.
+    fn publish(&self) {
+        let s = &self.stats;
+        s.watched
+            .store(self.watcher.watched().count() as u64, Ordering::Relaxed);
+        s.pending
+            .store(self.broadcasts.len() as u64, Ordering::Relaxed);
+        if let Some(w) = &self.wallet {
+            for (gauge, sat) in s.wallet.iter().zip(w.balances()) {
+                gauge.store(sat, Ordering::Relaxed);
+            }
         }
     }
 
@@ -334,6 +353,7 @@ impl<S: ChainSource> Follower<S> {
             }
             return Err(format!("{txid}: {e}"));
         }
+        self.stats.broadcasts.fetch_add(1, Ordering::Relaxed);
         log::info!("wallet: withdrew to {address} in {txid}");
         // Sent again at each block until it confirms.
         self.broadcasts.insert(txid, (None, tx.clone()));
@@ -561,7 +581,10 @@ impl<S: ChainSource> Follower<S> {
         let txid = tx.compute_txid();
         let of = channel_id.map_or("the wallet".to_string(), |c| format!("channel {c}"));
         match self.node.broadcast(tx) {
-            Ok(true) => log::info!("chain: broadcast {txid} ({of})"),
+            Ok(true) => {
+                self.stats.broadcasts.fetch_add(1, Ordering::Relaxed);
+                log::info!("chain: broadcast {txid} ({of})")
+            }
             Ok(false) => log::debug!("chain: {txid} already known"),
             Err(e) => self.warn(format!("broadcasting {txid} of {of}: {e}")),
         }

@@ -365,6 +365,14 @@ pub struct ChainStats {
     pub disconnected: AtomicU64,
     /// Polls that failed.
     pub poll_errors: AtomicU64,
+    /// Funding outputs watched.
+    pub watched: AtomicU64,
+    /// Transactions bitcoind took from us.
+    pub broadcasts: AtomicU64,
+    /// Transactions sent again at each block until they confirm.
+    pub pending: AtomicU64,
+    /// The wallet's balance (sat): confirmed, unconfirmed, immature.
+    pub wallet: [AtomicU64; 3],
 }
 
 /// Gives every shard the new height.
