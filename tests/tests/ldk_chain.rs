@@ -36,6 +36,25 @@ fn mine(btc: &Bitcoind, hub: &Hub, n: u32) -> Vec<BlockHash> {
     hashes
 }
 
+/// A hub following `btc`, retiring closed channels at 3 confirmations, trusting `trusted`
+/// (if any) with zero-conf channels.
+fn chain_hub(btc: &Bitcoind, trusted: Option<&LdkNode>) -> Hub {
+    let (url, cookie) = (btc.url(), btc.cookie.display().to_string());
+    let mut args = vec![
+        "--bitcoind-rpc".to_string(),
+        url,
+        "--bitcoind-cookie".to_string(),
+        cookie,
+        "--close-depth".to_string(),
+        "3".to_string(),
+    ];
+    if let Some(node) = trusted {
+        args.extend(["--trusted-peer".to_string(), node.node_id.to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Hub::start(&args)
+}
+
 /// An LDK node following `btc` whose funding transactions spend `wallet`'s coins.
 fn ldk_with_wallet(btc: &Bitcoind, name: &str, seed: u8, wallet: &Arc<TestWallet>) -> LdkNode {
     let config = LdkNodeConfig {
@@ -88,21 +107,7 @@ async fn ldk_opens_a_channel_on_chain_pays_through_it_and_closes_it_on_chain() {
         .following(&btc),
     );
     // R is trusted (its zero-conf channel brings the hub outbound liquidity); S is not.
-    let (url, cookie, rid) = (
-        btc.url(),
-        btc.cookie.display().to_string(),
-        r.node_id.to_string(),
-    );
-    let hub = Hub::start(&[
-        "--bitcoind-rpc",
-        &url,
-        "--bitcoind-cookie",
-        &cookie,
-        "--trusted-peer",
-        &rid,
-        "--close-depth",
-        "3",
-    ]);
+    let hub = chain_hub(&btc, Some(&r));
     assert!(wait_until(T, || hub_height(&hub) == 101));
     s.connect(hub.node_id, hub.addr).await.unwrap();
     r.connect(hub.node_id, hub.addr).await.unwrap();
@@ -253,15 +258,7 @@ async fn what_the_chain_said_is_found_again_after_restarts() {
     let wallet = Arc::new(TestWallet::new(8));
     btc.fund_wallet(&wallet, 2);
     let s = ldk_with_wallet(&btc, "S", 0x54, &wallet);
-    let (url, cookie) = (btc.url(), btc.cookie.display().to_string());
-    let mut hub = Hub::start(&[
-        "--bitcoind-rpc",
-        &url,
-        "--bitcoind-cookie",
-        &cookie,
-        "--close-depth",
-        "3",
-    ]);
+    let mut hub = chain_hub(&btc, None);
     let sid = s.node_id.to_string();
     s.connect(hub.node_id, hub.addr).await.unwrap();
     let (one, funding) = s
@@ -393,21 +390,7 @@ async fn the_hub_opens_a_channel_with_its_wallet_forwards_over_it_and_closes_it(
     l_config.user_config.channel_handshake_config.minimum_depth = 3;
     let mut l = LdkNode::new("L", [0x4c; 32], l_config);
     let l_addr = l.listen().await;
-    let (url, cookie, pid) = (
-        btc.url(),
-        btc.cookie.display().to_string(),
-        p.node_id.to_string(),
-    );
-    let hub = Hub::start(&[
-        "--bitcoind-rpc",
-        &url,
-        "--bitcoind-cookie",
-        &cookie,
-        "--trusted-peer",
-        &pid,
-        "--close-depth",
-        "3",
-    ]);
+    let hub = chain_hub(&btc, Some(&p));
     // Coins for the wallet.
     let address = hub.cli(&["newaddr"]).unwrap()["address"].clone();
     btc.rpc("generatetoaddress", serde_json::json!([1, address]));

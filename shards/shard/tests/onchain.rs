@@ -218,19 +218,9 @@ fn the_hub_opens_a_channel_funded_by_its_wallet() {
     };
     assert_eq!((*temporary_channel_id, *amount), (temporary, Sat(500_000)));
     assert!(script.is_p2wsh());
-    let tx = Transaction {
-        version: Version::TWO,
-        lock_time: LockTime::ZERO,
-        input: vec![TxIn {
-            previous_output: OutPoint {
-                txid: Txid::from_byte_array([6; 32]),
-                vout: 1,
-            },
-            script_sig: ScriptBuf::new(),
-            sequence: Sequence::MAX,
-            witness: Witness::new(),
-        }],
-        output: vec![
+    let tx = fabricated_tx(
+        6,
+        vec![
             bitcoin::TxOut {
                 value: bitcoin::Amount::from_sat(9_000),
                 script_pubkey: ScriptBuf::new_p2wpkh(&bitcoin::WPubkeyHash::all_zeros()),
@@ -240,7 +230,7 @@ fn the_hub_opens_a_channel_funded_by_its_wallet() {
                 script_pubkey: script.clone(),
             },
         ],
-    };
+    );
     let funding_tx = Input::FundingTx {
         temporary_channel_id: temporary,
         tx: Ok(tx.clone()),

@@ -231,22 +231,28 @@ pub fn open_to_funding_signed_with(
 /// The funder builds its funding transaction (spending a made-up input: nothing here checks
 /// it) and signs the hub's commitment 0: `funding_created` is queued.
 pub fn fund(secp: &Secp256k1<All>, f: &mut Establishing) {
-    let tx = Transaction {
+    let tx = fabricated_tx(5, vec![f.funding_output().unwrap()]);
+    let staged = f.stage_funding(secp, &tx, 0).unwrap();
+    f.apply_funding_signature(staged.sign(secp));
+}
+
+/// A transaction paying `outputs`, spending output 0 of a made-up transaction (all bytes
+/// `input`): nothing in these tests checks its input.
+pub fn fabricated_tx(input: u8, outputs: Vec<bitcoin::TxOut>) -> Transaction {
+    Transaction {
         version: Version::TWO,
         lock_time: LockTime::ZERO,
         input: vec![TxIn {
             previous_output: OutPoint {
-                txid: Txid::from_byte_array([5; 32]),
+                txid: Txid::from_byte_array([input; 32]),
                 vout: 0,
             },
             script_sig: ScriptBuf::new(),
             sequence: Sequence::MAX,
             witness: Witness::new(),
         }],
-        output: vec![f.funding_output().unwrap()],
-    };
-    let staged = f.stage_funding(secp, &tx, 0).unwrap();
-    f.apply_funding_signature(staged.sign(secp));
+        output: outputs,
+    }
 }
 
 /// Opens a zero-conf channel from a trusted peer through the shard: returns the peer's side
