@@ -460,8 +460,10 @@ impl<S: ChainSource> Follower<S> {
             return Ok(());
         };
         let best = self.node.header(&best)?;
-        let height = u32::try_from(u64::from(best.height) + 1 - confirmations)
-            .map_err(|_| "gettxout: more confirmations than blocks")?;
+        let height = (u64::from(best.height) + 1)
+            .checked_sub(confirmations)
+            .and_then(|h| u32::try_from(h).ok())
+            .ok_or("gettxout: more confirmations than blocks")?;
         let (hash, txs) = self.block_at(height)?;
         let txid = outpoint.txid.to_byte_array();
         let index = txs
