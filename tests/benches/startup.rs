@@ -1,4 +1,5 @@
-//! Start-up time with a large store: `STARTUP_CHANNELS` channel records (default 100,000) and
+//! Start-up time with a large store: `STARTUP_CHANNELS` channels (default 100,000; each a
+//! channel record and its static record, as the shards write them) and
 //! `STARTUP_FORWARDS` forwarding-log rows (default 1,000,000) are written to a fresh LMDB
 //! store, which is then opened and read back (`Db::open`: every state table decoded and
 //! checked) and restored into 2 shards (`lnhub_engine::restore`: every channel record decoded
@@ -9,7 +10,10 @@ use std::time::Instant;
 
 use lnhub_engine::{Shard, ShardConfig};
 use lnhub_forward::{Limits, Policy, PolicyHistory};
-use lnhub_schema::{encode_channel, put_forward, ChannelHeader, ForwardOutcome, ForwardRecord};
+use lnhub_schema::{
+    encode_channel, encode_channel_statics, put_forward, ChannelHeader, ForwardOutcome,
+    ForwardRecord,
+};
 use lnhub_store::{Batch, Db, Options, Table};
 use lnhub_tx::ChannelType;
 use lnhub_wire::types::{ChannelId, Msat, ShortChannelId};
@@ -47,7 +51,7 @@ fn main() {
     });
     let mut batch = Batch::new();
     for chunk in (0..channels as u64).collect::<Vec<_>>().chunks(5_000) {
-        let records: Vec<(ChannelId, Vec<u8>)> = chunk
+        let records: Vec<(ChannelId, Vec<u8>, Vec<u8>)> = chunk
             .par_iter()
             .map(|&i| {
                 let secp = Secp256k1::new();
@@ -62,13 +66,16 @@ fn main() {
                     policy,
                 };
                 let mut value = Vec::new();
-                encode_channel(&mut value, &header, |out| hub.encode_lean(out));
-                (hub.channel_id(), value)
+                encode_channel(&mut value, &header, |out| hub.encode_progress(out));
+                let mut statics = Vec::new();
+                encode_channel_statics(&mut statics, |out| hub.encode_static(out));
+                (hub.channel_id(), value, statics)
             })
             .collect();
         batch.clear();
-        for (id, value) in &records {
+        for (id, value, statics) in &records {
             batch.put(Table::Channels, &id.0, value);
+            batch.put(Table::ChannelStatics, &id.0, statics);
         }
         handle.commit(&mut batch).expect("commit");
     }

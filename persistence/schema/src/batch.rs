@@ -9,8 +9,12 @@ use std::ops::Range;
 pub enum Table {
     /// Layout version and node-wide values.
     Meta,
-    /// Channels in normal operation or closing.
+    /// Channels in normal operation or closing: what changes with every commitment round.
     Channels,
+    /// What never changes about a channel in normal operation or closing (id, funding, keys,
+    /// limits, secrets), written once with its first record in `channels` and deleted when it
+    /// is retired.
+    ChannelStatics,
     /// Channels in establishment (commitment 0 signed both ways).
     Openings,
     /// Forwards in flight, by outgoing HTLC.
@@ -31,10 +35,12 @@ pub enum Table {
 }
 
 impl Table {
-    /// Every table, in a fixed order (the store opens them all).
-    pub const ALL: [Table; 10] = [
+    /// Every table, in the order of declaration (the store opens them all and indexes them by
+    /// `Table as usize`).
+    pub const ALL: [Table; 11] = [
         Table::Meta,
         Table::Channels,
+        Table::ChannelStatics,
         Table::Openings,
         Table::Links,
         Table::Htlcs,
@@ -50,6 +56,7 @@ impl Table {
         match self {
             Table::Meta => "meta",
             Table::Channels => "channels",
+            Table::ChannelStatics => "channel_statics",
             Table::Openings => "openings",
             Table::Links => "links",
             Table::Htlcs => "htlcs",
@@ -151,6 +158,17 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_table_is_listed_in_declaration_order_under_its_own_name() {
+        for (i, t) in Table::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{t:?}");
+        }
+        let mut names: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Table::ALL.len());
+    }
 
     #[test]
     fn writes_come_back_in_order_and_clear_keeps_capacity() {

@@ -12,7 +12,8 @@
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `meta` | `b"schema"` | [`SCHEMA_VERSION`] as 4 bytes big-endian |
-//! | `channels` | `channel_id` (32 bytes) | [`ChannelRecord`]: peer, scid, policy, then the channel's own state record |
+//! | `channels` | `channel_id` (32 bytes) | [`ChannelRecord`]: peer, scid, policy, then the channel's progress record (`Channel::encode_progress`: what a commitment round changes); version 2 records (still read) carry the channel's whole lean record instead, and have no static record |
+//! | `channel_statics` | `channel_id` (32 bytes) | the channel's static record (`Channel::encode_static`: id, funding, both sides' keys and parameters, limits, our secrets, alias, upfront shutdown terms), written once with the channel's first `channels` record, deleted when the channel is retired, joined with its `channels` record at load (added within layout version 2: see [`SCHEMA_VERSION`]) |
 //! | `openings` | `channel_id` (32 bytes) | [`OpeningRecord`]: peer, alias, the height the funding was accepted at (the fundee's 2016-block wait counts from it; version 1 records lack it), then the establishment state record |
 //! | `links` | outgoing `channel_id` (32) ‖ outgoing `htlc_id` (8, big-endian) | [`LinkRecord`]: the incoming HTLC a forward pays back to, amounts, resolution |
 //! | `htlcs` | `channel_id` (32) ‖ offerer (1: `0` us, `1` the peer) ‖ `htlc_id` (8) | [`HtlcRecord`]: what never changes about the HTLC (amount, payment hash, expiry, the 1,366-byte onion), written once when the HTLC enters the channel's books, deleted when it leaves |
@@ -22,10 +23,14 @@
 //! | `wallet` | change set number (8, big-endian) | the on-chain wallet's change sets (`bdk_wallet`'s serialisation, in its own checked record: [`encode_wallet`]), merged in key order at start-up (added within layout version 2: older builds never open it) |
 //! | `closed` | `channel_id` (32 bytes) | [`ClosedRecord`]: a channel retired once its closing transaction was deep enough (history, read on demand; added within layout version 2: older builds never open it) |
 //!
-//! A channel's record leaves its HTLCs' fixed terms out (`Channel::encode_lean`): they are
-//! most of a busy channel's bytes and never change, so they are written once, not with every
-//! commitment round; the record keeps about 20 bytes of progress per HTLC (which commitments
-//! hold its add and its removal).
+//! A channel's record leaves out what never changes, so that it is written once, not with
+//! every commitment round: its HTLCs' fixed terms (`htlcs`: most of a busy channel's bytes;
+//! the record keeps about 20 bytes of progress per HTLC, which commitments hold its add and
+//! its removal) and its own static part (`channel_statics`: about 600 bytes). [`load`] joins
+//! a channel's record with its static record ([`ChannelRecord::statics`]) and refuses, naming
+//! the key, a version 3 `channels` record without one, and a static record without its
+//! channel (even beside an opening of that id: the static record is written in the batch that
+//! deletes the opening, so it never outlives the channel's record).
 //!
 //! Keys are big-endian so that LMDB's byte order is the natural order (a channel's links are
 //! adjacent, by HTLC id).
@@ -33,10 +38,11 @@
 //! # Record envelope
 //!
 //! `kind (1) ‖ version (1) ‖ body length (2) ‖ body ‖ check (8)`, where `check` is the first
-//! 8 bytes of SHA-256 over everything before it. Channel and opening records then carry the state
-//! machine's own record (`Channel::encode` / `Establishing::encode`), which has its own version
-//! byte and a full SHA-256 of its own: the envelope's check does not cover it again, so the
-//! largest part of a write is hashed once. A record whose check fails, whose kind does not match
+//! 8 bytes of SHA-256 over everything before it. Channel, channel static and opening records
+//! then carry the state machine's own record (`Channel::encode_progress`,
+//! `Channel::encode_static`, `Establishing::encode`), which has its own version byte and a
+//! full SHA-256 of its own: the envelope's check does not cover it again, so the largest part
+//! of a write is hashed once. A record whose check fails, whose kind does not match
 //! its table or whose version is unknown is refused with a [`RecordError`] that names the table
 //! and key: start-up stops on it, never skips it.
 
@@ -49,10 +55,11 @@ mod records;
 pub use batch::{Batch, Op, Table};
 pub use load::{load, Loaded, MemTables};
 pub use records::{
-    decode_channel, decode_closed, decode_forward, decode_htlc, decode_link, decode_opening,
-    decode_replay, decode_wallet, encode_channel, encode_closed, encode_forward, encode_htlc,
-    encode_link, encode_opening, encode_replay, encode_wallet, forward_key, forward_time_key,
-    htlc_key, link_key, parse_forward_time_key, parse_htlc_key, parse_link_key, parse_replay_key,
+    decode_channel, decode_channel_statics, decode_closed, decode_forward, decode_htlc,
+    decode_link, decode_opening, decode_replay, decode_wallet, encode_channel,
+    encode_channel_statics, encode_closed, encode_forward, encode_htlc, encode_link,
+    encode_opening, encode_replay, encode_wallet, forward_key, forward_time_key, htlc_key,
+    link_key, parse_forward_time_key, parse_htlc_key, parse_link_key, parse_replay_key,
     put_forward, replay_key, wallet_key, ChannelHeader, ChannelRecord, ClosedRecord,
     ForwardOutcome, ForwardRecord, HtlcRecord, LinkRecord, OpeningHeader, OpeningRecord,
     RecordError, Upstream,
@@ -62,6 +69,14 @@ pub use records::{
 /// newer layout is refused at start-up rather than misread.
 ///
 /// Version 2: the `onions` table became `htlcs` (an HTLC's fixed terms, not only its onion).
+///
+/// Tables added within version 2 (`wallet`, `closed`, `channel_statics`) are never opened by
+/// an older build of it. `channel_statics` came with `channels` records of version 3 (the
+/// progress record after the header, the static part apart), which such a build refuses by
+/// their record version ("unknown channel record version 3"): it stops at start-up on a store
+/// the newer build wrote rather than misreading it. The newer build reads version 2 records
+/// (the whole channel after the header) and writes each channel in the new layout with its
+/// next write.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key of the schema version in [`Table::Meta`].

@@ -1,6 +1,7 @@
 //! Recovery planning: the rows of every table, as read back at start-up, become the decoded and
 //! checked records the shards are rebuilt from ([`Loaded`]). A record that does not decode stops
-//! the load with an error naming it; nothing is skipped.
+//! the load with an error naming it; nothing is skipped. A channel's record and its static
+//! record (`channels`, `channel_statics`) come back joined in one [`ChannelRecord`].
 //!
 //! [`MemTables`] is the in-memory twin of the LMDB store's tables, for tests and the
 //! simulators: it applies the same [`Batch`]es and loads through the same [`load`].
@@ -10,16 +11,16 @@ use std::collections::BTreeMap;
 use lnhub_wire::types::ChannelId;
 
 use crate::records::{
-    decode_channel, decode_htlc, decode_link, decode_opening, decode_replay, parse_htlc_key,
-    parse_link_key, parse_replay_key, ChannelRecord, HtlcRecord, LinkRecord, OpeningRecord,
-    RecordError,
+    decode_channel, decode_channel_statics, decode_htlc, decode_link, decode_opening,
+    decode_replay, parse_htlc_key, parse_link_key, parse_replay_key, ChannelRecord, HtlcRecord,
+    LinkRecord, OpeningRecord, RecordError,
 };
 use crate::{Batch, Table, SCHEMA_KEY, SCHEMA_VERSION};
 
 /// Everything the shards are rebuilt from, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Loaded {
-    /// Channels in normal operation or closing.
+    /// Channels in normal operation or closing, each with its static record.
     pub channels: Vec<(ChannelId, ChannelRecord)>,
     /// Channels in establishment.
     pub openings: Vec<(ChannelId, OpeningRecord)>,
@@ -66,11 +67,17 @@ fn channel_key(table: Table, key: &[u8]) -> Result<ChannelId, RecordError> {
 /// Decodes every row (`table`, key, value), in any order, into what the shards need. Refuses,
 /// naming the record: a schema version other than [`SCHEMA_VERSION`], an unknown `meta` key,
 /// a record that does not decode, a malformed key, a channel stored both as opening and as
-/// channel, an onion whose channel is not stored.
+/// channel, an HTLC whose channel is not stored, a channel record of version 3 without its
+/// static record (or one of an older version with one), a static record whose channel is
+/// not stored (even if an opening of that id is: the static record is written with the
+/// channel's first record, in the batch that deletes the opening).
 pub fn load<'a>(
     rows: impl IntoIterator<Item = (Table, &'a [u8], &'a [u8])>,
 ) -> Result<Loaded, RecordError> {
     let mut loaded = Loaded::default();
+    // Joined once every row is in: a channel's two records may come in any order.
+    let mut channels: Vec<(ChannelId, &'a [u8])> = Vec::new();
+    let mut statics: BTreeMap<ChannelId, &'a [u8]> = BTreeMap::new();
     for (table, key, value) in rows {
         let bad = |why: String| RecordError::new(table, key, why);
         match table {
@@ -85,11 +92,10 @@ pub fn load<'a>(
                 }
             }
             Table::Meta => return Err(bad("unknown meta key".into())),
-            Table::Channels => {
+            Table::Channels => channels.push((channel_key(table, key)?, value)),
+            Table::ChannelStatics => {
                 let id = channel_key(table, key)?;
-                loaded
-                    .channels
-                    .push((id, decode_channel(value).map_err(bad)?));
+                statics.insert(id, decode_channel_statics(value).map_err(bad)?);
             }
             Table::Openings => {
                 let id = channel_key(table, key)?;
@@ -128,6 +134,18 @@ pub fn load<'a>(
                 loaded.htlcs.push((id, offered_by_peer, htlc_id, record));
             }
         }
+    }
+    for (id, value) in channels {
+        let record = decode_channel(value, statics.remove(&id))
+            .map_err(|why| RecordError::new(Table::Channels, &id.0, why))?;
+        loaded.channels.push((id, record));
+    }
+    if let Some(id) = statics.keys().next() {
+        return Err(RecordError::new(
+            Table::ChannelStatics,
+            &id.0,
+            "a static record of a channel that is not stored",
+        ));
     }
     loaded.channels.sort_by_key(|a| a.0);
     loaded.openings.sort_by_key(|a| a.0);

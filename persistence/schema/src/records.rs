@@ -22,11 +22,16 @@ const KIND_REPLAY: u8 = 5;
 const KIND_FORWARD: u8 = 6;
 const KIND_CLOSED: u8 = 7;
 const KIND_WALLET: u8 = 8;
+const KIND_CHANNEL_STATICS: u8 = 9;
 
 /// Versions of each record kind's body. Bump on any change to its body; the decoder refuses
 /// versions it does not know.
-/// Version 2 added the peer's alias; version 1 records (without it) are still read.
-const CHANNEL_VERSION: u8 = 2;
+/// Channel records: version 2 added the peer's alias; version 3 keeps the header but follows
+/// it with the channel's progress record, its static record being apart (`channel_statics`).
+/// Versions 1 (no alias) and 2 (the whole channel after the header) are still read.
+const CHANNEL_VERSION: u8 = 3;
+/// A channel's static record: the envelope (an empty body) then `Channel::encode_static`.
+const CHANNEL_STATICS_VERSION: u8 = 1;
 const OPENING_VERSION: u8 = 3;
 const LINK_VERSION: u8 = 1;
 const HTLC_VERSION: u8 = 1;
@@ -118,12 +123,18 @@ pub struct ChannelHeader {
     pub policy: PolicyHistory,
 }
 
-/// A channel as read back: the header and the state machine's record (`Channel::encode`).
+/// A channel as read back: the header and the state machine's records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelRecord {
     /// Peer, scid, policy.
     pub header: ChannelHeader,
-    /// `Channel::encode` output, checked by `Channel::decode`.
+    /// The channel's static record (`Channel::encode_static` output) for a record of version
+    /// 3, joined from `channel_statics`; `None` for older versions, whose `state` holds the
+    /// whole channel.
+    pub statics: Option<Vec<u8>>,
+    /// Version 3: `Channel::encode_progress` output, checked by `Channel::decode_parts` with
+    /// `statics`. Older versions: `Channel::encode_lean` output, checked by
+    /// `Channel::decode_lean`.
     pub state: Vec<u8>,
 }
 
@@ -189,9 +200,15 @@ pub fn parse_link_key(key: &[u8]) -> Option<(ChannelId, u64)> {
     ))
 }
 
-/// Appends a channel record: the envelope around `header`, then what `state` appends (the
-/// channel's own record, written straight into `out`).
-pub fn encode_channel(out: &mut Vec<u8>, header: &ChannelHeader, state: impl FnOnce(&mut Vec<u8>)) {
+/// Appends a channel record: the envelope around `header`, then what `progress` appends (the
+/// channel's progress record, `Channel::encode_progress`, written straight into `out`). Its
+/// static record goes under the same key in `channel_statics` ([`encode_channel_statics`]),
+/// before or in the same batch.
+pub fn encode_channel(
+    out: &mut Vec<u8>,
+    header: &ChannelHeader,
+    progress: impl FnOnce(&mut Vec<u8>),
+) {
     let start = open_envelope(out, KIND_CHANNEL, CHANNEL_VERSION);
     out.extend_from_slice(&header.peer.serialize());
     out.extend_from_slice(&header.scid.0.to_be_bytes());
@@ -199,13 +216,41 @@ pub fn encode_channel(out: &mut Vec<u8>, header: &ChannelHeader, state: impl FnO
     // Zero: none (no alias is zero: block 0 holds no channel).
     out.extend_from_slice(&header.remote_alias.map_or(0, |a| a.0).to_be_bytes());
     seal(out, start);
-    state(out);
+    progress(out);
 }
 
-/// Decodes a channel record (its state bytes are checked later, by `Channel::decode`).
-pub fn decode_channel(value: &[u8]) -> Result<ChannelRecord, String> {
+/// Appends a channel's static record: an envelope with an empty body, then what `statics`
+/// appends (`Channel::encode_static`, with its own version and checksum). Written once, when
+/// the channel's record is first written; deleted when the channel is retired.
+pub fn encode_channel_statics(out: &mut Vec<u8>, statics: impl FnOnce(&mut Vec<u8>)) {
+    let start = open_envelope(out, KIND_CHANNEL_STATICS, CHANNEL_STATICS_VERSION);
+    seal(out, start);
+    statics(out);
+}
+
+/// Checks a channel's static record and returns the channel's own part (checked later, by
+/// `Channel::decode_parts`).
+pub fn decode_channel_statics(value: &[u8]) -> Result<&[u8], String> {
+    let (r, statics) = unseal(
+        value,
+        KIND_CHANNEL_STATICS,
+        CHANNEL_STATICS_VERSION,
+        "channel static",
+    )?;
+    r.end()?;
+    if statics.is_empty() {
+        return Err("no channel static record after the envelope".into());
+    }
+    Ok(statics)
+}
+
+/// Decodes a channel record with its static record (`statics`: what [`decode_channel_statics`]
+/// returned for the same key, if that key is stored). The state bytes are checked later, by
+/// the channel's decoder. A record of version 3 needs its static record; older ones hold the
+/// whole channel and must have none.
+pub fn decode_channel(value: &[u8], statics: Option<&[u8]>) -> Result<ChannelRecord, String> {
     let version = match value.get(1) {
-        Some(1) => 1,
+        Some(v @ (1 | 2)) => *v,
         _ => CHANNEL_VERSION,
     };
     let (mut r, state) = unseal(value, KIND_CHANNEL, version, "channel")?;
@@ -220,6 +265,22 @@ pub fn decode_channel(value: &[u8]) -> Result<ChannelRecord, String> {
     if state.is_empty() {
         return Err("no channel state after the header".into());
     }
+    let statics = match (version, statics) {
+        (CHANNEL_VERSION, None) => {
+            return Err(format!(
+                "a version {CHANNEL_VERSION} channel record without its static record \
+                 (channel_statics)"
+            ))
+        }
+        (CHANNEL_VERSION, Some(s)) => Some(s.to_vec()),
+        (_, None) => None,
+        (v, Some(_)) => {
+            return Err(format!(
+                "a version {v} channel record, which holds the whole channel, with a static \
+                 record beside it"
+            ))
+        }
+    };
     Ok(ChannelRecord {
         header: ChannelHeader {
             peer,
@@ -227,6 +288,7 @@ pub fn decode_channel(value: &[u8]) -> Result<ChannelRecord, String> {
             remote_alias,
             policy,
         },
+        statics,
         state: state.to_vec(),
     })
 }
@@ -838,7 +900,7 @@ fn seal(out: &mut Vec<u8>, start: usize) {
 }
 
 /// Checks the envelope of `value`. Returns a reader over the body and what follows the check
-/// (the state record of channels and openings).
+/// (the state machine's record in channel, channel static and opening records).
 fn unseal<'a>(
     value: &'a [u8],
     kind: u8,

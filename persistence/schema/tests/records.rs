@@ -1,13 +1,15 @@
-//! The records round-trip exactly; truncated, corrupted, mislabelled and future records are
-//! refused with an error naming them; random bytes never panic a decoder; [`load`] rebuilds
-//! what batches wrote, in key order, and refuses inconsistent tables.
+//! The records round-trip exactly (channel records of version 2 still read); truncated,
+//! corrupted, mislabelled and future records are refused with an error naming them; random
+//! bytes never panic a decoder; [`load`] rebuilds what batches wrote, in key order, joins each
+//! channel with its static record, and refuses inconsistent tables.
 
 use lnhub_forward::{Policy, PolicyHistory};
 use lnhub_onion::failure::FailureMessage;
 use lnhub_schema::{
-    decode_channel, decode_link, decode_opening, encode_channel, encode_link, encode_opening,
-    link_key, load, parse_link_key, Batch, ChannelHeader, LinkRecord, MemTables, OpeningHeader,
-    Table, Upstream, SCHEMA_KEY, SCHEMA_VERSION,
+    decode_channel, decode_channel_statics, decode_link, decode_opening, encode_channel,
+    encode_channel_statics, encode_link, encode_opening, link_key, load, parse_link_key, Batch,
+    ChannelHeader, LinkRecord, MemTables, OpeningHeader, Table, Upstream, SCHEMA_KEY,
+    SCHEMA_VERSION,
 };
 use lnhub_wire::types::{ChannelId, Msat, PaymentHash, PaymentPreimage, ShortChannelId};
 use proptest::prelude::*;
@@ -78,14 +80,49 @@ fn channel_bytes(previous: bool, state: &[u8]) -> Vec<u8> {
     out
 }
 
+fn statics_bytes(statics: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_channel_statics(&mut out, |o| o.extend_from_slice(statics));
+    out
+}
+
+/// A channel record of version 2, as builds before `channel_statics` wrote it: the envelope
+/// of version 3 (the same body), then the whole channel's record.
+fn version_2(previous: bool, state: &[u8]) -> Vec<u8> {
+    let mut bytes = channel_bytes(previous, state);
+    let sealed = 4 + usize::from(u16::from_be_bytes([bytes[2], bytes[3]]));
+    bytes[1] = 2;
+    let check = ring::digest::digest(&ring::digest::SHA256, &bytes[..sealed]);
+    bytes[sealed..sealed + 8].copy_from_slice(&check.as_ref()[..8]);
+    bytes
+}
+
 #[test]
 fn channel_records_round_trip() {
     for previous in [false, true] {
-        let bytes = channel_bytes(previous, b"the channel's own record");
-        let r = decode_channel(&bytes).unwrap();
+        let bytes = channel_bytes(previous, b"the channel's progress record");
+        let r = decode_channel(&bytes, Some(b"its static record")).unwrap();
         assert_eq!(r.header, header(previous));
-        assert_eq!(r.state, b"the channel's own record");
+        assert_eq!(r.statics.as_deref(), Some(&b"its static record"[..]));
+        assert_eq!(r.state, b"the channel's progress record");
+        // Version 3 needs its static record.
+        let err = decode_channel(&bytes, None).unwrap_err();
+        assert!(err.contains("without its static record"), "{err}");
+        // Version 2 (the whole channel after the header) still reads, without one.
+        let old = version_2(previous, b"the whole channel");
+        let r = decode_channel(&old, None).unwrap();
+        assert_eq!(
+            (r.header, r.statics, r.state),
+            (header(previous), None, b"the whole channel".to_vec())
+        );
+        let err = decode_channel(&old, Some(b"s")).unwrap_err();
+        assert!(err.contains("with a static record beside it"), "{err}");
     }
+    let bytes = statics_bytes(b"the channel's static record");
+    assert_eq!(
+        decode_channel_statics(&bytes).unwrap(),
+        b"the channel's static record"
+    );
 }
 
 #[test]
@@ -159,16 +196,36 @@ fn every_truncation_and_every_flipped_byte_of_the_envelope_is_refused() {
     let bytes = channel_bytes(true, b"state");
     let envelope = bytes.len() - b"state".len();
     for cut in 0..envelope {
-        assert!(decode_channel(&bytes[..cut]).is_err(), "cut at {cut}");
+        assert!(
+            decode_channel(&bytes[..cut], Some(b"s")).is_err(),
+            "cut at {cut}"
+        );
     }
     assert!(
-        decode_channel(&bytes[..envelope]).is_err(),
+        decode_channel(&bytes[..envelope], Some(b"s")).is_err(),
         "no state after the header"
     );
     for i in 0..envelope {
         let mut bad = bytes.clone();
         bad[i] ^= 0x80;
-        assert!(decode_channel(&bad).is_err(), "flipped byte {i}");
+        assert!(
+            decode_channel(&bad, Some(b"s")).is_err(),
+            "flipped byte {i}"
+        );
+    }
+    // The static record's envelope likewise.
+    let bytes = statics_bytes(b"static");
+    let envelope = bytes.len() - b"static".len();
+    for cut in 0..=envelope {
+        assert!(
+            decode_channel_statics(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    for i in 0..envelope {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x80;
+        assert!(decode_channel_statics(&bad).is_err(), "flipped byte {i}");
     }
 }
 
@@ -176,12 +233,23 @@ fn every_truncation_and_every_flipped_byte_of_the_envelope_is_refused() {
 fn wrong_kind_and_unknown_version_are_refused_by_name() {
     let mut l = Vec::new();
     encode_link(&mut l, &link(None));
-    let err = decode_channel(&l).unwrap_err();
+    let err = decode_channel(&l, None).unwrap_err();
     assert!(err.contains("not a channel record"), "{err}");
     let mut c = channel_bytes(false, b"s");
     c[1] = 99;
-    let err = decode_channel(&c).unwrap_err();
+    let err = decode_channel(&c, Some(b"s")).unwrap_err();
     assert!(err.contains("unknown channel record version 99"), "{err}");
+    let err = decode_channel_statics(&channel_bytes(false, b"s")).unwrap_err();
+    assert!(err.contains("not a channel static record"), "{err}");
+    let err = decode_channel(&statics_bytes(b"s"), None).unwrap_err();
+    assert!(err.contains("not a channel record"), "{err}");
+    let mut st = statics_bytes(b"s");
+    st[1] = 2;
+    let err = decode_channel_statics(&st).unwrap_err();
+    assert!(
+        err.contains("unknown channel static record version 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -192,7 +260,10 @@ fn load_rebuilds_what_batches_wrote_in_key_order() {
         batch.put_with(Table::Channels, &[n; 32], |out| {
             encode_channel(out, &header(n == 2), |o| o.extend_from_slice(&[n; 10]))
         });
+        batch.put(Table::ChannelStatics, &[n; 32], &statics_bytes(&[n; 3]));
     }
+    // A channel still in the layout before `channel_statics`.
+    batch.put(Table::Channels, &[4; 32], &version_2(false, &[4; 10]));
     for htlc in [5u64, 1] {
         batch.put_with(Table::Links, &link_key(&ChannelId([1; 32]), htlc), |out| {
             encode_link(out, &link(None))
@@ -214,8 +285,10 @@ fn load_rebuilds_what_batches_wrote_in_key_order() {
 
     let loaded = tables.load().unwrap();
     let ids: Vec<u8> = loaded.channels.iter().map(|(id, _)| id.0[0]).collect();
-    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(ids, vec![1, 2, 3, 4]);
     assert_eq!(loaded.channels[2].1.state, vec![3; 10]);
+    assert_eq!(loaded.channels[2].1.statics, Some(vec![3; 3]), "joined");
+    assert_eq!(loaded.channels[3].1.statics, None, "version 2");
     assert_eq!(loaded.links.len(), 1);
     assert_eq!(loaded.links[0].1, 1);
     assert_eq!(loaded.openings.len(), 1);
@@ -288,16 +361,94 @@ fn load_refuses_other_schema_versions_unknown_meta_and_duplicates() {
     refuse(
         vec![
             (Table::Channels, vec![1; 32], channel_bytes(false, b"s")),
+            (Table::ChannelStatics, vec![1; 32], statics_bytes(b"s")),
             (Table::Openings, vec![1; 32], opening),
         ],
         "both in establishment and open",
     );
 }
 
+/// A channel's static record is joined with its record; each half without the other, and a
+/// static record that does not check, stop the load with an error naming the table and key.
+#[test]
+fn load_joins_static_records_and_refuses_either_half_alone() {
+    let id = [5u8; 32];
+    let key_hex = "05".repeat(32);
+    let mut tables = MemTables::new();
+    let mut batch = Batch::new();
+    batch.put(Table::ChannelStatics, &id, &statics_bytes(b"static"));
+    batch.put(Table::Channels, &id, &channel_bytes(false, b"progress"));
+    tables.apply(&batch);
+    let loaded = tables.load().unwrap();
+    let [(loaded_id, record)] = &loaded.channels[..] else {
+        panic!("one channel: {:?}", loaded.channels)
+    };
+    assert_eq!(loaded_id.0, id);
+    assert_eq!(
+        (record.statics.as_deref(), record.state.as_slice()),
+        (Some(&b"static"[..]), &b"progress"[..])
+    );
+
+    let refused = |tables: &MemTables, table: Table, why: &str| {
+        let err = tables.load().unwrap_err();
+        assert_eq!((err.table, err.key.as_str()), (table, key_hex.as_str()));
+        assert!(err.why.contains(why), "{err}");
+    };
+    let mut corrupt = tables.clone();
+    corrupt.get_mut(Table::ChannelStatics, &id).unwrap()[5] ^= 1;
+    refused(&corrupt, Table::ChannelStatics, "checksum mismatch");
+    let mut future = tables.clone();
+    future.get_mut(Table::ChannelStatics, &id).unwrap()[1] = 9;
+    refused(
+        &future,
+        Table::ChannelStatics,
+        "unknown channel static record version 9",
+    );
+
+    let mut no_statics = tables.clone();
+    batch.clear();
+    batch.delete(Table::ChannelStatics, &id);
+    no_statics.apply(&batch);
+    refused(&no_statics, Table::Channels, "without its static record");
+
+    // A static record alone, even beside an opening of that id.
+    let mut no_channel = tables.clone();
+    batch.clear();
+    batch.delete(Table::Channels, &id);
+    batch.put_with(Table::Openings, &id, |out| {
+        let h = OpeningHeader {
+            peer: peer(1),
+            alias: ShortChannelId(1),
+            funding_accepted_at: 0,
+            funding_tx: None,
+        };
+        encode_opening(out, &h, |o| o.push(1))
+    });
+    no_channel.apply(&batch);
+    refused(
+        &no_channel,
+        Table::ChannelStatics,
+        "a static record of a channel that is not stored",
+    );
+
+    // A version 2 record holds the whole channel: a static record beside it is inconsistent.
+    let mut beside_v2 = tables.clone();
+    batch.clear();
+    batch.put(Table::Channels, &id, &version_2(false, b"whole"));
+    beside_v2.apply(&batch);
+    refused(
+        &beside_v2,
+        Table::Channels,
+        "with a static record beside it",
+    );
+}
+
 proptest! {
     #[test]
     fn random_bytes_never_panic_a_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
-        let _ = decode_channel(&bytes);
+        let _ = decode_channel(&bytes, None);
+        let _ = decode_channel(&bytes, Some(&bytes));
+        let _ = decode_channel_statics(&bytes);
         let _ = decode_opening(&bytes);
         let _ = decode_link(&bytes);
         let _ = load([(Table::Links, &bytes[..bytes.len().min(40)], &bytes[..])]);
@@ -371,6 +522,7 @@ fn htlc_records_round_trip_and_orphans_are_refused() {
     batch.put_with(Table::Channels, &[6; 32], |out| {
         encode_channel(out, &header(false), |o| o.push(1))
     });
+    batch.put(Table::ChannelStatics, &[6; 32], &statics_bytes(&[1]));
     batch.put(Table::Htlcs, &key, &bytes);
     batch.put(
         Table::Htlcs,

@@ -1,6 +1,6 @@
 //! The LMDB store on a real disk: what is committed is there after a reopen, exactly as the
 //! in-memory tables would hold it; shards committing at once share commits; a corrupt record
-//! stops the open naming it; the map grows before it fills, and a store that cannot grow
+//! stops the open naming it; channels come back joined with their static records; the map grows before it fills, and a store that cannot grow
 //! fails every commit from then on (the process stops before anything gated leaves).
 
 use std::path::PathBuf;
@@ -136,6 +136,70 @@ fn a_corrupt_record_stops_the_open_naming_it() {
     assert_eq!(record.table, Table::Links);
     assert!(record.key.ends_with("0000000000000002"), "{record}");
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+/// The static records' table (`channel_statics`) is opened and read at start-up like every
+/// state table: a channel comes back joined with its static record, and without it the open
+/// stops, naming the channel's record.
+#[test]
+fn channels_come_back_joined_with_their_static_records() {
+    use lnhub_forward::{Policy, PolicyHistory};
+    use lnhub_schema::{encode_channel, encode_channel_statics, ChannelHeader};
+    let dir = Dir::new("statics");
+    let (db, _) = Db::open(&dir.0, Options::default()).unwrap();
+    let writer = db.start_writer();
+    let mut handle = writer.handle();
+    let secp = secp256k1::Secp256k1::new();
+    let key = secp256k1::SecretKey::from_slice(&[4; 32]).unwrap();
+    let header = ChannelHeader {
+        peer: secp256k1::PublicKey::from_secret_key(&secp, &key),
+        scid: lnhub_wire::types::ShortChannelId(1 << 40),
+        remote_alias: None,
+        policy: PolicyHistory::new(Policy {
+            fee_base_msat: 1,
+            fee_proportional_millionths: 1,
+            cltv_expiry_delta: 40,
+            htlc_minimum_msat: Msat(1),
+            htlc_maximum_msat: Msat(1 << 40),
+        }),
+    };
+    let mut batch = Batch::new();
+    batch.put_with(Table::Channels, &[4; 32], |o| {
+        encode_channel(o, &header, |o| o.extend_from_slice(b"progress"))
+    });
+    batch.put_with(Table::ChannelStatics, &[4; 32], |o| {
+        encode_channel_statics(o, |o| o.extend_from_slice(b"static"))
+    });
+    handle.commit(&mut batch).unwrap();
+    drop(handle);
+    writer.close();
+    let (db, loaded) = Db::open(&dir.0, Options::default()).unwrap();
+    let [(id, record)] = &loaded.channels[..] else {
+        panic!("one channel: {:?}", loaded.channels)
+    };
+    assert_eq!(*id, ChannelId([4; 32]));
+    assert_eq!(record.statics.as_deref(), Some(&b"static"[..]));
+    assert_eq!(record.state, b"progress");
+
+    let writer = db.start_writer();
+    let mut handle = writer.handle();
+    batch.clear();
+    batch.delete(Table::ChannelStatics, &[4; 32]);
+    handle.commit(&mut batch).unwrap();
+    drop(handle);
+    writer.close();
+    let err = match Db::open(&dir.0, Options::default()) {
+        Err(e) => e,
+        Ok(_) => panic!("a channel without its static record must stop the open"),
+    };
+    let StoreError::Corrupt(record) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (record.table, record.key.as_str()),
+        (Table::Channels, &*"04".repeat(32))
+    );
+    assert!(record.why.contains("without its static record"), "{record}");
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //! message refused, commitments that differ, an HTLC lost or resolved
 //! twice, a wrong final balance, a close that started and did not end in
 //! a closing transaction on both sides (the same one with
-//! `closing_signed`), or a panic inside the channel.
+//! `closing_signed`), a record (whole, or static and progress) that does
+//! not decode to the channel that wrote it, or a panic inside the channel.
 //!
 //! Test-only code: keys are fixed, not secret; nothing here is used by the
 //! state machine itself.
@@ -228,6 +229,15 @@ impl Pair {
                     let rec = record_of(&self.n[i].ch);
                     let back = Channel::decode(&rec).expect("a record decodes");
                     assert!(back == self.n[i].ch, "decode(encode(c)) == c");
+                    let ch = &self.n[i].ch;
+                    let (mut statics, mut progress) = (Vec::new(), Vec::new());
+                    ch.encode_static(&mut statics);
+                    ch.encode_progress(&mut progress);
+                    let parts = Channel::decode_parts(&statics, &progress, &mut |s, id| {
+                        ch.htlc_terms(s, id)
+                    })
+                    .expect("a static and a progress record decode");
+                    assert!(parts == *ch, "decode_parts(static, progress) == c");
                     self.n[i].persists.push((seq, rec));
                 }
                 Effect::Forward {

@@ -83,4 +83,4 @@ pub use establish_snapshot::ESTABLISH_STATE_VERSION;
 pub use htlc::{RemovalKind, UpdateState, View};
 pub use router::Routed;
 pub use simple_close::{CloseTerms, SigField, SimpleState};
-pub use snapshot::{DecodeError, HtlcLookup, HtlcTerms, STATE_VERSION};
+pub use snapshot::{DecodeError, HtlcLookup, HtlcTerms, STATE_VERSION, STATIC_STATE_VERSION};

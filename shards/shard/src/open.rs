@@ -20,8 +20,9 @@
 //! [`crate::Shard::restore_opening`] decodes and restarts it. A peer reconnecting to a channel
 //! still waiting for `channel_ready` sends `channel_reestablish` (BOLT 2): we answer with ours
 //! (commitment 0 both ways) and our `channel_ready` again (`Establishing::handle_channel_reestablish`).
-//! The moment both `channel_ready`s are exchanged the channel's own record replaces the
-//! opening's, in the same turn's commit, so a restart finds an open channel as open.
+//! The moment both `channel_ready`s are exchanged the channel's own records (its static record
+//! and its record) replace the opening's, in the same turn's commit, so a restart finds an open
+//! channel as open.
 
 use std::collections::{HashMap, HashSet};
 

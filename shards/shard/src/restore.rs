@@ -32,6 +32,12 @@ pub fn restore(
             let htlcs = loaded.htlcs_of(id);
             let channel = decode_channel(record, htlcs)
                 .map_err(|e| format!("channel {id}: state record refused: {e:?}"))?;
+            if channel.channel_id() != *id {
+                return Err(format!(
+                    "channel {id}: its state record is channel {}'s",
+                    channel.channel_id()
+                ));
+            }
             Ok((
                 channel,
                 htlcs

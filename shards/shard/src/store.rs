@@ -19,8 +19,8 @@
 
 pub use lnhub_schema::StoreError;
 use lnhub_schema::{
-    encode_channel, encode_htlc, encode_link, encode_opening, htlc_key, link_key, Batch,
-    ChannelHeader, LinkRecord, MemTables, OpeningHeader, Table,
+    encode_channel, encode_channel_statics, encode_htlc, encode_link, encode_opening, htlc_key,
+    link_key, Batch, ChannelHeader, LinkRecord, MemTables, OpeningHeader, Table,
 };
 use lnhub_tx::Side;
 use lnhub_wire::types::ChannelId;
@@ -50,10 +50,12 @@ pub trait Store {
     fn submit(&mut self, batch: Batch) -> Result<Submitted, StoreError>;
 }
 
-/// Appends a channel's record: its state machine (without its HTLCs' fixed terms) and what
-/// the shard keeps beside it; the record of every HTLC that entered the channel's books since
-/// its last record (amount, hash, expiry, onion: written once), and the deletion of those that
-/// left. The channel's opening record, if any, is deleted in the same batch.
+/// Appends a channel's record: its state machine's progress (without its static part and its
+/// HTLCs' fixed terms) and what the shard keeps beside it; the record of every HTLC that
+/// entered the channel's books since its last record (amount, hash, expiry, onion: written
+/// once), and the deletion of those that left. The first time (see [`Slot`]'s
+/// `statics_on_disk`), also the channel's static record (id, funding, keys, limits, secrets:
+/// written once) and the deletion of its opening record, if any.
 pub fn write_channel(batch: &mut Batch, slot: &mut Slot) {
     let id = slot.channel.channel_id();
     let header = ChannelHeader {
@@ -63,10 +65,16 @@ pub fn write_channel(batch: &mut Batch, slot: &mut Slot) {
         policy: slot.policy,
     };
     let channel = &slot.channel;
+    if !slot.statics_on_disk {
+        batch.put_with(Table::ChannelStatics, &id.0, |out| {
+            encode_channel_statics(out, |out| channel.encode_static(out))
+        });
+        batch.delete(Table::Openings, &id.0);
+        slot.statics_on_disk = true;
+    }
     batch.put_with(Table::Channels, &id.0, |out| {
-        encode_channel(out, &header, |out| channel.encode_lean(out))
+        encode_channel(out, &header, |out| channel.encode_progress(out))
     });
-    batch.delete(Table::Openings, &id.0);
     let book = channel.book();
     for h in book.htlcs() {
         let key = (h.offerer == Side::Remote, h.id);

@@ -30,8 +30,9 @@ pub(crate) fn read_shutdown_terms(r: &mut R<'_>) -> Result<ShutdownTerms, Decode
     })
 }
 
-pub(crate) fn write_shutdown(w: &mut W<'_>, terms: &ShutdownTerms, state: &ShutdownState) {
-    write_shutdown_terms(w, terms);
+/// The `shutdown` exchange (its terms, agreed at establishment, are written apart: they are
+/// part of the channel's static record).
+pub(crate) fn write_shutdown(w: &mut W<'_>, state: &ShutdownState) {
     w.bool(state.local.is_some());
     if let Some((script, seq)) = &state.local {
         w.blob(script.as_bytes());
@@ -172,15 +173,13 @@ pub(crate) fn read_closing(r: &mut R<'_>) -> Result<ClosingState, DecodeError> {
     })
 }
 
-pub(crate) fn read_shutdown(r: &mut R<'_>) -> Result<(ShutdownTerms, ShutdownState), DecodeError> {
-    let terms = read_shutdown_terms(r)?;
+pub(crate) fn read_shutdown(r: &mut R<'_>) -> Result<ShutdownState, DecodeError> {
     let local = r.option(|r| {
         let script = ScriptBuf::from_bytes(r.blob("shutdown script")?.to_vec());
         Ok((script, r.u64()?))
     })?;
-    let state = ShutdownState {
+    Ok(ShutdownState {
         local,
         remote: read_script(r)?,
-    };
-    Ok((terms, state))
+    })
 }

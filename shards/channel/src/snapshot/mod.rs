@@ -17,9 +17,34 @@
 //! the outbox with its held effects. The reused scratch allocations
 //! (including the spare commitment) are not state and are not written.
 //!
+//! # Records
+//!
+//! - the **whole** record ([`Channel::encode`]): everything, HTLC terms
+//!   included;
+//! - the **lean** record ([`Channel::encode_lean`]): the same without the
+//!   HTLCs' fixed terms, which the caller keeps under each HTLC's own key
+//!   ([`HtlcTerms`]) and gives back to [`Channel::decode_lean`];
+//! - the **static** record ([`Channel::encode_static`]) and the
+//!   **progress** record ([`Channel::encode_progress`]): the lean record
+//!   cut in two. The static record holds what never changes once the
+//!   channel is operational (id, funding and both sides' keys and
+//!   parameters, limits, our secrets, our alias, the upfront shutdown
+//!   terms: about 600 bytes), written once; the progress record everything
+//!   else, written every commitment round. [`Channel::decode_parts`] takes
+//!   both.
+//!
 //! # Format
 //!
-//! `version (1 byte) || body || SHA256(version || body)`. Integers are
+//! `version (1 byte) || body || SHA256(version || body)`. The first byte
+//! also tells the kinds apart: channel records (whole, lean, progress) use
+//! versions below `0x40` ([`STATE_VERSION`]), static records `0x41` and up
+//! ([`STATIC_STATE_VERSION`]), openings `0x81` and up
+//! ([`crate::ESTABLISH_STATE_VERSION`]); each decoder refuses the others'
+//! records with [`DecodeError::UnknownVersion`]. From version 7 a channel
+//! record's body starts with a tag: whether its static fields are inline
+//! (whole and lean records; they sit where version 6 put them) or in a
+//! static record (progress records, which then name it by the first 8
+//! bytes of the channel id). Integers are
 //! big-endian and fixed-width, lists carry a `u32` count, options a `0`/`1`
 //! tag, messages are length-prefixed BOLT encodings (`lnhub_wire`), keys and
 //! signatures their compressed / compact forms. The checksum catches a
@@ -35,21 +60,19 @@
 //!
 //! The writer, reader, field encodings and checksum framing here are
 //! shared with the record of a channel being opened
-//! ([`crate::establish_snapshot`]), whose first byte
-//! ([`crate::ESTABLISH_STATE_VERSION`], high bit set) keeps the two kinds
-//! of record apart: each decoder refuses the other's with
-//! [`DecodeError::UnknownVersion`].
+//! ([`crate::establish_snapshot`]).
 //!
 //! # Restart contract
 //!
-//! The caller writes the bytes of [`Channel::encode`] when asked by
-//! [`crate::Effect::Persist`] (see [`crate::channel`]): the state as it is
-//! when the `Persist` is polled, or a later state written together with
-//! the caller's own records of the effects it polled in between (the
-//! engine's group commit puts both in one transaction). In general the
-//! caller's record of a `Forward` or `Resolved` it acted on must be
-//! durable no later than the next write of this channel completes. After
-//! a crash it decodes the last durable record and calls
+//! The caller writes the bytes of [`Channel::encode`] (or the lean or
+//! progress record, with what they leave out written before or with it)
+//! when asked by [`crate::Effect::Persist`] (see [`crate::channel`]): the
+//! state as it is when the `Persist` is polled, or a later state written
+//! together with the caller's own records of the effects it polled in
+//! between (the engine's group commit puts both in one transaction). In
+//! general the caller's record of a `Forward` or `Resolved` it acted on
+//! must be durable no later than the next write of this channel completes.
+//! After a crash it decodes the last durable record and calls
 //! [`Channel::handle_restart`] before anything else. Then:
 //! - the connection is down: call [`Channel::handle_reconnect`] when the
 //!   peer is back; the peer's unsigned updates are reversed and our own
@@ -74,10 +97,12 @@
 mod closing_codec;
 mod codec;
 mod parts;
+mod statics;
 
 pub(crate) use closing_codec::*;
 pub(crate) use codec::*;
 pub(crate) use parts::*;
+pub(crate) use statics::*;
 
 use std::collections::VecDeque;
 
@@ -100,16 +125,37 @@ use crate::effects::{Effect, Outbox};
 use crate::htlc::{applies, Htlc, Removal, RemovalKind, UpdateState, View};
 use crate::simple_close::{CloseTerms, PendingSig, SentComplete, SigField, SimpleState};
 
-/// The encoding version written first. Bump it on any change to the
-/// format; [`Channel::decode`] refuses versions it does not know.
+/// The encoding version written first in a channel record (whole, lean
+/// or progress). Bump it on any change to the format (staying below
+/// `0x40`); [`Channel::decode`] refuses versions it does not know.
 /// Version 2 added the `shutdown` terms and exchange ([`crate::close`]).
 /// Version 3 added the `closing_signed` negotiation ([`crate::closing`]).
 /// Version 4 added the variant of the peer's `closing_signed` and
 /// `option_simple_close` ([`crate::simple_close`]).
 /// Version 5 let an HTLC's onion live outside the record.
 /// Version 6 lets all of an HTLC's fixed terms live outside it
-/// ([`Channel::encode_lean`], [`HtlcTerms`]).
-pub const STATE_VERSION: u8 = 6;
+/// ([`Channel::encode_lean`], [`HtlcTerms`]); still read.
+/// Version 7 lets the static fields live outside it, in a static record
+/// ([`Channel::encode_static`], [`Channel::encode_progress`]): a tag after
+/// the version says whether they are inline, where version 6 had them.
+pub const STATE_VERSION: u8 = 7;
+
+/// The last version without the static tag: everything inline.
+const V6: u8 = 6;
+
+/// How much of the channel id a progress record carries to name its static
+/// record: 64 bits tell any two channels of a node apart (ids are hashes);
+/// this guards against records paired wrongly, not against an attacker.
+const CHANNEL_TAG_LEN: usize = 8;
+
+/// The first byte of a channel's static record ([`Channel::encode_static`]):
+/// its format version, `0x40` set to tell it from a channel record's
+/// ([`STATE_VERSION`]) and an opening's ([`crate::ESTABLISH_STATE_VERSION`]).
+/// Bump it on any change to the static record's format (keeping `0x40`
+/// and clear of `0x80`).
+/// Version `0x41`: id, funding and both sides' parameters, both sides'
+/// limits, our secrets, our alias, the upfront shutdown terms.
+pub const STATIC_STATE_VERSION: u8 = 0x41;
 
 /// What never changes about an HTLC once it is in the books: a store
 /// keeps it under the HTLC's own key, written once when the HTLC enters
@@ -186,7 +232,7 @@ impl Channel {
     /// Appends the channel's record to `out` (the caller reuses it):
     /// everything a restarted node needs, see the module docs.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        self.encode_with(out, false);
+        self.encode_with(out, false, true);
     }
 
     /// [`Channel::encode`] without the HTLCs' fixed terms ([`HtlcTerms`]:
@@ -195,19 +241,50 @@ impl Channel {
     /// key from the time the HTLC enters [`crate::book::Book::htlcs`] until
     /// it leaves, and gives them back to [`Channel::decode_lean`].
     pub fn encode_lean(&self, out: &mut Vec<u8>) {
-        self.encode_with(out, true);
+        self.encode_with(out, true, true);
     }
 
-    fn encode_with(&self, out: &mut Vec<u8>, lean: bool) {
+    /// Appends the channel's static record to `out`: what never changes
+    /// once the channel is operational (see the module docs), with its own
+    /// version ([`STATIC_STATE_VERSION`]) and checksum. The caller writes it
+    /// once, before or with the first [`Channel::encode_progress`] record,
+    /// and keeps it as long as the channel.
+    pub fn encode_static(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        let mut w = W(out);
+        w.u8(STATIC_STATE_VERSION);
+        write_statics(&mut w, self);
+        seal(out, start);
+    }
+
+    /// [`Channel::encode_lean`] without the static fields
+    /// ([`Channel::encode_static`]): what a commitment round changes, and a
+    /// few fields that change rarely (the policy, the books' funding
+    /// totals). [`Channel::decode_parts`] reads it with its static record.
+    pub fn encode_progress(&self, out: &mut Vec<u8>) {
+        self.encode_with(out, true, false);
+    }
+
+    /// `lean`: HTLC terms left out; `inline`: the static fields in.
+    fn encode_with(&self, out: &mut Vec<u8>, lean: bool, inline: bool) {
         let start = out.len();
         let mut w = W(out);
         w.u8(STATE_VERSION);
-        w.bytes(&self.channel_id.0);
-        write_params(&mut w, &self.params);
-        write_limits(&mut w, &self.local_limits);
-        write_limits(&mut w, &self.remote_limits);
+        w.bool(inline);
+        if inline {
+            w.bytes(&self.channel_id.0);
+            write_params(&mut w, &self.params);
+            write_limits(&mut w, &self.local_limits);
+            write_limits(&mut w, &self.remote_limits);
+        } else {
+            // Names the static record it goes with: enough of the channel id to tell channels
+            // apart (they are hashes), so one paired with another's is refused.
+            w.bytes(&self.channel_id.0[..CHANNEL_TAG_LEN]);
+        }
         write_policy(&mut w, &self.policy);
-        write_secrets(&mut w, &self.secrets);
+        if inline {
+            write_secrets(&mut w, &self.secrets);
+        }
         write_book(&mut w, &self.book, lean);
         w.bool(self.failed);
         w.u8(match self.link {
@@ -222,9 +299,8 @@ impl Channel {
         if let Some(m) = &self.last_commitment_signed {
             w.message(&Message::CommitmentSigned(m.clone()));
         }
-        w.bool(self.local_alias.is_some());
-        if let Some(a) = self.local_alias {
-            w.u64(a.0);
+        if inline {
+            write_alias(&mut w, self.local_alias);
         }
         w.bool(self.remote_prev_point.is_some());
         if let Some(p) = &self.remote_prev_point {
@@ -253,7 +329,10 @@ impl Channel {
                 w.sig(s);
             }
         }
-        write_shutdown(&mut w, &self.shutdown_terms, &self.shutdown);
+        if inline {
+            write_shutdown_terms(&mut w, &self.shutdown_terms);
+        }
+        write_shutdown(&mut w, &self.shutdown);
         write_closing(&mut w, &self.closing);
         w.u64(self.version);
         write_outbox(&mut w, &self.outbox);
@@ -267,11 +346,63 @@ impl Channel {
         Channel::decode_lean(bytes, &mut |_, _| None)
     }
 
-    /// Reads a record written by either encoder; `lookup` gives back the
-    /// terms [`Channel::encode_lean`] left out (an HTLC whose terms it
-    /// does not have makes the record invalid).
+    /// Reads a whole or lean record (of this version or version 6);
+    /// `lookup` gives back the terms [`Channel::encode_lean`] left out (an
+    /// HTLC whose terms it does not have makes the record invalid). A
+    /// progress record is refused: it needs [`Channel::decode_parts`].
     pub fn decode_lean(bytes: &[u8], lookup: &mut HtlcLookup<'_>) -> Result<Channel, DecodeError> {
-        unseal(bytes, STATE_VERSION, |r| read_channel(r, lookup))
+        if bytes.first() == Some(&V6) {
+            return unseal(bytes, V6, |r| read_channel(r, None, lookup));
+        }
+        unseal(bytes, STATE_VERSION, |r| {
+            if !r.bool()? {
+                return Err(DecodeError::Invalid(
+                    "a progress record without its static record",
+                ));
+            }
+            read_channel(r, None, lookup)
+        })
+    }
+
+    /// Reads a channel kept in two records: its static record
+    /// ([`Channel::encode_static`]) and a progress record
+    /// ([`Channel::encode_progress`]), each checked; `lookup` as for
+    /// [`Channel::decode_lean`]. A static record of another channel is
+    /// refused: the progress record names its channel, and its books must
+    /// match the static record's funding.
+    pub fn decode_parts(
+        statics: &[u8],
+        progress: &[u8],
+        lookup: &mut HtlcLookup<'_>,
+    ) -> Result<Channel, DecodeError> {
+        let statics = unseal(statics, STATIC_STATE_VERSION, read_statics)?;
+        unseal(progress, STATE_VERSION, |r| {
+            if r.bool()? {
+                return Err(DecodeError::Invalid(
+                    "a record with its static fields inline given a static record",
+                ));
+            }
+            if r.take(CHANNEL_TAG_LEN)? != &statics.channel_id.0[..CHANNEL_TAG_LEN] {
+                return Err(DecodeError::Invalid(
+                    "the static record is another channel's",
+                ));
+            }
+            read_channel(r, Some(&statics), lookup)
+        })
+    }
+
+    /// The fixed terms of the HTLC `offerer` offered as `id`, if it is in
+    /// the books: what lean and progress records leave out, for the caller
+    /// to keep under the HTLC's own key.
+    pub fn htlc_terms(&self, offerer: Side, id: u64) -> Option<HtlcTerms> {
+        self.book.htlc(offerer, id).map(|h| HtlcTerms {
+            amount_msat: h.amount_msat,
+            payment_hash: h.payment_hash,
+            cltv_expiry: h.cltv_expiry,
+            over_dust_exposure: h.over_dust_exposure,
+            added_after_shutdown: h.added_after_shutdown,
+            onion_routing_packet: h.onion_routing_packet,
+        })
     }
 
     /// The node restarted from a record just decoded: see the module docs
@@ -333,13 +464,20 @@ impl Channel {
     }
 }
 
-fn read_channel(r: &mut R<'_>, lookup: &mut HtlcLookup<'_>) -> Result<Channel, DecodeError> {
-    let channel_id = ChannelId(r.arr()?);
-    let params = read_params(r)?;
-    let local_limits = read_limits(r)?;
-    let remote_limits = read_limits(r)?;
+/// Reads a record's body (after its version and static tag): the static
+/// fields from it where version 6 put them (`given` is `None`) or from
+/// `given`.
+fn read_channel(
+    r: &mut R<'_>,
+    given: Option<&Statics>,
+    lookup: &mut HtlcLookup<'_>,
+) -> Result<Channel, DecodeError> {
+    let channel_id = fixed(r, given, |s| s.channel_id, |r| Ok(ChannelId(r.arr()?)))?;
+    let params = fixed(r, given, |s| s.params.clone(), read_params)?;
+    let local_limits = fixed(r, given, |s| s.local_limits, read_limits)?;
+    let remote_limits = fixed(r, given, |s| s.remote_limits, read_limits)?;
     let policy = read_policy(r)?;
-    let secrets = read_secrets(r)?;
+    let secrets = fixed(r, given, |s| s.secrets.clone(), read_secrets)?;
     let book = read_book(r, lookup)?;
     if book.funder != params.funder()
         || Some(book.capacity_msat) != params.funding_amount().to_sat().checked_mul(1000)
@@ -360,7 +498,7 @@ fn read_channel(r: &mut R<'_>, lookup: &mut HtlcLookup<'_>) -> Result<Channel, D
         Message::CommitmentSigned(m) => Ok::<CommitmentSigned, DecodeError>(m),
         _ => Err(DecodeError::Invalid("last commitment_signed")),
     })?;
-    let local_alias = r.option(|r| r.u64().map(ShortChannelId))?;
+    let local_alias = fixed(r, given, |s| s.local_alias, read_alias)?;
     let remote_prev_point = r.option(R::point)?;
     let remote_current_point = r.point()?;
     let remote_next_point = r.option(R::point)?;
@@ -381,7 +519,8 @@ fn read_channel(r: &mut R<'_>, lookup: &mut HtlcLookup<'_>) -> Result<Channel, D
         }
         Ok((sig, sigs))
     })?;
-    let (shutdown_terms, shutdown) = read_shutdown(r)?;
+    let shutdown_terms = fixed(r, given, |s| s.shutdown_terms.clone(), read_shutdown_terms)?;
+    let shutdown = read_shutdown(r)?;
     let closing = read_closing(r)?;
     let version = r.u64()?;
     let outbox = read_outbox(r)?;

@@ -345,6 +345,7 @@ impl Shard {
             real_scid: None,
             parked: Vec::new(),
             htlcs_on_disk: HashSet::new(),
+            statics_on_disk: false,
         };
         self.slots.insert(channel_id, slot);
     }

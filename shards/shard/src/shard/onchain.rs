@@ -208,14 +208,15 @@ impl Shard {
         }
     }
 
-    /// Appends the retired channels' deletions and summaries to `batch`, and the deletion of
-    /// forgotten openings.
+    /// Appends the retired channels' deletions (their records, static records and HTLC
+    /// records) and summaries to `batch`, and the deletion of forgotten openings.
     pub(super) fn write_retired(&mut self, batch: &mut Batch) {
         for channel_id in self.forgotten_openings.drain(..) {
             batch.delete(Table::Openings, &channel_id.0);
         }
         for r in self.retired.drain(..) {
             batch.delete(Table::Channels, &r.channel_id.0);
+            batch.delete(Table::ChannelStatics, &r.channel_id.0);
             for (by_peer, htlc_id) in r.htlcs_on_disk {
                 batch.delete(
                     Table::Htlcs,

@@ -26,8 +26,9 @@ impl Shard {
     /// ([`decode_channel`], which [`crate::restore()`] runs in parallel): releases what its last
     /// write gated and lets it re-report the forwards and resolutions it may not have seen
     /// acted on (at least once: the shard de-duplicates). `htlcs_on_disk` are the (offered by
-    /// the peer, HTLC id) of every HTLC record stored for it. The peer counts as disconnected until
-    /// it reconnects.
+    /// the peer, HTLC id) of every HTLC record stored for it. A channel stored without a static
+    /// record (the layout before them) gets one with its next write. The peer counts as
+    /// disconnected until it reconnects.
     pub(crate) fn insert_restored(
         &mut self,
         mut channel: Channel,
@@ -50,6 +51,7 @@ impl Shard {
         // Every stored HTLC record, even one whose HTLC the channel's record no longer holds:
         // the next write deletes those.
         slot.htlcs_on_disk = htlcs_on_disk.into_iter().collect();
+        slot.statics_on_disk = stored.statics.is_some();
         self.touched.insert(id);
     }
 
@@ -110,14 +112,15 @@ impl Shard {
     }
 }
 
-/// Decodes a stored channel's state record with its stored HTLC records (`Loaded::htlcs_of`:
-/// in (offered by the peer, HTLC id) order): pure and independent per channel, so a restore
-/// runs it in parallel.
+/// Decodes a stored channel's records (its static record and progress record, or the whole
+/// channel's record of the layout before static records) with its stored HTLC records
+/// (`Loaded::htlcs_of`: in (offered by the peer, HTLC id) order): pure and independent per
+/// channel, so a restore runs it in parallel.
 pub(crate) fn decode_channel(
     stored: &ChannelRecord,
     htlcs: &[(ChannelId, bool, u64, lnhub_schema::HtlcRecord)],
 ) -> Result<Channel, lnhub_channel::DecodeError> {
-    Channel::decode_lean(&stored.state, &mut |side, id| {
+    let mut lookup = |side, id| {
         let key = (side == lnhub_tx::Side::Remote, id);
         let i = htlcs
             .binary_search_by(|(_, p, h, _)| (*p, *h).cmp(&key))
@@ -131,5 +134,9 @@ pub(crate) fn decode_channel(
             added_after_shutdown: h.added_after_shutdown,
             onion_routing_packet: *h.onion,
         })
-    })
+    };
+    match &stored.statics {
+        Some(statics) => Channel::decode_parts(statics, &stored.state, &mut lookup),
+        None => Channel::decode_lean(&stored.state, &mut lookup),
+    }
 }

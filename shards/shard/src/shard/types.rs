@@ -627,7 +627,11 @@ pub struct Slot {
     /// Resolutions that could not be applied (the channel was not operational): retried
     /// every turn until they are, so a preimage is never dropped.
     pub(crate) parked: Vec<(u64, Upstream, Option<LinkKey>)>,
-    /// The HTLCs (offered by the peer, id) whose onion is in the store: each is written once,
+    /// The HTLCs (offered by the peer, id) whose terms are in the store: each is written once,
     /// with the first record of the channel that holds the HTLC.
     pub(crate) htlcs_on_disk: HashSet<(bool, u64)>,
+    /// Whether the channel's static record is in the store: written once, with the channel's
+    /// first record (or, for a channel restored from a record of the layout before static
+    /// records, with its next one).
+    pub(crate) statics_on_disk: bool,
 }
