@@ -22,14 +22,16 @@ pub struct Hub {
     dir: PathBuf,
 }
 
-/// The hub's policy the generator pays for (written to its config file).
+/// The forwarding policy written to the config of the hubs the generator starts (the
+/// payers pay what the hub's `channel_update` says, which is this unless attached).
 pub const FEE_BASE_MSAT: u64 = 1_000;
 /// See [`FEE_BASE_MSAT`].
 pub const FEE_PPM: u64 = 100;
 /// See [`FEE_BASE_MSAT`].
 pub const CLTV_DELTA: u32 = 80;
 
-/// The hub's fee for forwarding `amount_msat`.
+/// A started hub's fee for forwarding `amount_msat` (to check that the sizes fit the
+/// channels before any starts).
 pub fn fee_msat(amount_msat: u64) -> u64 {
     FEE_BASE_MSAT + amount_msat * FEE_PPM / 1_000_000
 }
@@ -170,8 +172,8 @@ impl Drop for Hub {
 pub struct StoreFigures {
     /// LMDB write transactions (one fsync each).
     pub commits: u64,
-    /// Shard batches they carried.
-    pub batches: u64,
+    /// Shard batches they carried (`None`: not known, for a hub attached to).
+    pub batches: Option<u64>,
 }
 
 impl StoreFigures {
@@ -190,8 +192,7 @@ impl StoreFigures {
             .split('(')
             .nth(1)
             .and_then(|s| s.split_whitespace().next())
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(0);
+            .and_then(|w| w.parse().ok());
         StoreFigures { commits, batches }
     }
 }
@@ -227,6 +228,32 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The hub's metrics page (`http://addr/metrics`), if it answers 200.
+fn metrics_page(addr: SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lnhub\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = Vec::new();
+    s.read_to_end(&mut text).ok()?;
+    let text = String::from_utf8(text).ok()?;
+    text.starts_with("HTTP/1.1 200").then_some(text)
+}
+
+/// The value of the unlabelled sample `name` on the hub's metrics page.
+pub fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    sample(&metrics_page(addr)?, name)
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
 /// Scrapes `http://addr/metrics` every `every` until `stop` is set, as Prometheus would (its
 /// default is every 15 s; a second makes the cost of metrics easy to see): returns how many
 /// scrapes answered 200.
@@ -235,16 +262,9 @@ pub fn scrape_until(
     every: Duration,
     stop: &std::sync::atomic::AtomicBool,
 ) -> u64 {
-    use std::io::{Read, Write};
     let mut ok = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let answer = std::net::TcpStream::connect(addr).and_then(|mut s| {
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: lnhub\r\nConnection: close\r\n\r\n")?;
-            let mut text = Vec::new();
-            s.read_to_end(&mut text)?;
-            Ok(text)
-        });
-        if answer.is_ok_and(|t| t.starts_with(b"HTTP/1.1 200")) {
+        if metrics_page(addr).is_some() {
             ok += 1;
         }
         std::thread::sleep(every);
@@ -261,8 +281,17 @@ mod tests {
         let log = "[x INFO lnhubd] store: 812 commits (1530 shard batches, at most 2 in one), \
                    9000 records, 100 bytes, 300 us per commit, 0 forwarding-log entries pruned\n";
         let f = StoreFigures::from_log(log);
-        assert_eq!((f.commits, f.batches), (812, 1530));
+        assert_eq!((f.commits, f.batches), (812, Some(1530)));
         assert_eq!(StoreFigures::from_log("nothing").commits, 0);
+    }
+
+    #[test]
+    fn samples_are_found_by_their_whole_name() {
+        let page = "HTTP/1.1 200 OK\r\n\r\n# TYPE lnhub_store_commits_total counter\n\
+                    lnhub_store_commits_total_x 9\nlnhub_store_commits_total 812\n\
+                    lnhub_x{a=\"b\"} 1\n";
+        assert_eq!(sample(page, "lnhub_store_commits_total"), Some(812.0));
+        assert_eq!(sample(page, "lnhub_x"), None);
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! peak memory, and its LMDB commits and shard batches per commit. `--json` prints one
 //! object per size on standard output (the human report goes to standard error then).
 //!
+//! `--attach` loads an `lnhubd` already running instead (it must trust the nodes' ids, which
+//! `--print-trusted` prints as its flags); what is measured of it then comes from the
+//! process id and the metrics address it is given. Either way, payers pay the fee and expiry
+//! delta of the `channel_update` the hub sent each payee.
+//!
 //! Exit status: 0 when every size ran and every preimage checked out, 1 otherwise (with one
 //! line saying why).
 
@@ -18,6 +23,7 @@ mod node;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -74,6 +80,65 @@ struct Args {
     /// One JSON object per payment size on standard output.
     #[arg(long)]
     json: bool,
+    /// Load a running lnhubd instead of starting one per size. It must trust this run's node
+    /// ids for zero-conf channels (`--print-trusted`); every size's channels stay open on it.
+    #[arg(long, value_name = "NODE_ID@HOST:PORT")]
+    attach: Option<String>,
+    /// With --attach: the hub's process id, for its CPU time and peak memory (without it
+    /// neither is reported).
+    #[arg(long, value_name = "PID", requires = "attach")]
+    hub_pid: Option<u32>,
+    /// With --attach: the hub's metrics address (its --metrics), for its LMDB commits during
+    /// the measured window.
+    #[arg(long, value_name = "HOST:PORT", requires = "attach")]
+    hub_metrics: Option<SocketAddr>,
+    /// With --attach: the block height the hub sees (payments expire above it) [default: 0,
+    /// a hub without a chain backend].
+    #[arg(long, value_name = "N", requires = "attach")]
+    hub_height: Option<u32>,
+    /// The hub's shard count, which the node keys are chosen to spread over [default:
+    /// `--shards` in --hub-args, else lnhubd's default, one per core].
+    #[arg(long, value_name = "N")]
+    hub_shards: Option<usize>,
+    /// Node keys derive from this number: each run against one attached hub needs its own.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// Print the lnhubd flags that trust this run's node ids (`--trusted-peer ID` for every
+    /// node of every size), then exit: start the hub with them, then --attach to it.
+    #[arg(long)]
+    print_trusted: bool,
+}
+
+/// A running hub to load instead of starting one (`--attach`).
+#[derive(Debug, Clone)]
+struct Attach {
+    node_id: secp256k1::PublicKey,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    metrics: Option<SocketAddr>,
+    height: u32,
+}
+
+impl Attach {
+    fn parse(target: &str, args: &Args) -> Result<Attach, String> {
+        let bad = || format!("--attach {target}: expected NODE_ID@HOST:PORT");
+        let (id, host) = target.split_once('@').ok_or_else(bad)?;
+        let node_id = id
+            .parse()
+            .map_err(|_| format!("--attach: {id} is not a node id (33 bytes, hex)"))?;
+        let addr = host
+            .to_socket_addrs()
+            .map_err(|e| format!("--attach: {host}: {e}"))?
+            .next()
+            .ok_or_else(bad)?;
+        Ok(Attach {
+            node_id,
+            addr,
+            pid: args.hub_pid,
+            metrics: args.hub_metrics,
+            height: args.hub_height.unwrap_or(0),
+        })
+    }
 }
 
 /// A run's settings, flags applied over the preset.
@@ -91,6 +156,9 @@ struct Plan {
     hub: PathBuf,
     hub_args: Vec<String>,
     json: bool,
+    attach: Option<Attach>,
+    seed: u64,
+    print_trusted: bool,
 }
 
 /// Channel capacity of every node (the largest without `option_support_large_channel`).
@@ -98,6 +166,11 @@ const FUNDING_SAT: u64 = 16_000_000;
 
 impl Plan {
     fn from(args: Args) -> Result<Plan, String> {
+        let attach = args
+            .attach
+            .as_deref()
+            .map(|target| Attach::parse(target, &args))
+            .transpose()?;
         let (pairs, in_flight, warmup, duration) = if args.quick {
             (1, 50, 2.0, 8.0)
         } else {
@@ -107,11 +180,15 @@ impl Plan {
             .hub_args
             .map(|s| s.split_whitespace().map(String::from).collect())
             .unwrap_or_default();
-        let shards = hub_args
-            .iter()
-            .position(|a| a == "--shards")
-            .and_then(|i| hub_args.get(i + 1))
-            .and_then(|n| n.parse().ok())
+        let shards = args
+            .hub_shards
+            .or_else(|| {
+                hub_args
+                    .iter()
+                    .position(|a| a == "--shards")
+                    .and_then(|i| hub_args.get(i + 1))
+                    .and_then(|n| n.parse().ok())
+            })
             .unwrap_or_else(|| {
                 // lnhubd runs a shard per core it may use: pinned, one.
                 if args.pin {
@@ -146,7 +223,13 @@ impl Plan {
             hub: args.hub.unwrap_or_else(hub::default_binary),
             hub_args,
             json: args.json,
+            attach,
+            seed: args.seed,
+            print_trusted: args.print_trusted,
         };
+        if !(1..=64).contains(&plan.shards) {
+            return Err(format!("--hub-shards {} is outside 1..=64", plan.shards));
+        }
         if !(1..=1_000).contains(&plan.pairs) {
             return Err(format!("--pairs {} is outside 1..=1000", plan.pairs));
         }
@@ -191,14 +274,16 @@ struct Outcome {
     seconds: f64,
     /// Forwards per second from the first payment (warm-up included) to the window's end.
     overall_per_s: f64,
-    hub_cpu_s: f64,
+    /// `None` when attached without `--hub-pid`.
+    hub_cpu_s: Option<f64>,
     gen_cpu_s: f64,
     latency_us: Histogram<u64>,
     failures: BTreeMap<u16, u64>,
     bad_preimages: u64,
     unknown_payments: u64,
-    hub_rss_kib: u64,
-    store: hub::StoreFigures,
+    hub_rss_kib: Option<u64>,
+    /// `None` when attached without `--hub-metrics`.
+    store: Option<hub::StoreFigures>,
     /// Metrics scrapes answered during the run (with `--hub-args "--metrics ..."`).
     scrapes: u64,
 }
@@ -216,6 +301,12 @@ impl Outcome {
         self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
     }
 
+    /// LMDB shard batches per commit, where known.
+    fn batches_per_commit(&self) -> Option<f64> {
+        let store = self.store?;
+        Some(store.batches? as f64 / store.commits.max(1) as f64)
+    }
+
     fn json(&self, plan: &Plan) -> serde_json::Value {
         let failures: serde_json::Map<String, serde_json::Value> = self
             .failures
@@ -229,7 +320,7 @@ impl Outcome {
             "seconds": round(self.seconds, 3),
             "overall_forwards_per_s": round(self.overall_per_s, 1),
             "forwards_per_s": round(self.per_s(), 1),
-            "hub_cpu_us_per_forward": round(self.us_per_forward(self.hub_cpu_s), 1),
+            "hub_cpu_us_per_forward": self.hub_cpu_s.map(|s| round(self.us_per_forward(s), 1)),
             "gen_cpu_us_per_forward": round(self.us_per_forward(self.gen_cpu_s), 1),
             "p50_ms": round(self.ms(0.50), 3),
             "p90_ms": round(self.ms(0.90), 3),
@@ -238,12 +329,10 @@ impl Outcome {
             "max_ms": round(self.latency_us.max() as f64 / 1000.0, 3),
             "failures": failures,
             "hub_peak_rss_kib": self.hub_rss_kib,
-            "lmdb_commits": self.store.commits,
-            "shard_batches_per_commit": round(
-                self.store.batches as f64 / self.store.commits.max(1) as f64,
-                2
-            ),
+            "lmdb_commits": self.store.map(|s| s.commits),
+            "shard_batches_per_commit": self.batches_per_commit().map(|b| round(b, 2)),
             "durable": true,
+            "attached": plan.attach.is_some(),
             "metrics_scrapes": self.scrapes,
             "pairs": plan.pairs,
             "in_flight_per_node": if plan.rate.is_some() { None } else { Some(plan.in_flight) },
@@ -263,28 +352,40 @@ impl Outcome {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let hub_cpu = match self.hub_cpu_s {
+            Some(s) => format!("{:.0} us/forward", self.us_per_forward(s)),
+            None => "not measured (no --hub-pid)".into(),
+        };
+        let rss = match self.hub_rss_kib {
+            Some(kib) => format!("{} MiB", kib / 1024),
+            None => "not measured".into(),
+        };
+        let store = match (self.store, self.batches_per_commit()) {
+            (Some(s), Some(b)) => format!(
+                "LMDB (whole run): {} commits, {b:.2} shard batches per commit",
+                s.commits
+            ),
+            (Some(s), None) => format!("LMDB (measured window): {} commits", s.commits),
+            (None, _) => "LMDB: not measured (no --hub-metrics)".into(),
+        };
         format!(
             "{} msat: {} forwards in {:.1} s = {:.0}/s steady ({:.0}/s with the warm-up); {} \
              failed ({failures})\n  \
-             hub CPU {:.0} us/forward, generator CPU {:.0} us/forward, hub peak RSS {} MiB\n  \
+             hub CPU {hub_cpu}, generator CPU {:.0} us/forward, hub peak RSS {rss}\n  \
              payment latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}\n  \
-             LMDB (whole run): {} commits, {:.2} shard batches per commit; {} metrics scrapes",
+             {store}; {} metrics scrapes",
             self.amount_msat,
             self.forwards,
             self.seconds,
             self.per_s(),
             self.overall_per_s,
             self.failed,
-            self.us_per_forward(self.hub_cpu_s),
             self.us_per_forward(self.gen_cpu_s),
-            self.hub_rss_kib / 1024,
             self.ms(0.50),
             self.ms(0.90),
             self.ms(0.99),
             self.ms(0.999),
             self.latency_us.max() as f64 / 1000.0,
-            self.store.commits,
-            self.store.batches as f64 / self.store.commits.max(1) as f64,
             self.scrapes,
         )
     }
@@ -302,26 +403,44 @@ fn progress(line: &str) {
     let _ = err.flush();
 }
 
-/// Runs one payment size on a fresh hub.
-fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
-    let nodes = 2 * plan.pairs;
-    let keys: Vec<_> = (0..nodes).map(|i| node::key_for(i, plan.shards)).collect();
+/// Node ids of size number `round`'s nodes.
+fn node_ids(plan: &Plan, round: usize) -> Vec<secp256k1::PublicKey> {
     let secp = secp256k1::Secp256k1::signing_only();
-    let ids: Vec<_> = keys
-        .iter()
-        .map(|k| secp256k1::PublicKey::from_secret_key(&secp, k))
+    (0..2 * plan.pairs)
+        .map(|i| {
+            let key = node::key_for(plan.seed, round, i, plan.shards);
+            secp256k1::PublicKey::from_secret_key(&secp, &key)
+        })
+        .collect()
+}
+
+/// Runs payment size number `round` on a fresh hub, or on the one attached to.
+fn run_size(plan: &Plan, round: usize, amount_msat: u64) -> Result<Outcome, String> {
+    let nodes = 2 * plan.pairs;
+    let keys: Vec<_> = (0..nodes)
+        .map(|i| node::key_for(plan.seed, round, i, plan.shards))
         .collect();
-    let hub = Hub::start(
-        &plan.hub,
-        &amount_msat.to_string(),
-        &ids,
-        &plan.hub_args,
-        plan.pin,
-    )?;
+    let ids = node_ids(plan, round);
+    let hub = match &plan.attach {
+        Some(_) => None,
+        None => Some(Hub::start(
+            &plan.hub,
+            &amount_msat.to_string(),
+            &ids,
+            &plan.hub_args,
+            plan.pin,
+        )?),
+    };
+    let (hub_id, hub_addr, pid, height) = match (&hub, &plan.attach) {
+        (Some(h), _) => (h.node_id, h.addr, Some(h.pid()), 0),
+        (None, Some(a)) => (a.node_id, a.addr, a.pid, a.height),
+        (None, None) => unreachable!("a hub is started unless one is attached to"),
+    };
+    let attached_metrics = plan.attach.as_ref().and_then(|a| a.metrics);
     let shared = Arc::new(Shared::new(nodes));
     // With metrics on, they are scraped every second throughout, so their cost shows.
     let scraping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let scraper = hub.metrics.map(|addr| {
+    let scraper = hub.as_ref().and_then(|h| h.metrics).map(|addr| {
         let stop = scraping.clone();
         std::thread::spawn(move || hub::scrape_until(addr, Duration::from_secs(1), &stop))
     });
@@ -332,15 +451,14 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
             let config = NodeConfig {
                 index,
                 secret,
-                hub_id: hub.node_id,
-                hub_addr: hub.addr,
+                hub_id,
+                hub_addr,
                 funding_sat: FUNDING_SAT,
                 in_flight: plan.in_flight,
                 rate: plan.rate.map(|r| r / nodes as f64),
                 amount_msat,
-                fee_msat: hub::fee_msat(amount_msat),
-                cltv_delta: hub::CLTV_DELTA,
-                shards: plan.shards,
+                partner: ids[index ^ 1],
+                height,
             };
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -353,7 +471,8 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
     progress(&format!("[{label}] opening {nodes} channels"));
     shared.wait_ready();
     let failed_start = shared.exit.load(Ordering::SeqCst);
-    let pid = hub.pid();
+    let hub_cpu = |pid: Option<u32>| pid.map(hub::cpu_seconds);
+    let commits = || attached_metrics.and_then(|m| hub::metric(m, "lnhub_store_commits_total"));
     let me = std::process::id();
     let mut window = None;
     let mut overall_per_s = 0.0;
@@ -371,10 +490,11 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
         shared.measuring.store(true, Ordering::SeqCst);
         let begin = (
             Instant::now(),
-            hub::cpu_seconds(pid),
+            hub_cpu(pid),
             hub::cpu_seconds(me),
             shared.settled.load(Ordering::SeqCst),
             shared.failed.load(Ordering::SeqCst),
+            commits(),
         );
         while begin.0.elapsed() < plan.duration && !shared.exit.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(250));
@@ -388,10 +508,11 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
         }
         let end = (
             Instant::now(),
-            hub::cpu_seconds(pid),
+            hub_cpu(pid),
             hub::cpu_seconds(me),
             shared.settled.load(Ordering::SeqCst),
             shared.failed.load(Ordering::SeqCst),
+            commits(),
         );
         overall_per_s = end.3 as f64 / (end.0 - start).as_secs_f64();
         window = Some((begin, end));
@@ -416,12 +537,22 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
     }
     scraping.store(true, Ordering::SeqCst);
     let scrapes = scraper.map_or(0, |t| t.join().unwrap_or(0));
-    let hub_rss_kib = hub::peak_rss_kib(pid);
-    let (store, log_tail) = hub.stop();
+    let hub_rss_kib = pid.map(hub::peak_rss_kib);
+    let (store, log_tail) = match hub {
+        Some(hub) => {
+            let (store, tail) = hub.stop();
+            (Some(store), tail)
+        }
+        None => (None, String::new()),
+    };
     progress("");
     let _ = writeln!(std::io::stderr());
     if let Some(e) = errors.into_iter().next() {
-        return Err(format!("{e}\nlnhubd's last log lines:\n{log_tail}"));
+        return Err(if log_tail.is_empty() {
+            e
+        } else {
+            format!("{e}\nlnhubd's last log lines:\n{log_tail}")
+        });
     }
     if unresolved > 0 {
         return Err(format!(
@@ -446,14 +577,21 @@ fn run_size(plan: &Plan, amount_msat: u64) -> Result<Outcome, String> {
         failed: end.4 - begin.4,
         seconds: (end.0 - begin.0).as_secs_f64(),
         overall_per_s,
-        hub_cpu_s: end.1 - begin.1,
+        hub_cpu_s: end.1.zip(begin.1).map(|(e, b)| e - b),
         gen_cpu_s: end.2 - begin.2,
         latency_us,
         failures,
         bad_preimages,
         unknown_payments,
         hub_rss_kib,
-        store,
+        // Attached: the window's commits, from the hub's metrics (shard batches are not
+        // exported); started: the whole run's, from its exit line.
+        store: store.or_else(|| {
+            end.5.zip(begin.5).map(|(e, b)| hub::StoreFigures {
+                commits: (e - b).max(0.0) as u64,
+                batches: None,
+            })
+        }),
         scrapes,
     })
 }
@@ -490,6 +628,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if plan.print_trusted {
+        let flags: Vec<String> = (0..plan.sizes.len())
+            .flat_map(|round| node_ids(&plan, round))
+            .map(|id| format!("--trusted-peer {id}"))
+            .collect();
+        println!("{}", flags.join(" "));
+        return ExitCode::SUCCESS;
+    }
     if plan.pin {
         pin_generator();
     }
@@ -504,12 +650,15 @@ fn main() -> ExitCode {
         plan.shards,
         plan.warmup.as_secs_f64(),
         plan.duration.as_secs_f64(),
-        plan.hub.display(),
+        match &plan.attach {
+            Some(a) => format!("{}@{} (attached)", a.node_id, a.addr),
+            None => plan.hub.display().to_string(),
+        },
         if plan.pin { ", pinned" } else { "" }
     );
     let mut status = ExitCode::SUCCESS;
-    for &size in &plan.sizes {
-        match run_size(&plan, size) {
+    for (round, &size) in plan.sizes.iter().enumerate() {
+        match run_size(&plan, round, size) {
             Ok(outcome) => {
                 let human = outcome.human();
                 if plan.json {

@@ -36,13 +36,13 @@ use lnhub_onion::payload::PaymentData;
 use lnhub_onion::{build_onion, OnionPacket, PayloadFields, RouteHop, ONION_PACKET_LEN};
 use lnhub_peer::PeerConfig;
 use lnhub_tx::ChannelType;
-use lnhub_wire::msgs::Message;
+use lnhub_wire::msgs::{ChannelUpdate, Message};
 use lnhub_wire::types::ShortChannelId;
 use lnhub_wire::types::{ChainHash, ChannelId, Msat, PaymentHash, PaymentPreimage, Sat};
 use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
-/// The final hop's `outgoing_cltv_value` (the hub has no chain: its height is 0).
-const FINAL_CLTV: u32 = 500;
+/// The final hop's `outgoing_cltv_value`, above the hub's height ([`NodeConfig::height`]).
+const FINAL_CLTV_DELTA: u32 = 500;
 /// How long a read waits before the loop looks at the run's flags again (closed loop: the
 /// flags only matter once the run stops, and thousands of idle threads must not spin).
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
@@ -70,12 +70,34 @@ pub struct NodeConfig {
     pub rate: Option<f64>,
     /// Amount the partner receives per payment.
     pub amount_msat: u64,
-    /// The hub's fee for `amount_msat` (its policy), added to what we offer.
-    pub fee_msat: u64,
-    /// The hub's `cltv_expiry_delta`, added to the final hop's expiry.
-    pub cltv_delta: u32,
-    /// The hub's shard count (node keys are chosen to spread over them).
-    pub shards: usize,
+    /// The partner's key (its node id is the onion's last hop).
+    pub partner: PublicKey,
+    /// The block height the hub sees (the final hop's expiry is [`FINAL_CLTV_DELTA`] above
+    /// it).
+    pub height: u32,
+}
+
+/// The hub's forwarding policy towards one node, from the `channel_update` the hub sent it
+/// for its channel (BOLT 7: a private channel's update goes to its peer): what a payer to
+/// that node must add to the amount and to the expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubPolicy {
+    /// `fee_base_msat`.
+    pub fee_base_msat: u32,
+    /// `fee_proportional_millionths`.
+    pub fee_proportional_millionths: u32,
+    /// `cltv_expiry_delta`.
+    pub cltv_expiry_delta: u16,
+}
+
+impl HubPolicy {
+    /// The hub's fee for forwarding `amount_msat` (BOLT 7: base plus the proportional part,
+    /// rounded down).
+    pub fn fee_msat(&self, amount_msat: u64) -> u64 {
+        u64::from(self.fee_base_msat)
+            + (u128::from(amount_msat) * u128::from(self.fee_proportional_millionths) / 1_000_000)
+                as u64
+    }
 }
 
 /// What the nodes of one run share: the payment table, the partners' channel aliases, and
@@ -83,8 +105,9 @@ pub struct NodeConfig {
 pub struct Shared {
     /// payment hash -> preimage, for the payee (sharded by the hash's first byte).
     preimages: Vec<Mutex<HashMap<[u8; 32], [u8; 32]>>>,
-    /// Each node's channel alias at the hub (what a payer puts in the hub's hop).
-    aliases: Mutex<Vec<Option<ShortChannelId>>>,
+    /// Each node's channel alias at the hub (what a payer puts in the hub's hop) and the
+    /// hub's policy towards it (what a payer adds).
+    aliases: Mutex<Vec<Option<(ShortChannelId, HubPolicy)>>>,
     /// Every node has its channel: payments may start.
     ready: Barrier,
     /// Held while a node runs its BOLT 8 handshake: the hub admits only a few handshakes
@@ -174,6 +197,8 @@ struct Node {
     read_buf: Vec<u8>,
     /// Channel messages read but not yet taken (establishment reads one at a time).
     pending: std::collections::VecDeque<Message>,
+    /// The hub's `channel_update`s read during establishment.
+    updates: Vec<ChannelUpdate>,
     shared: Arc<Shared>,
 }
 
@@ -255,6 +280,7 @@ impl Node {
             scratch: Vec::new(),
             read_buf: vec![0; READ_CHUNK],
             pending: std::collections::VecDeque::new(),
+            updates: Vec::new(),
             shared,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -343,9 +369,7 @@ impl Node {
             }
             self.flush()?;
             for event in self.read_events()? {
-                if let Event::Channel(m) = event {
-                    self.pending.push_back(m);
-                }
+                self.keep(event);
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -353,6 +377,18 @@ impl Node {
                     self.config.index
                 ));
             }
+        }
+    }
+
+    /// Keeps what establishment reads: the hub's `channel_update`s (which the connection
+    /// hands over as channel messages, since they concern one channel) and the channel's
+    /// messages.
+    fn keep(&mut self, event: Event) {
+        match event {
+            Event::Channel(Message::ChannelUpdate(u))
+            | Event::Gossip(Message::ChannelUpdate(u)) => self.updates.push(u),
+            Event::Channel(m) => self.pending.push_back(m),
+            _ => {}
         }
     }
 
@@ -434,11 +470,38 @@ impl Node {
         let alias = ready
             .short_channel_id
             .ok_or_else(|| format!("node {index}: the hub gave no alias"))?;
-        self.shared.aliases.lock().expect("aliases")[index] = Some(alias);
         if !f.is_ready() {
             return Err(format!("node {index}: channel not ready"));
         }
+        let policy = self.hub_policy()?;
+        self.shared.aliases.lock().expect("aliases")[index] = Some((alias, policy));
         Ok(f.into_channel())
+    }
+
+    /// Waits (up to 10 s) for the hub's `channel_update` for our channel (our only one, named
+    /// by the alias we gave or the hub's): the fee and expiry delta our partner adds to pay
+    /// us through the hub. Channel messages read meanwhile are kept for the channel.
+    fn hub_policy(&mut self) -> Result<HubPolicy, String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(u) = self.updates.last() {
+                return Ok(HubPolicy {
+                    fee_base_msat: u.fee_base_msat,
+                    fee_proportional_millionths: u.fee_proportional_millionths,
+                    cltv_expiry_delta: u.cltv_expiry_delta,
+                });
+            }
+            self.flush()?;
+            for event in self.read_events()? {
+                self.keep(event);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "node {}: no channel_update from the hub within 10 s",
+                    self.config.index
+                ));
+            }
+        }
     }
 
     fn establishing_flush(&mut self, f: &mut Establishing) {
@@ -456,17 +519,19 @@ impl Node {
     fn pay(&mut self, channel: &mut Channel) -> Result<NodeReport, String> {
         let index = self.config.index;
         let partner = index ^ 1;
-        let (partner_id, partner_alias) = {
-            let aliases = self.shared.aliases.lock().expect("aliases");
-            let alias = aliases
-                .get(partner)
-                .copied()
-                .flatten()
-                .ok_or_else(|| format!("node {index}: partner {partner} has no channel"))?;
-            (partner, alias)
-        };
-        let partner_key = key_for(partner_id, self.config.shards);
-        let partner_node = PublicKey::from_secret_key(&self.secp, &partner_key);
+        let (partner_alias, policy) = self
+            .shared
+            .aliases
+            .lock()
+            .expect("aliases")
+            .get(partner)
+            .copied()
+            .flatten()
+            .ok_or_else(|| format!("node {index}: partner {partner} has no channel"))?;
+        let partner_node = self.config.partner;
+        let offered = Msat(self.config.amount_msat + policy.fee_msat(self.config.amount_msat));
+        let final_cltv = self.config.height + FINAL_CLTV_DELTA;
+        let cltv = final_cltv + u32::from(policy.cltv_expiry_delta);
         let mut report = NodeReport {
             latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
             failures: BTreeMap::new(),
@@ -522,8 +587,6 @@ impl Node {
                     &mut payloads,
                     &mut onion,
                 )?;
-                let offered = Msat(self.config.amount_msat + self.config.fee_msat);
-                let cltv = FINAL_CLTV + self.config.cltv_delta;
                 match channel.send_add_htlc(offered, PaymentHash(payment_hash), cltv, &onion) {
                     Ok(htlc_id) => {
                         offered_total += 1;
@@ -657,17 +720,21 @@ impl Node {
     }
 }
 
-/// Node `index`'s key: derived from its index, so a run's node ids are known before any
-/// node starts (the hub is told to trust them), and chosen so that node `index` lands on the
-/// hub's shard `index % shards` (`lnhub_shard::shard_of`): every shard gets peers, and with
-/// two shards every payment crosses from one to the other.
-pub fn key_for(index: usize, shards: usize) -> SecretKey {
+/// Node `index`'s key for payment size number `round` of a run with `seed`: derived from
+/// them, so a run's node ids are known before any node starts (the hub is told to trust
+/// them: `--print-trusted`), different for every size (a hub attached to keeps each size's
+/// channels) and every seed (each run against one hub needs its own), and chosen so that
+/// node `index` lands on the hub's shard `index % shards` (`lnhub_shard::shard_of`): every
+/// shard gets peers, and with two shards every payment crosses from one to the other.
+pub fn key_for(seed: u64, round: usize, index: usize, shards: usize) -> SecretKey {
     let secp = Secp256k1::signing_only();
     let shards = shards.max(1);
     let mut attempt: u64 = 0;
     loop {
         let key = key_from(hash(&[
             b"lnhub-loadgen node",
+            &seed.to_be_bytes(),
+            &(round as u64).to_be_bytes(),
             &(index as u64).to_be_bytes(),
             &attempt.to_be_bytes(),
         ]));
@@ -695,14 +762,14 @@ fn build_payment_onion(
     final_payload.clear();
     PayloadFields {
         amt_to_forward: Some(Msat(config.amount_msat)),
-        outgoing_cltv_value: Some(FINAL_CLTV),
+        outgoing_cltv_value: Some(config.height + FINAL_CLTV_DELTA),
         short_channel_id: Some(partner_alias),
         ..PayloadFields::default()
     }
     .write(hub_payload);
     PayloadFields {
         amt_to_forward: Some(Msat(config.amount_msat)),
-        outgoing_cltv_value: Some(FINAL_CLTV),
+        outgoing_cltv_value: Some(config.height + FINAL_CLTV_DELTA),
         payment_data: Some(PaymentData {
             payment_secret: *payment_hash,
             total_msat: Msat(config.amount_msat),

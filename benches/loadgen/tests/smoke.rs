@@ -74,3 +74,122 @@ fn bad_flags_are_one_line_and_status_1() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// A hub started by hand, the way `--attach` expects: trusting the ids `--print-trusted`
+/// printed, with a fee policy other than the one the generator writes for the hubs it starts
+/// (so a payment that settles proves the generator paid what the hub's `channel_update` said).
+struct HandStarted {
+    child: std::process::Child,
+    dir: PathBuf,
+    node_id: String,
+    listen: String,
+    metrics: String,
+}
+
+impl HandStarted {
+    fn start(trusted: &[&str]) -> HandStarted {
+        use std::io::BufRead;
+        let dir = std::env::temp_dir().join(format!("lnhub-loadgen-attach-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("lnhub.toml"),
+            "fee_base_msat = 2500\nfee_proportional_millionths = 300\ncltv_expiry_delta = 100\n",
+        )
+        .unwrap();
+        let mut child = Command::new(lnhubd())
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--listen", "127.0.0.1:0", "--rpc-listen", "127.0.0.1:0"])
+            .args(["--metrics", "127.0.0.1:0", "--shards", "2"])
+            .args(trusted)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut node_id, mut listen, mut metrics) = (None, None, None);
+        while node_id.is_none() || listen.is_none() || metrics.is_none() {
+            let line = lines.next().expect("lnhubd prints its addresses").unwrap();
+            let value = |prefix: &str| line.strip_prefix(prefix).map(String::from);
+            node_id = node_id.or(value("node_id="));
+            listen = listen.or(value("listen="));
+            metrics = metrics.or(value("metrics="));
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        HandStarted {
+            child,
+            dir,
+            node_id: node_id.unwrap(),
+            listen: listen.unwrap(),
+            metrics: metrics.unwrap(),
+        }
+    }
+}
+
+impl Drop for HandStarted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn attached_to_a_running_hub_it_pays_the_hubs_own_policy_and_measures_it() {
+    let loadgen = env!("CARGO_BIN_EXE_lnhub-loadgen");
+    let run = ["--pairs", "1", "--seed", "7", "--hub-shards", "2"];
+    let out = Command::new(loadgen)
+        .args(run)
+        .arg("--print-trusted")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let flags: Vec<&str> = printed.split_whitespace().collect();
+    // Two nodes for each of the two sizes.
+    assert_eq!(flags.len(), 8, "{printed}");
+    assert!(flags
+        .chunks(2)
+        .all(|f| f[0] == "--trusted-peer" && f[1].len() == 66));
+    let mut hub = HandStarted::start(&flags);
+    let out = Command::new(loadgen)
+        .args(run)
+        .args([
+            "--in-flight",
+            "10",
+            "--warmup",
+            "0.5",
+            "--duration",
+            "2",
+            "--json",
+        ])
+        .arg("--attach")
+        .arg(format!("{}@{}", hub.node_id, hub.listen))
+        .args(["--hub-pid", &hub.child.id().to_string()])
+        .args(["--hub-metrics", &hub.metrics])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loadgen failed:\n{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for row in &rows {
+        assert_eq!(row["attached"], true);
+        assert!(row["forwards"].as_u64().unwrap() > 0, "{row}");
+        // A fee or expiry below the hub's policy would fail every payment.
+        assert_eq!(row["failed"], 0, "{row}");
+        assert!(
+            row["hub_cpu_us_per_forward"].as_f64().unwrap() > 0.0,
+            "{row}"
+        );
+        assert!(row["lmdb_commits"].as_u64().unwrap() > 0, "{row}");
+        assert!(row["shard_batches_per_commit"].is_null(), "{row}");
+    }
+    // The hub was loaded, not stopped.
+    assert!(hub.child.try_wait().unwrap().is_none());
+}
