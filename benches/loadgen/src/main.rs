@@ -3,7 +3,8 @@
 //! For each payment size it starts a fresh `lnhubd` (durable in LMDB, as always), connects
 //! `2 x pairs` light peers to it over loopback (BOLT 8, BOLT 1, BOLT 2, built on lnhub's own
 //! crates: see `node.rs`), each with a zero-conf channel to the hub, and has every node pay
-//! its partner through the hub, `in_flight` payments outstanding per node (closed loop).
+//! its partner through the hub, `in_flight` payments outstanding per node (closed loop), the
+//! nodes shared by `--gen-threads` event loops.
 //! After a warm-up it measures for a fixed time, then reports: payments per second, payment
 //! latency percentiles (offer -> preimage back, HDR histogram), failures by BOLT 4 code, the
 //! hub's CPU time per forward (user + system, from `/proc`), the generator's own, the hub's
@@ -34,6 +35,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 
 use crate::hub::Hub;
+use crate::node::pay::Payer;
 use crate::node::{NodeConfig, NodeReport, Shared};
 
 /// Command-line flags.
@@ -103,6 +105,10 @@ struct Args {
     /// Node keys derive from this number: each run against one attached hub needs its own.
     #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
+    /// Threads that drive the nodes' payments (event loops, each for a share of the nodes)
+    /// [default: one per core].
+    #[arg(long, value_name = "N")]
+    gen_threads: Option<usize>,
     /// Print the lnhubd flags that trust this run's node ids (`--trusted-peer ID` for every
     /// node of every size), then exit: start the hub with them, then --attach to it.
     #[arg(long)]
@@ -159,6 +165,7 @@ struct Plan {
     attach: Option<Attach>,
     seed: u64,
     print_trusted: bool,
+    gen_threads: usize,
 }
 
 /// Channel capacity of every node (the largest without `option_support_large_channel`).
@@ -226,7 +233,16 @@ impl Plan {
             attach,
             seed: args.seed,
             print_trusted: args.print_trusted,
+            gen_threads: args
+                .gen_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         };
+        if !(1..=256).contains(&plan.gen_threads) {
+            return Err(format!(
+                "--gen-threads {} is outside 1..=256",
+                plan.gen_threads
+            ));
+        }
         if !(1..=64).contains(&plan.shards) {
             return Err(format!("--hub-shards {} is outside 1..=64", plan.shards));
         }
@@ -444,33 +460,47 @@ fn run_size(plan: &Plan, round: usize, amount_msat: u64) -> Result<Outcome, Stri
         let stop = scraping.clone();
         std::thread::spawn(move || hub::scrape_until(addr, Duration::from_secs(1), &stop))
     });
-    let threads: Vec<_> = keys
+    let configs: Vec<NodeConfig> = keys
         .into_iter()
         .enumerate()
-        .map(|(index, secret)| {
-            let config = NodeConfig {
-                index,
-                secret,
-                hub_id,
-                hub_addr,
-                funding_sat: FUNDING_SAT,
-                in_flight: plan.in_flight,
-                rate: plan.rate.map(|r| r / nodes as f64),
-                amount_msat,
-                partner: ids[index ^ 1],
-                height,
-            };
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("node-{index}"))
-                .spawn(move || node::run(config, shared))
-                .map_err(|e| format!("node thread: {e}"))
+        .map(|(index, secret)| NodeConfig {
+            index,
+            secret,
+            hub_id,
+            hub_addr,
+            funding_sat: FUNDING_SAT,
+            in_flight: plan.in_flight,
+            rate: plan.rate.map(|r| r / nodes as f64),
+            amount_msat,
+            partner: ids[index ^ 1],
+            height,
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
     let label = format!("{amount_msat} msat");
     progress(&format!("[{label}] opening {nodes} channels"));
-    shared.wait_ready();
-    let failed_start = shared.exit.load(Ordering::SeqCst);
+    let (payers, mut errors) = establish_all(configs, &shared);
+    let failed_start = !errors.is_empty();
+    // The payment phase: `gen_threads` event loops share the nodes.
+    let mut groups: Vec<Vec<Payer>> = (0..plan.gen_threads.min(nodes))
+        .map(|_| Vec::new())
+        .collect();
+    if !failed_start {
+        for (i, p) in payers.into_iter().enumerate() {
+            let g = i % groups.len();
+            groups[g].push(p);
+        }
+    }
+    let workers: Vec<_> = groups
+        .into_iter()
+        .filter(|g| !g.is_empty())
+        .enumerate()
+        .map(|(w, group)| {
+            std::thread::Builder::new()
+                .name(format!("payers-{w}"))
+                .spawn(move || node::pay::drive(group))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("generator thread: {e}"))?;
     let hub_cpu = |pid: Option<u32>| pid.map(hub::cpu_seconds);
     let commits = || attached_metrics.and_then(|m| hub::metric(m, "lnhub_store_commits_total"));
     let me = std::process::id();
@@ -527,12 +557,13 @@ fn run_size(plan: &Plan, round: usize, amount_msat: u64) -> Result<Outcome, Stri
     let unresolved = shared.outstanding.load(Ordering::SeqCst);
     shared.exit.store(true, Ordering::SeqCst);
     let mut reports: Vec<NodeReport> = Vec::new();
-    let mut errors = Vec::new();
-    for t in threads {
+    for t in workers {
         match t.join() {
-            Ok(Ok(report)) => reports.push(report),
-            Ok(Err(e)) => errors.push(e),
-            Err(_) => errors.push("a node thread panicked".into()),
+            Ok((r, e)) => {
+                reports.extend(r);
+                errors.extend(e);
+            }
+            Err(_) => errors.push("a generator thread panicked".into()),
         }
     }
     scraping.store(true, Ordering::SeqCst);
@@ -594,6 +625,54 @@ fn run_size(plan: &Plan, round: usize, amount_msat: u64) -> Result<Outcome, Stri
         }),
         scrapes,
     })
+}
+
+/// Connects every node and opens its channel: blocking work, and the hub admits only a few
+/// handshakes from one address at a time, so a few threads take the nodes in turn. Returns
+/// the nodes ready to pay and the errors of those that are not.
+fn establish_all(configs: Vec<NodeConfig>, shared: &Arc<Shared>) -> (Vec<Payer>, Vec<String>) {
+    const THREADS: usize = 16;
+    let threads = configs.len().clamp(1, THREADS);
+    let mut shares: Vec<Vec<NodeConfig>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, config) in configs.into_iter().enumerate() {
+        shares[i % threads].push(config);
+    }
+    let results: Vec<Result<node::Established, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|config| node::establish(config, shared.clone()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err("a node thread panicked".into())])
+            })
+            .collect()
+    });
+    let (mut payers, mut errors) = (Vec::new(), Vec::new());
+    let mut established = Vec::new();
+    for r in results {
+        match r {
+            Ok(e) => established.push(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    // Only once every node has its channel are the partners' aliases all known.
+    for e in established {
+        match Payer::new(e) {
+            Ok(p) => payers.push(p),
+            Err(e) => errors.push(e),
+        }
+    }
+    (payers, errors)
 }
 
 /// Pins this thread to the second core (the hub gets the first, `taskset -c 0`); the node

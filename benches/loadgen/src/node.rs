@@ -1,6 +1,9 @@
 //! One generated peer: a node key, a BOLT 8 connection to the hub ([`lnhub_conn`]), one
 //! zero-conf anchors channel to it ([`lnhub_channel`], as funder, half its capacity pushed to
-//! the hub), and a thread that pays its partner through the hub while the partner pays it.
+//! the hub), paying its partner through the hub while the partner pays it. Establishment is
+//! blocking code on one of a few threads ([`establish`]); the payments are driven by a few
+//! event loops that share all the nodes ([`pay`]), so thousands of peers do not need
+//! thousands of threads.
 //!
 //! Nodes come in pairs (node `2i` and `2i + 1`): each keeps up to `in_flight` payments to its
 //! partner outstanding (closed loop), or offers them at a fixed rate whatever is outstanding
@@ -15,11 +18,13 @@
 //! onion, and nothing waits for a disk. Every preimage the hub returns is checked against its
 //! hash.
 
+pub mod pay;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bitcoin::absolute::LockTime;
@@ -43,11 +48,8 @@ use secp256k1::{All, PublicKey, Secp256k1, SecretKey};
 
 /// The final hop's `outgoing_cltv_value`, above the hub's height ([`NodeConfig::height`]).
 const FINAL_CLTV_DELTA: u32 = 500;
-/// How long a read waits before the loop looks at the run's flags again (closed loop: the
-/// flags only matter once the run stops, and thousands of idle threads must not spin).
+/// How long a read waits during establishment before it looks at its deadline again.
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
-/// The same in open loop: the send schedule is kept to the millisecond.
-const OPEN_LOOP_READ_TIMEOUT: Duration = Duration::from_millis(1);
 /// BOLT 2's bound on HTLCs one side may have outstanding.
 const MAX_HTLCS: usize = 483;
 
@@ -108,8 +110,6 @@ pub struct Shared {
     /// Each node's channel alias at the hub (what a payer puts in the hub's hop) and the
     /// hub's policy towards it (what a payer adds).
     aliases: Mutex<Vec<Option<(ShortChannelId, HubPolicy)>>>,
-    /// Every node has its channel: payments may start.
-    ready: Barrier,
     /// Held while a node runs its BOLT 8 handshake: the hub admits only a few handshakes
     /// from one address at a time (all the nodes share 127.0.0.1).
     connecting: Mutex<()>,
@@ -133,7 +133,6 @@ impl Shared {
         Shared {
             preimages: (0..256).map(|_| Mutex::new(HashMap::new())).collect(),
             aliases: Mutex::new(vec![None; nodes]),
-            ready: Barrier::new(nodes + 1),
             connecting: Mutex::new(()),
             measuring: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -144,12 +143,7 @@ impl Shared {
         }
     }
 
-    /// Waits until every node has its channel (the caller is the run's one extra party).
-    pub fn wait_ready(&self) {
-        self.ready.wait();
-    }
-
-    fn remember(&self, hash: [u8; 32], preimage: [u8; 32]) {
+    pub(crate) fn remember(&self, hash: [u8; 32], preimage: [u8; 32]) {
         self.preimages[hash[0] as usize]
             .lock()
             .expect("preimage table")
@@ -179,7 +173,7 @@ pub struct NodeReport {
 }
 
 /// A payment of ours in flight.
-struct Outgoing {
+pub(crate) struct Outgoing {
     hash: [u8; 32],
     started: Instant,
     measured: bool,
@@ -187,7 +181,7 @@ struct Outgoing {
 }
 
 /// A node at work.
-struct Node {
+pub(crate) struct Node {
     config: NodeConfig,
     secp: Secp256k1<All>,
     node_id: PublicKey,
@@ -202,28 +196,17 @@ struct Node {
     shared: Arc<Shared>,
 }
 
-/// Runs node `config` until the run's `exit` flag: connects, opens its channel, waits for
-/// every node, then pays its partner. Errors end the node (and are reported by the run).
-pub fn run(config: NodeConfig, shared: Arc<Shared>) -> Result<NodeReport, String> {
-    let mut node = match Node::connect(config, shared.clone()) {
-        Ok(node) => node,
-        Err(e) => {
-            // Do not leave the others waiting at the barrier.
-            shared.exit.store(true, Ordering::SeqCst);
-            shared.wait_ready();
-            return Err(e);
-        }
-    };
-    let channel = node.open_channel();
-    if channel.is_err() {
-        shared.exit.store(true, Ordering::SeqCst);
-    }
-    shared.wait_ready();
-    let mut channel = channel?;
-    if shared.exit.load(Ordering::SeqCst) {
-        return Err("another node failed to start".into());
-    }
-    node.pay(&mut channel)
+/// A node with its channel open, ready to pay once every node is ([`crate::pay::Payer`]).
+pub struct Established {
+    pub(crate) node: Node,
+    pub(crate) channel: Channel,
+}
+
+/// Connects node `config` to the hub and opens its channel (blocking; a few seconds at most).
+pub fn establish(config: NodeConfig, shared: Arc<Shared>) -> Result<Established, String> {
+    let mut node = Node::connect(config, shared)?;
+    let channel = node.open_channel()?;
+    Ok(Established { node, channel })
 }
 
 fn hash(data: &[&[u8]]) -> [u8; 32] {
@@ -512,121 +495,6 @@ impl Node {
                 _ => {}
             }
         }
-    }
-
-    /// The closed loop: keep `in_flight` payments to the partner outstanding, settle the
-    /// partner's, until the run says stop and everything is resolved.
-    fn pay(&mut self, channel: &mut Channel) -> Result<NodeReport, String> {
-        let index = self.config.index;
-        let partner = index ^ 1;
-        let (partner_alias, policy) = self
-            .shared
-            .aliases
-            .lock()
-            .expect("aliases")
-            .get(partner)
-            .copied()
-            .flatten()
-            .ok_or_else(|| format!("node {index}: partner {partner} has no channel"))?;
-        let partner_node = self.config.partner;
-        let offered = Msat(self.config.amount_msat + policy.fee_msat(self.config.amount_msat));
-        let final_cltv = self.config.height + FINAL_CLTV_DELTA;
-        let cltv = final_cltv + u32::from(policy.cltv_expiry_delta);
-        let mut report = NodeReport {
-            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
-            failures: BTreeMap::new(),
-            bad_preimages: 0,
-            unknown_payments: 0,
-        };
-        let mut outgoing: HashMap<u64, Outgoing> = HashMap::new();
-        let mut counter: u64 = 0;
-        let mut onion: Box<OnionPacket> = Box::new([0u8; ONION_PACKET_LEN]);
-        let mut payloads = (Vec::new(), Vec::new());
-        let shared = self.shared.clone();
-        let started = Instant::now();
-        let mut offered_total: u64 = 0;
-        if self.config.rate.is_some() {
-            self.stream
-                .set_read_timeout(Some(OPEN_LOOP_READ_TIMEOUT))
-                .map_err(|e| e.to_string())?;
-        }
-        // What arrived during establishment (the hub's channel_update, say) goes first.
-        for msg in std::mem::take(&mut self.pending) {
-            channel
-                .handle_message(&self.secp, msg)
-                .and_then(|routed| routed.finish(&self.secp, channel))
-                .map_err(|e| format!("node {index}: the hub's message: {e:?}"))?;
-        }
-        loop {
-            let stop = shared.stop.load(Ordering::Relaxed);
-            if stop && shared.exit.load(Ordering::Relaxed) && outgoing.is_empty() {
-                break;
-            }
-            // Offer what the loop allows and the channel can carry: closed loop, up to
-            // `in_flight` outstanding; open loop, what the schedule says is due.
-            let (limit, due) = match self.config.rate {
-                None => (self.config.in_flight, u64::MAX),
-                Some(rate) => (MAX_HTLCS, (started.elapsed().as_secs_f64() * rate) as u64),
-            };
-            while !stop && outgoing.len() < limit && offered_total < due {
-                counter += 1;
-                let preimage = hash(&[
-                    b"preimage",
-                    &self.config.secret.secret_bytes(),
-                    &counter.to_be_bytes(),
-                ]);
-                let payment_hash = hash(&[&preimage]);
-                let session_key = key_from(hash(&[b"session", &preimage]));
-                let secrets = build_payment_onion(
-                    &self.secp,
-                    &session_key,
-                    &self.config,
-                    (&self.config.hub_id, partner_alias),
-                    &partner_node,
-                    &payment_hash,
-                    &mut payloads,
-                    &mut onion,
-                )?;
-                match channel.send_add_htlc(offered, PaymentHash(payment_hash), cltv, &onion) {
-                    Ok(htlc_id) => {
-                        offered_total += 1;
-                        shared.remember(payment_hash, preimage);
-                        shared.outstanding.fetch_add(1, Ordering::Relaxed);
-                        outgoing.insert(
-                            htlc_id,
-                            Outgoing {
-                                hash: payment_hash,
-                                started: Instant::now(),
-                                measured: shared.measuring.load(Ordering::Relaxed),
-                                secrets,
-                            },
-                        );
-                    }
-                    // Not now (our balance, the HTLC count): the partner's payments will
-                    // make room.
-                    Err(_) => break,
-                }
-            }
-            self.settle_effects(channel, &mut outgoing, &mut report)?;
-            self.flush()?;
-            for event in self.read_events()? {
-                if let Event::Channel(msg) = event {
-                    // Only our channel's messages reach it.
-                    if msg.channel_id() != Some(channel.channel_id()) {
-                        continue;
-                    }
-                    channel
-                        .handle_message(&self.secp, msg)
-                        .and_then(|routed| routed.finish(&self.secp, channel))
-                        .map_err(|e| format!("node {index}: the hub's message: {e:?}"))?;
-                }
-            }
-            self.settle_effects(channel, &mut outgoing, &mut report)?;
-            self.flush()?;
-        }
-        // Let the last revocations reach the hub.
-        self.flush()?;
-        Ok(report)
     }
 
     /// Signs what needs signing and acts on the channel's effects until it has none.

@@ -17,22 +17,13 @@ fn lnhubd() -> PathBuf {
     path
 }
 
-#[test]
-fn a_smoke_run_settles_payments_of_both_sizes() {
+/// Runs the generator with `args` and a smoke-size load (1 pair, 10 in flight, 2 s per size,
+/// `--json`); it must succeed. Returns its rows, one per size.
+fn smoke_run(args: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_lnhub-loadgen"))
-        .args([
-            "--pairs",
-            "1",
-            "--in-flight",
-            "10",
-            "--warmup",
-            "0.5",
-            "--duration",
-            "2",
-        ])
-        .arg("--hub")
-        .arg(lnhubd())
-        .arg("--json")
+        .args(["--pairs", "1", "--in-flight", "10", "--warmup", "0.5"])
+        .args(["--duration", "2", "--json"])
+        .args(args)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -43,6 +34,12 @@ fn a_smoke_run_settles_payments_of_both_sizes() {
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
     assert_eq!(rows.len(), 2, "{stdout}");
+    rows
+}
+
+#[test]
+fn a_smoke_run_settles_payments_of_both_sizes() {
+    let rows = smoke_run(&["--hub", lnhubd().to_str().unwrap()]);
     for (row, amount) in rows.iter().zip([1_000u64, 10_000_000]) {
         assert_eq!(row["amount_msat"], amount);
         assert!(row["forwards"].as_u64().unwrap() > 0, "{row}");
@@ -138,8 +135,10 @@ impl Drop for HandStarted {
 #[test]
 fn attached_to_a_running_hub_it_pays_the_hubs_own_policy_and_measures_it() {
     let loadgen = env!("CARGO_BIN_EXE_lnhub-loadgen");
-    let run = ["--pairs", "1", "--seed", "7", "--hub-shards", "2"];
+    // The smoke run's one pair (`smoke_run`), and the keys' seed and spread.
+    let run = ["--seed", "7", "--hub-shards", "2"];
     let out = Command::new(loadgen)
+        .args(["--pairs", "1"])
         .args(run)
         .arg("--print-trusted")
         .output()
@@ -153,31 +152,18 @@ fn attached_to_a_running_hub_it_pays_the_hubs_own_policy_and_measures_it() {
         .chunks(2)
         .all(|f| f[0] == "--trusted-peer" && f[1].len() == 66));
     let mut hub = HandStarted::start(&flags);
-    let out = Command::new(loadgen)
-        .args(run)
-        .args([
-            "--in-flight",
-            "10",
-            "--warmup",
-            "0.5",
-            "--duration",
-            "2",
-            "--json",
-        ])
-        .arg("--attach")
-        .arg(format!("{}@{}", hub.node_id, hub.listen))
-        .args(["--hub-pid", &hub.child.id().to_string()])
-        .args(["--hub-metrics", &hub.metrics])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "loadgen failed:\n{stderr}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
-    assert_eq!(rows.len(), 2, "{stdout}");
+    let target = format!("{}@{}", hub.node_id, hub.listen);
+    let pid = hub.child.id().to_string();
+    let mut args = vec![
+        "--attach",
+        &target,
+        "--hub-pid",
+        &pid,
+        "--hub-metrics",
+        &hub.metrics,
+    ];
+    args.extend(run);
+    let rows = smoke_run(&args);
     for row in &rows {
         assert_eq!(row["attached"], true);
         assert!(row["forwards"].as_u64().unwrap() > 0, "{row}");

@@ -9,7 +9,7 @@ mod common;
 
 use bitcoin::hashes::{sha256, Hash};
 use common::{deliver, drain, pair, pump, sign, Agreement, Reported, Rng};
-use lnhub_channel::{Channel, DecodeError, Effect, HtlcTerms, STATE_VERSION, STATIC_STATE_VERSION};
+use lnhub_channel::{Channel, DecodeError, Effect, STATE_VERSION, STATIC_STATE_VERSION};
 use lnhub_tx::ChannelType;
 use lnhub_wire::msgs::ONION_PACKET_LEN;
 use lnhub_wire::types::{Msat, PaymentHash, PaymentPreimage};
@@ -109,20 +109,7 @@ fn lean_records_round_trip_with_the_htlc_terms_given_back() {
             full.len() - lean.len(),
             htlcs.len() * (ONION_PACKET_LEN + 8 + 32 + 4 + 2)
         );
-        let terms_of = |side, id| {
-            htlcs
-                .iter()
-                .find(|h| h.offerer == side && h.id == id)
-                .map(|h| HtlcTerms {
-                    amount_msat: h.amount_msat,
-                    payment_hash: h.payment_hash,
-                    cltv_expiry: h.cltv_expiry,
-                    over_dust_exposure: h.over_dust_exposure,
-                    added_after_shutdown: h.added_after_shutdown,
-                    onion_routing_packet: h.onion_routing_packet,
-                })
-        };
-        let back = Channel::decode_lean(&lean, &mut |side, id| terms_of(side, id))
+        let back = Channel::decode_lean(&lean, &mut |side, id| ch.htlc_terms(side, id))
             .expect("decodes with its HTLCs' terms");
         assert!(back == *ch, "the same channel");
         assert_eq!(
@@ -137,7 +124,7 @@ fn lean_records_round_trip_with_the_htlc_terms_given_back() {
         let (skip_side, skip_id) = (htlcs[0].offerer, htlcs[0].id);
         let missing_one = Channel::decode_lean(&lean, &mut |side, id| {
             ((side, id) != (skip_side, skip_id))
-                .then(|| terms_of(side, id))
+                .then(|| ch.htlc_terms(side, id))
                 .flatten()
         });
         assert!(missing_one.is_err());
