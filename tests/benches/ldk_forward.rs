@@ -1,18 +1,31 @@
-//! Hub CPU per forward with LDK paying LDK through `lnhubd` (a separate process, durable in
-//! LMDB): S -> hub -> R over loopback TCP with a fixed number of payments in flight, for
-//! 1-sat payments (dust: trimmed, no HTLC signatures) and 1,000-sat ones (real HTLC outputs).
+//! Hub CPU per forward with LDK paying LDK, side by side: S -> hub -> R over loopback TCP with
+//! a fixed number of payments in flight, once with `lnhubd` as the hub (a separate process,
+//! durable in LMDB) and once with an LDK node as the hub (`ldk-hub`, this crate's binary: a
+//! separate process, durable in LDK's `FilesystemStore`, as an LDK user runs a routing node),
+//! for 1-sat payments (dust: trimmed, no HTLC signatures) and 1,000-sat ones (real HTLC
+//! outputs). S and R are LDK nodes, fresh for each hub with the same seeds and configuration;
+//! both hubs charge `lnhubd`'s default fees (1,000 msat + 100 ppm, CLTV delta 80).
 //!
-//! The figure is the hub process's user + system CPU time (`/proc/<pid>/stat`) over the run,
-//! divided by the payments settled. Run:
-//! `cargo bench -p lnhub-tests --bench ldk_forward` (`LDK_FORWARD_PAYMENTS=N` to change the
-//! count, default 1,000 1-sat and 400 1,000-sat payments, 100 in flight).
+//! The figure is the hub process's user + system CPU time (`/proc/<pid>/stat`) over the timed
+//! part, divided by the payments settled; each row also gives payments (forwards) per second,
+//! the hub's CPU per forward by thread, and what the hub's store wrote. After both rows, the
+//! ratios: LDK's hub CPU per forward over `lnhubd`'s, and `lnhubd`'s payments/s over LDK's.
+//!
+//! Run `cargo build --release -p lnhubd`, then `cargo bench -p lnhub-tests --bench ldk_forward`.
+//! Environment: `LDK_FORWARD_HUBS=lnhubd|ldk|both` (default both), `LDK_FORWARD_PAYMENTS=N`
+//! (default 1,000 1-sat and 400 1,000-sat payments; always 100 in flight), `LNHUBD=<path>` and
+//! `LNHUBD_ARGS="..."` (another `lnhubd` build, more flags), `LDK_HUB_ARGS="..."` (more
+//! `ldk-hub` flags, e.g. `--forward-delay 0` to process forwards at once instead of after LDK's
+//! background processor's random delay), `LDK_FORWARD_PERF=<file>` (a `perf` profile of the
+//! hub over the timed part: `<file>.<size>sat` for `lnhubd`, `<file>.ldk.<size>sat` for LDK).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::PublicKey;
 use lightning::types::payment::PaymentHash;
-use lnhub_tests::{payer_hub_payee, LdkNode, LdkNodeConfig, TempDir};
+use lnhub_tests::{payer_hub_payee, payer_ldk_hub_payee, LdkNode, LdkNodeConfig, TempDir};
 
 const IN_FLIGHT: usize = 100;
 
@@ -31,8 +44,9 @@ fn stat_ticks(stat: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// CPU ticks per thread kind (thread name without its trailing number: `shard-`, `rayon-`,
-/// `store-writer`, and `lnhubd` for the connection loop), summed over the hub's threads.
+/// CPU ticks per thread kind (thread name without its trailing number: for `lnhubd` `shard-`,
+/// `rayon-`, `store-writer`, and `lnhubd` for the connection loop; for `ldk-hub`
+/// `tokio-rt-worker` for the runtime's workers), summed over the hub's threads.
 fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, u64> {
     let mut by = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -52,7 +66,9 @@ fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, u64> {
     by
 }
 
-async fn run(amount_msat: u64, payments: usize) {
+/// S and R, the same for both hubs (seeds and configuration); R accepts 483 HTLCs so the
+/// hub can keep 100 in flight to it.
+fn payer_and_payee() -> (LdkNode, LdkNode) {
     let quiet = LdkNodeConfig {
         log_level: lightning::util::logger::Level::Warn,
         ..LdkNodeConfig::default()
@@ -64,28 +80,79 @@ async fn run(amount_msat: u64, payments: usize) {
         .channel_handshake_config
         .our_max_accepted_htlcs = 483;
     let r = LdkNode::new("R", [0x82; 32], r_config);
-    let (hub, _) = payer_hub_payee(&s, &r, TempDir::new("bench")).await;
-    let pid = hub.pid();
-    // `LDK_FORWARD_PERF=<file>`: a CPU profile of the hub over the timed part (`perf report -i`).
-    let perf = std::env::var("LDK_FORWARD_PERF").ok().map(|out| {
-        std::process::Command::new("perf")
-            // DWARF unwinding: the release build keeps no frame pointers.
-            .args([
-                "record",
-                "-e",
-                "cpu-clock",
-                "-F",
-                "2000",
-                "--call-graph=dwarf,32768",
-            ])
-            .arg("-o")
-            .arg(format!("{out}.{}sat", amount_msat / 1000))
-            .args(["-p", &pid.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("perf")
-    });
+    (s, r)
+}
+
+/// `LDK_FORWARD_PERF=<file>`: a CPU profile of the hub over the timed part (`perf report -i`).
+fn start_perf(pid: u32, file_suffix: &str) -> Option<std::process::Child> {
+    let out = std::env::var("LDK_FORWARD_PERF").ok()?;
+    let child = std::process::Command::new("perf")
+        // DWARF unwinding: the release build keeps no frame pointers.
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "2000",
+            "--call-graph=dwarf,32768",
+        ])
+        .arg("-o")
+        .arg(format!("{out}.{file_suffix}"))
+        .args(["-p", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("perf");
+    Some(child)
+}
+
+fn stop_perf(perf: Option<std::process::Child>) {
+    if let Some(mut perf) = perf {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
+    }
+}
+
+/// One hub's run: the timed part's wall-clock and the hub's CPU seconds.
+struct Measured {
+    payments: usize,
+    secs: f64,
+    cpu: f64,
+}
+
+impl Measured {
+    fn per_second(&self) -> f64 {
+        self.payments as f64 / self.secs
+    }
+
+    fn cpu_us_per_forward(&self) -> f64 {
+        self.cpu / self.payments as f64 * 1e6
+    }
+}
+
+/// The hub under measurement.
+struct Target {
+    /// The row's name.
+    label: &'static str,
+    node_id: PublicKey,
+    pid: u32,
+    /// Of the `perf` profile's file name.
+    perf_suffix: String,
+}
+
+/// S pays `payments` of R's invoices through the hub, `IN_FLIGHT` at a time; prints the row
+/// and the hub's CPU per forward by thread.
+async fn drive(
+    s: &LdkNode,
+    r: &LdkNode,
+    hub: &Target,
+    amount_msat: u64,
+    payments: usize,
+) -> Measured {
+    let (label, pid) = (hub.label, hub.pid);
+    let perf = start_perf(pid, &hub.perf_suffix);
     let cpu_before = cpu_seconds(pid);
     let threads_before = cpu_by_thread(pid);
     let started = Instant::now();
@@ -106,38 +173,50 @@ async fn run(amount_msat: u64, payments: usize) {
             .expect("payment settles");
         done += 1;
     }
-    let secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds(pid) - cpu_before;
+    let m = Measured {
+        payments,
+        secs: started.elapsed().as_secs_f64(),
+        cpu: cpu_seconds(pid) - cpu_before,
+    };
     let threads_after = cpu_by_thread(pid);
+    stop_perf(perf);
 
-    if let Some(mut perf) = perf {
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &perf.id().to_string()])
-            .status();
-        let _ = perf.wait();
-    }
     println!(
-        "{} sat x {payments}, {IN_FLIGHT} in flight: {:.0} payments/s, hub CPU {:.0} us per \
-         forward ({cpu:.2} s CPU in {secs:.2} s)",
-        amount_msat / 1000,
-        payments as f64 / secs,
-        cpu / payments as f64 * 1e6
+        "  {label:<6} {:.0} payments/s, hub CPU {:.0} us per forward ({:.2} s CPU in {:.2} s)",
+        m.per_second(),
+        m.cpu_us_per_forward(),
+        m.cpu,
+        m.secs
     );
     let per_thread: Vec<String> = threads_after
         .iter()
         .map(|(kind, after)| {
             let before = threads_before.get(kind).copied().unwrap_or(0);
             // Ticks are 10 ms: microseconds per forward.
-            let us = (after - before) as f64 * 10_000.0 / payments as f64;
+            let us = after.saturating_sub(before) as f64 * 10_000.0 / payments as f64;
             format!("{kind} {us:.0}")
         })
         .collect();
     println!(
-        "  hub CPU per forward by thread (us): {}",
+        "         hub CPU per forward by thread (us): {}",
         per_thread.join(", ")
     );
+    m
+}
 
-    // The hub logs its store's totals when it stops (SIGTERM): bytes written per forward.
+/// The `lnhubd` row; its store's totals come from the line it logs when it stops (SIGTERM).
+async fn lnhubd_row(amount_msat: u64, payments: usize) -> Measured {
+    let (s, r) = payer_and_payee();
+    let (hub, _) = payer_hub_payee(&s, &r, TempDir::new("bench")).await;
+    let pid = hub.pid();
+    let target = Target {
+        label: "lnhubd",
+        node_id: hub.node_id,
+        pid,
+        perf_suffix: format!("{}sat", amount_msat / 1000),
+    };
+    let m = drive(&s, &r, &target, amount_msat, payments).await;
+
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -154,13 +233,68 @@ async fn run(amount_msat: u64, payments: usize) {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|b| b.parse::<u64>().ok());
         let stats = &line[line.find("store: ").unwrap_or(0)..];
-        match bytes {
-            Some(b) => println!(
-                "  {stats}\n  {} bytes written per forward",
-                b / payments as u64
-            ),
-            None => println!("  {stats}"),
+        println!("         {stats}");
+        if let Some(b) = bytes {
+            println!("         {} bytes written per forward", b / payments as u64);
         }
+    }
+    m
+}
+
+/// The LDK row: `ldk-hub`, which prints its store's totals when it stops.
+async fn ldk_row(amount_msat: u64, payments: usize) -> Measured {
+    let (s, r) = payer_and_payee();
+    let (mut hub, _) = payer_ldk_hub_payee(
+        &s,
+        &r,
+        env!("CARGO_BIN_EXE_ldk-hub"),
+        TempDir::new("bench-ldk"),
+        &[],
+    )
+    .await;
+    let target = Target {
+        label: "LDK",
+        node_id: hub.node_id,
+        pid: hub.pid(),
+        perf_suffix: format!("ldk.{}sat", amount_msat / 1000),
+    };
+    let m = drive(&s, &r, &target, amount_msat, payments).await;
+
+    if let Some(line) = hub.stop() {
+        println!("         {line}");
+        // `store: <writes> writes, <bytes> bytes (...)`
+        let bytes = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|b| b.parse::<u64>().ok());
+        if let Some(b) = bytes {
+            println!("         {} bytes written per forward", b / payments as u64);
+        }
+    }
+    m
+}
+
+async fn run(hubs: &str, amount_msat: u64, payments: usize) {
+    println!(
+        "{} sat x {payments}, {IN_FLIGHT} in flight:",
+        amount_msat / 1000
+    );
+    let lnhubd = if hubs != "ldk" {
+        Some(lnhubd_row(amount_msat, payments).await)
+    } else {
+        None
+    };
+    let ldk = if hubs != "lnhubd" {
+        Some(ldk_row(amount_msat, payments).await)
+    } else {
+        None
+    };
+    if let (Some(lnhubd), Some(ldk)) = (lnhubd, ldk) {
+        println!(
+            "  ratios: hub CPU per forward LDK / lnhubd {:.2}x, payments/s lnhubd / LDK {:.2}x",
+            ldk.cpu_us_per_forward() / lnhubd.cpu_us_per_forward(),
+            lnhubd.per_second() / ldk.per_second()
+        );
     }
 }
 
@@ -169,11 +303,16 @@ fn main() {
     let n: Option<usize> = std::env::var("LDK_FORWARD_PAYMENTS")
         .ok()
         .and_then(|v| v.parse().ok());
+    let hubs = std::env::var("LDK_FORWARD_HUBS").unwrap_or_else(|_| "both".to_string());
+    assert!(
+        ["lnhubd", "ldk", "both"].contains(&hubs.as_str()),
+        "LDK_FORWARD_HUBS={hubs}: lnhubd, ldk or both"
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(1_000, n.unwrap_or(1_000)));
-    rt.block_on(run(1_000_000, n.unwrap_or(400)));
+    rt.block_on(run(&hubs, 1_000, n.unwrap_or(1_000)));
+    rt.block_on(run(&hubs, 1_000_000, n.unwrap_or(400)));
 }

@@ -3,11 +3,15 @@
 //!
 //! It is assembled from LDK 0.2's public API the way `lightning-background-processor` does it,
 //! with test-sized parts: a `ChannelManager` and a `ChainMonitor` persisting to an in-memory
-//! [`MemStore`], a `KeysManager`, a [`FixedFeeEstimator`] (253 sat/kw by default), a
-//! [`RecordingBroadcaster`], a `DefaultRouter` over an (empty, gossip-less) `NetworkGraph` with a
-//! `ProbabilisticScorer`, and a `PeerManager` on `lightning-net-tokio`. A tokio task processes
+//! [`MemStore`] (or, with [`LdkNodeConfig::store_dir`], to `lightning-persister`'s
+//! `FilesystemStore`, the `ChannelManager` included: see [`NodeStore`]), a `KeysManager`, a
+//! [`FixedFeeEstimator`] (253 sat/kw by default), a [`RecordingBroadcaster`], a
+//! `DefaultRouter` over an (empty, gossip-less) `NetworkGraph` with a `ProbabilisticScorer`,
+//! and a `PeerManager` on `lightning-net-tokio`. A tokio task processes
 //! LDK's events, HTLC forwards and outgoing messages every 20 ms (or sooner when LDK wakes it) and
-//! records every [`Event`] in a log the test can wait on.
+//! records every [`Event`] in a log the test can wait on. Pending HTLC forwards are handed to
+//! LDK at once by default, or after LDK's background processor's random delay
+//! ([`ForwardDelay`]).
 //!
 //! By default there is no bitcoind. Channels are meant to be **zero-conf**: the funder builds
 //! a funding transaction spending a fabricated segwit input (dummy witness), nothing is ever
@@ -88,8 +92,9 @@
 //! payments and the failure-log reader) behind the one type the tests drive; its parts only
 //! make sense together.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -127,11 +132,17 @@ use lightning::sign::{EntropySource, InMemorySigner, KeysManager, NodeSigner, Re
 use lightning::types::payment::{PaymentHash, PaymentPreimage};
 use lightning::util::config::UserConfig;
 use lightning::util::logger::{Level, Logger, Record};
-use lightning::util::persist::KVStoreSync;
+use lightning::util::persist::{
+    KVStoreSync, CHANNEL_MANAGER_PERSISTENCE_KEY, CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE,
+    CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
+};
+use lightning::util::ser::Writeable;
 use lightning_invoice::{Bolt11Invoice, Bolt11InvoiceDescription, Description};
 use lightning_net_tokio::SocketDescriptor;
+use lightning_persister::fs_store::FilesystemStore;
 
 use crate::bitcoind::{Bitcoind, TestWallet};
+pub use crate::ldk_store::{MemStore, NodeStore, StoreCounters, StoreStats};
 
 /// A BOLT 4 failure LDK decoded from a failure onion (parsed from its log line).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,6 +191,12 @@ fn parse_onion_error(line: &str, payment_hash: Option<PaymentHash>) -> Option<On
 
 impl Logger for NodeLogger {
     fn log(&self, record: Record<'_>) {
+        // Formatting every trace record would cost the node more CPU than its work (what an
+        // LDK user's logger avoids too): only records that are printed, or may be a decoded
+        // onion error (LDK logs those at `Info`), are formatted.
+        if record.level < self.level && record.level != Level::Info {
+            return;
+        }
         let line = record.args.to_string();
         if line.starts_with("Onion Error[") {
             if let Some(e) = parse_onion_error(&line, record.payment_hash) {
@@ -214,54 +231,6 @@ impl BroadcasterInterface for RecordingBroadcaster {
     }
 }
 
-/// An in-memory `KVStoreSync` (ChannelMonitors persist here).
-#[derive(Default)]
-pub struct MemStore(Mutex<HashMap<(String, String, String), Vec<u8>>>);
-
-impl KVStoreSync for MemStore {
-    fn read(&self, primary: &str, secondary: &str, key: &str) -> lightning::io::Result<Vec<u8>> {
-        let k = (primary.to_string(), secondary.to_string(), key.to_string());
-        self.0.lock().unwrap().get(&k).cloned().ok_or_else(|| {
-            lightning::io::Error::new(lightning::io::ErrorKind::NotFound, "no such key")
-        })
-    }
-
-    fn write(
-        &self,
-        primary: &str,
-        secondary: &str,
-        key: &str,
-        buf: Vec<u8>,
-    ) -> lightning::io::Result<()> {
-        let k = (primary.to_string(), secondary.to_string(), key.to_string());
-        self.0.lock().unwrap().insert(k, buf);
-        Ok(())
-    }
-
-    fn remove(
-        &self,
-        primary: &str,
-        secondary: &str,
-        key: &str,
-        _lazy: bool,
-    ) -> lightning::io::Result<()> {
-        let k = (primary.to_string(), secondary.to_string(), key.to_string());
-        self.0.lock().unwrap().remove(&k);
-        Ok(())
-    }
-
-    fn list(&self, primary: &str, secondary: &str) -> lightning::io::Result<Vec<String>> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|(p, s, _)| p == primary && s == secondary)
-            .map(|(_, _, k)| k.clone())
-            .collect())
-    }
-}
-
 /// The chain monitor of an [`LdkNode`].
 pub type NodeChainMonitor = ChainMonitor<
     InMemorySigner,
@@ -269,7 +238,7 @@ pub type NodeChainMonitor = ChainMonitor<
     Arc<RecordingBroadcaster>,
     Arc<FixedFeeEstimator>,
     Arc<NodeLogger>,
-    Arc<MemStore>,
+    Arc<NodeStore>,
     Arc<KeysManager>,
 >;
 
@@ -296,7 +265,9 @@ type Scorer = ProbabilisticScorer<Arc<Graph>, Arc<NodeLogger>>;
 /// accepted, see [`LdkNode::default_user_config`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InboundChannelPolicy {
-    /// `accept_inbound_channel_from_trusted_peer_0conf` (sends `minimum_depth = 0`).
+    /// `accept_inbound_channel_from_trusted_peer_0conf` (sends `minimum_depth = 0`), for every
+    /// peer or, with [`LdkNodeConfig::trusted_peers`], for those; others get
+    /// `accept_inbound_channel`.
     AcceptZeroConf,
     /// `accept_inbound_channel` (the configured `minimum_depth`).
     Accept,
@@ -304,6 +275,58 @@ pub enum InboundChannelPolicy {
     Reject,
     /// Leaves it to the test: see [`LdkNode::accept_channel`].
     Manual,
+}
+
+/// When an [`LdkNode`]'s background task hands pending HTLC forwards to LDK
+/// (`ChannelManager::process_pending_htlc_forwards`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardDelay {
+    /// As soon as forwards are pending (the default: tests stay quick).
+    Immediate,
+    /// At most once per this interval.
+    Fixed(Duration),
+    /// As LDK 0.2's `BackgroundProcessor` does, which LDK asks its users to imitate ("in
+    /// irregular, randomly-distributed intervals"): after a delay drawn anew after each call,
+    /// log-normal with a median of 50 ms (sigma 0.5 in log space), at most 200 ms, plus up to
+    /// 1 ms. It batches forwards and blurs their timing for observers.
+    BackgroundProcessor,
+}
+
+impl ForwardDelay {
+    fn draw(self, rng: &mut SplitMix64) -> Duration {
+        match self {
+            ForwardDelay::Immediate => Duration::ZERO,
+            ForwardDelay::Fixed(d) => d,
+            ForwardDelay::BackgroundProcessor => loop {
+                // Box-Muller: a standard normal from two uniforms in (0, 1).
+                let z = (-2.0 * rng.unit().ln()).sqrt()
+                    * (2.0 * std::f64::consts::PI * rng.unit()).cos();
+                let ms = (50f64.ln() + 0.5 * z).exp().round();
+                if ms <= 200.0 {
+                    break Duration::from_millis(ms as u64)
+                        + Duration::from_micros(rng.next_u64() % 1_000);
+                }
+            },
+        }
+    }
+}
+
+/// SplitMix64: a small, fast generator for the forward delays (not for keys).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in the open interval (0, 1).
+    fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
 }
 
 /// Settings of an [`LdkNode`].
@@ -336,6 +359,15 @@ pub struct LdkNodeConfig {
     pub wallet: Option<Arc<TestWallet>>,
     /// Feerate of the wallet's funding transactions, sat/vB. Default 2.
     pub funding_fee_sat_per_vb: u64,
+    /// Persist to `lightning-persister`'s `FilesystemStore` in this directory, the
+    /// `ChannelManager` included, instead of memory ([`NodeStore`]). Default `None`. Nothing
+    /// is read back: the node starts fresh whatever the directory holds.
+    pub store_dir: Option<PathBuf>,
+    /// With [`InboundChannelPolicy::AcceptZeroConf`], only these peers get zero-conf channels.
+    /// Default `None` (every peer).
+    pub trusted_peers: Option<Vec<PublicKey>>,
+    /// When pending HTLC forwards are processed. Default [`ForwardDelay::Immediate`].
+    pub forward_delay: ForwardDelay,
 }
 
 impl LdkNodeConfig {
@@ -370,6 +402,9 @@ impl Default for LdkNodeConfig {
             chain_tip: None,
             wallet: None,
             funding_fee_sat_per_vb: 2,
+            store_dir: None,
+            trusted_peers: None,
+            forward_delay: ForwardDelay::Immediate,
         }
     }
 }
@@ -461,6 +496,10 @@ struct Ctx {
     events: Mutex<Vec<Event>>,
     node_id: PublicKey,
     policy: InboundChannelPolicy,
+    trusted_peers: Option<HashSet<PublicKey>>,
+    forward_delay: ForwardDelay,
+    store: Arc<NodeStore>,
+    persist_manager: bool,
     auto_claim: bool,
     counter: AtomicU64,
     wallet: Option<Arc<TestWallet>>,
@@ -522,8 +561,12 @@ impl Ctx {
                 ..
             } => {
                 let id = self.next_u128();
+                let trusted = self
+                    .trusted_peers
+                    .as_ref()
+                    .is_none_or(|t| t.contains(counterparty_node_id));
                 let res = match self.policy {
-                    InboundChannelPolicy::AcceptZeroConf => {
+                    InboundChannelPolicy::AcceptZeroConf if trusted => {
                         self.cm.accept_inbound_channel_from_trusted_peer_0conf(
                             temporary_channel_id,
                             counterparty_node_id,
@@ -531,12 +574,14 @@ impl Ctx {
                             None,
                         )
                     }
-                    InboundChannelPolicy::Accept => self.cm.accept_inbound_channel(
-                        temporary_channel_id,
-                        counterparty_node_id,
-                        id,
-                        None,
-                    ),
+                    InboundChannelPolicy::AcceptZeroConf | InboundChannelPolicy::Accept => {
+                        self.cm.accept_inbound_channel(
+                            temporary_channel_id,
+                            counterparty_node_id,
+                            id,
+                            None,
+                        )
+                    }
                     InboundChannelPolicy::Reject => self.cm.force_close_broadcasting_latest_txn(
                         temporary_channel_id,
                         counterparty_node_id,
@@ -617,8 +662,8 @@ pub struct LdkNode {
     pub broadcaster: Arc<RecordingBroadcaster>,
     /// The fee estimator (settable).
     pub fee_estimator: Arc<FixedFeeEstimator>,
-    /// Where ChannelMonitors are persisted.
-    pub store: Arc<MemStore>,
+    /// Where ChannelMonitors (and, on disk, the ChannelManager) are persisted.
+    pub store: Arc<NodeStore>,
     /// The (gossip-less) network graph the router uses.
     pub network_graph: Arc<Graph>,
     logger: Arc<NodeLogger>,
@@ -664,7 +709,10 @@ impl LdkNode {
         let node_id = keys.get_node_id(Recipient::Node).unwrap();
         let fee_estimator = Arc::new(FixedFeeEstimator(AtomicU32::new(config.feerate_sat_per_kw)));
         let broadcaster = Arc::new(RecordingBroadcaster::default());
-        let store = Arc::new(MemStore::default());
+        let store = Arc::new(match &config.store_dir {
+            Some(dir) => NodeStore::Fs(FilesystemStore::new(dir.clone()), StoreCounters::default()),
+            None => NodeStore::Mem(MemStore::default(), StoreCounters::default()),
+        });
         let chain_monitor: Arc<NodeChainMonitor> = Arc::new(ChainMonitor::new(
             None,
             Arc::clone(&broadcaster),
@@ -739,6 +787,12 @@ impl LdkNode {
             events: Mutex::new(Vec::new()),
             node_id,
             policy: config.inbound_channels,
+            trusted_peers: config
+                .trusted_peers
+                .map(|t| t.into_iter().collect::<HashSet<_>>()),
+            forward_delay: config.forward_delay,
+            store: Arc::clone(&store),
+            persist_manager: config.store_dir.is_some(),
             auto_claim: config.auto_claim,
             counter: AtomicU64::new(0),
             wallet: config.wallet,
@@ -770,10 +824,16 @@ impl LdkNode {
 
     /// Listens on an ephemeral loopback port and accepts every connection.
     pub async fn listen(&mut self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        self.listen_on("127.0.0.1:0").await.expect("bind")
+    }
+
+    /// Listens on `addr` (`ip:port`, port 0 for an ephemeral one) and accepts every connection;
+    /// returns the bound address.
+    pub async fn listen_on(&mut self, addr: &str) -> Result<SocketAddr, String> {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .expect("bind");
-        let addr = listener.local_addr().unwrap();
+            .map_err(|e| format!("{}: bind {addr}: {e}", self.name))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let pm = Arc::clone(&self.peer_manager);
         self.tasks.push(tokio::spawn(async move {
             loop {
@@ -784,7 +844,7 @@ impl LdkNode {
                 tokio::spawn(lightning_net_tokio::setup_inbound(Arc::clone(&pm), stream));
             }
         }));
-        addr
+        Ok(addr)
     }
 
     /// Dials `node_id` at `addr` and waits (10 s) until both `init`s are exchanged.
@@ -1580,9 +1640,12 @@ impl Drop for LdkNode {
     }
 }
 
-/// The node's background work: events, HTLC forwards, outgoing messages, timers.
+/// The node's background work: events, HTLC forwards, outgoing messages, timers, and on disk
+/// the `ChannelManager`'s persistence.
 async fn background(ctx: Arc<Ctx>) {
     let mut last_tick = Instant::now();
+    let mut rng = SplitMix64(ctx.next_u128() as u64);
+    let mut forwards_due = Instant::now() + ctx.forward_delay.draw(&mut rng);
     loop {
         let woken = ctx.cm.get_event_or_persistence_needed_future();
         let handler = |event: Event| -> Result<(), ReplayEvent> {
@@ -1592,8 +1655,12 @@ async fn background(ctx: Arc<Ctx>) {
         };
         ctx.cm.process_pending_events(&handler);
         ctx.chain_monitor.process_pending_events(&handler);
-        if ctx.cm.needs_pending_htlc_processing() {
-            ctx.cm.process_pending_htlc_forwards();
+        let now = Instant::now();
+        if now >= forwards_due {
+            if ctx.cm.needs_pending_htlc_processing() {
+                ctx.cm.process_pending_htlc_forwards();
+            }
+            forwards_due = now + ctx.forward_delay.draw(&mut rng);
         }
         ctx.pm.process_events();
         if last_tick.elapsed() >= Duration::from_secs(10) {
@@ -1601,9 +1668,24 @@ async fn background(ctx: Arc<Ctx>) {
             ctx.pm.timer_tick_occurred();
             last_tick = Instant::now();
         }
+        let mut nap = Duration::from_millis(20);
+        if ctx.cm.needs_pending_htlc_processing() {
+            nap = nap.min(forwards_due.saturating_duration_since(Instant::now()));
+        }
         tokio::select! {
             _ = woken => {}
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+        // As LDK's background processor: the whole ChannelManager, whenever it says it changed.
+        if ctx.persist_manager && ctx.cm.get_and_clear_needs_persistence() {
+            if let Err(e) = ctx.store.write(
+                CHANNEL_MANAGER_PERSISTENCE_PRIMARY_NAMESPACE,
+                CHANNEL_MANAGER_PERSISTENCE_SECONDARY_NAMESPACE,
+                CHANNEL_MANAGER_PERSISTENCE_KEY,
+                ctx.cm.encode(),
+            ) {
+                eprintln!("persisting the ChannelManager failed: {e}");
+            }
         }
     }
 }
@@ -1631,17 +1713,30 @@ pub async fn payer_hub_payee_with(
     let mut args = vec!["--trusted-peer", &sid, "--trusted-peer", &rid];
     args.extend_from_slice(extra);
     let hub = crate::Hub::start_in(dir, &args);
-    s.connect(hub.node_id, hub.addr).await.expect("S connects");
-    r.connect(hub.node_id, hub.addr).await.expect("R connects");
+    let s_chan = payer_via_payee(s, r, hub.node_id, hub.addr).await;
+    (hub, s_chan)
+}
+
+/// [`payer_hub_payee`]'s channels through any hub that trusts `s` and `r` with zero-conf
+/// channels (`lnhubd`, or an LDK node: [`crate::LdkHub`]): both connect, open their channels
+/// and `r` waits for its route hint. Returns `s`'s channel id.
+pub async fn payer_via_payee(
+    s: &LdkNode,
+    r: &LdkNode,
+    hub: PublicKey,
+    addr: SocketAddr,
+) -> ChannelId {
+    s.connect(hub, addr).await.expect("S connects");
+    r.connect(hub, addr).await.expect("R connects");
     let s_chan = s
-        .open_zero_conf_channel(hub.node_id, 1_000_000, 0)
+        .open_zero_conf_channel(hub, 1_000_000, 0)
         .await
         .expect("S -> hub channel");
-    r.open_zero_conf_channel(hub.node_id, 1_000_000, 500_000_000)
+    r.open_zero_conf_channel(hub, 1_000_000, 500_000_000)
         .await
         .expect("R -> hub channel");
-    r.wait_route_hint_ready(&hub.node_id, Duration::from_secs(20))
+    r.wait_route_hint_ready(&hub, Duration::from_secs(20))
         .await
         .expect("R learns the hub's channel_update");
-    (hub, s_chan)
+    s_chan
 }

@@ -5,6 +5,9 @@
 //! (`node_id=`, `listen=`) and kills the process on drop. Its log (stderr) goes to
 //! `<data-dir>/lnhubd.log` and is printed when a test fails while holding it.
 //!
+//! [`LdkHub`] does the same for `ldk-hub`, this crate's binary running one LDK node as the
+//! routing hub (the `ldk_forward` bench's other row).
+//!
 //! [`LdkPeer`] is an independent Lightning node: LDK's `PeerManager` on
 //! `lightning-net-tokio`, with its own keys, that connects to or accepts connections from the
 //! hub over TCP exactly as it would from any other implementation.
@@ -24,10 +27,13 @@ use lightning::util::logger::{Logger, Record};
 use lightning_net_tokio::SocketDescriptor;
 
 pub mod bitcoind;
+pub mod ldk_hub;
 pub mod ldk_node;
+pub mod ldk_store;
+pub use ldk_hub::{payer_ldk_hub_payee, LdkHub};
 pub use ldk_node::{
-    payer_hub_payee, payer_hub_payee_with, InboundChannelPolicy, LdkNode, LdkNodeConfig,
-    PaymentFailure,
+    payer_hub_payee, payer_hub_payee_with, payer_via_payee, ForwardDelay, InboundChannelPolicy,
+    LdkNode, LdkNodeConfig, PaymentFailure,
 };
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);

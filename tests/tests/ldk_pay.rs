@@ -5,12 +5,16 @@
 //! R. R's BOLT 11 invoice carries a route hint through the hub (the hub's alias and fees from
 //! the hub's private `channel_update`); S pays it and must see `PaymentSent` with R's preimage
 //! and exactly the hub's fee, and R must see the payment claimed.
+//!
+//! The same workload through `ldk-hub` (an LDK node as the hub, in its own process, with a
+//! `FilesystemStore`) keeps the `ldk_forward` bench's LDK row from rotting: the payments
+//! settle with the same fee as through `lnhubd`, and the store holds what LDK wrote.
 
 use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
 use lightning::types::payment::PaymentHash;
-use lnhub_tests::{Hub, LdkNode, LdkNodeConfig};
+use lnhub_tests::{payer_ldk_hub_payee, Hub, LdkNode, LdkNodeConfig, TempDir};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -139,6 +143,87 @@ async fn thousand_payments_with_up_to_400_in_flight() {
         "{PAYMENTS} payments through lnhubd in {secs:.1} s ({:.0}/s)",
         PAYMENTS as f64 / secs
     );
+}
+
+/// `ldk-hub` as the hub: 1-sat and 1,000-sat payments (three of each, all in flight at once)
+/// settle with `lnhubd`'s default fee, R claims each amount, a peer the hub does not trust gets
+/// no zero-conf channel, and on stop the hub's `FilesystemStore` holds the ChannelManager and
+/// both channels' monitors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldk_pays_ldk_through_an_ldk_hub_process() {
+    let s = LdkNode::new("S", [0x71; 32], LdkNodeConfig::default());
+    let r = LdkNode::new("R", [0x72; 32], LdkNodeConfig::default());
+    let (mut hub, s_chan) = payer_ldk_hub_payee(
+        &s,
+        &r,
+        env!("CARGO_BIN_EXE_ldk-hub"),
+        TempDir::new("ldk-hub"),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        s.channel(&s_chan)
+            .expect("S's channel")
+            .confirmations_required,
+        Some(0),
+        "zero-conf for a trusted peer"
+    );
+
+    let amounts = [1_000, 1_000_000, 1_000, 1_000_000, 1_000, 1_000_000];
+    let mut hashes = Vec::new();
+    for amount in amounts {
+        let invoice = r
+            .create_invoice(amount, "through an LDK hub", Some(hub.node_id))
+            .unwrap();
+        s.pay_invoice(&invoice).unwrap();
+        hashes.push(hash_of(&invoice));
+    }
+    let mut received = 0;
+    for (hash, amount) in hashes.into_iter().zip(amounts) {
+        let (preimage, fee) = s
+            .wait_payment_sent(hash, T)
+            .await
+            .expect("S's payment succeeds");
+        assert_eq!(sha256::Hash::hash(&preimage.0).to_byte_array(), hash.0);
+        assert_eq!(
+            fee,
+            hub_fee(amount),
+            "the LDK hub charges lnhubd's default fee"
+        );
+        assert_eq!(r.wait_claimed(hash, T).await.expect("R claims"), amount);
+        received += amount;
+    }
+    assert_eq!(received, 3_003_000);
+
+    // A stranger's channel is accepted, but not zero-conf.
+    let u = LdkNode::new("U", [0x73; 32], LdkNodeConfig::default());
+    u.connect(hub.node_id, hub.addr).await.unwrap();
+    let (u_chan, _) = u
+        .open_channel_pending(hub.node_id, 100_000, 0)
+        .await
+        .expect("the hub accepts the stranger's channel");
+    let u_details = u.channel(&u_chan).expect("U's channel");
+    assert!(
+        u_details.confirmations_required.is_some_and(|c| c > 0) && !u_details.is_channel_ready,
+        "{u_details:?}"
+    );
+
+    let line = hub.stop().expect("ldk-hub prints its store's totals");
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // store: <writes> writes, <bytes> bytes (ChannelManager <w> writes <b> bytes,
+    // ChannelMonitor <w> writes <b> bytes)
+    assert_eq!(numbers.len(), 6, "{line}");
+    assert!(numbers[2] > 0 && numbers[4] > 0, "both persisted: {line}");
+    assert_eq!(numbers[0], numbers[2] + numbers[4], "{line}");
+    let store = hub.store_dir();
+    assert!(store.join("manager").is_file(), "{}", store.display());
+    let monitors = std::fs::read_dir(store.join("monitors"))
+        .expect("monitors dir")
+        .count();
+    assert_eq!(monitors, 3, "S's, R's and U's channels");
 }
 
 fn tail(log: &str) -> String {
