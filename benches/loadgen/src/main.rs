@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use secp256k1::SecretKey;
 
 use crate::hub::Hub;
 use crate::node::pay::Payer;
@@ -419,24 +420,23 @@ fn progress(line: &str) {
     let _ = err.flush();
 }
 
-/// Node ids of size number `round`'s nodes.
-fn node_ids(plan: &Plan, round: usize) -> Vec<secp256k1::PublicKey> {
+/// Keys and node ids of size number `round`'s nodes.
+fn node_keys(plan: &Plan, round: usize) -> (Vec<SecretKey>, Vec<secp256k1::PublicKey>) {
     let secp = secp256k1::Secp256k1::signing_only();
-    (0..2 * plan.pairs)
-        .map(|i| {
-            let key = node::key_for(plan.seed, round, i, plan.shards);
-            secp256k1::PublicKey::from_secret_key(&secp, &key)
-        })
-        .collect()
+    let keys: Vec<SecretKey> = (0..2 * plan.pairs)
+        .map(|i| node::key_for(plan.seed, round, i, plan.shards))
+        .collect();
+    let ids = keys
+        .iter()
+        .map(|k| secp256k1::PublicKey::from_secret_key(&secp, k))
+        .collect();
+    (keys, ids)
 }
 
 /// Runs payment size number `round` on a fresh hub, or on the one attached to.
 fn run_size(plan: &Plan, round: usize, amount_msat: u64) -> Result<Outcome, String> {
     let nodes = 2 * plan.pairs;
-    let keys: Vec<_> = (0..nodes)
-        .map(|i| node::key_for(plan.seed, round, i, plan.shards))
-        .collect();
-    let ids = node_ids(plan, round);
+    let (keys, ids) = node_keys(plan, round);
     let hub = match &plan.attach {
         Some(_) => None,
         None => Some(Hub::start(
@@ -709,7 +709,7 @@ fn main() -> ExitCode {
     };
     if plan.print_trusted {
         let flags: Vec<String> = (0..plan.sizes.len())
-            .flat_map(|round| node_ids(&plan, round))
+            .flat_map(|round| node_keys(&plan, round).1)
             .map(|id| format!("--trusted-peer {id}"))
             .collect();
         println!("{}", flags.join(" "));

@@ -20,7 +20,7 @@
 pub use lnhub_schema::StoreError;
 use lnhub_schema::{
     encode_channel, encode_channel_statics, encode_htlc, encode_link, encode_opening, htlc_key,
-    link_key, Batch, ChannelHeader, LinkRecord, MemTables, OpeningHeader, Table,
+    link_key, Batch, ChannelHeader, HtlcRecord, LinkRecord, MemTables, OpeningHeader, Table,
 };
 use lnhub_tx::Side;
 use lnhub_wire::types::ChannelId;
@@ -101,6 +101,19 @@ pub fn write_channel(batch: &mut Batch, slot: &mut Slot) {
             }
             kept
         });
+    }
+}
+
+/// The channel's view of a stored HTLC record: what `Channel::encode_lean` and
+/// `Channel::encode_progress` leave out, given back to their decoders.
+pub fn htlc_terms(h: &HtlcRecord) -> lnhub_channel::HtlcTerms {
+    lnhub_channel::HtlcTerms {
+        amount_msat: h.amount_msat,
+        payment_hash: h.payment_hash,
+        cltv_expiry: h.cltv_expiry,
+        over_dust_exposure: h.over_dust_exposure,
+        added_after_shutdown: h.added_after_shutdown,
+        onion_routing_packet: *h.onion,
     }
 }
 

@@ -7,7 +7,7 @@
 mod support;
 
 use bitcoin::hashes::sha256;
-use lnhub_channel::{Channel, HtlcTerms};
+use lnhub_channel::Channel;
 use lnhub_forward::PolicyHistory;
 use lnhub_schema::{
     decode_channel, decode_channel_statics, decode_htlc, encode_channel, parse_htlc_key, Batch,
@@ -133,14 +133,9 @@ fn the_static_record_is_written_once_and_each_round_writes_only_the_progress() {
         }
     }
     let written = Channel::decode_parts(&statics, &stored.state, &mut |side, id| {
-        terms.get(&(side == Side::Remote, id)).map(|h| HtlcTerms {
-            amount_msat: h.amount_msat,
-            payment_hash: h.payment_hash,
-            cltv_expiry: h.cltv_expiry,
-            over_dust_exposure: h.over_dust_exposure,
-            added_after_shutdown: h.added_after_shutdown,
-            onion_routing_packet: *h.onion,
-        })
+        terms
+            .get(&(side == Side::Remote, id))
+            .map(lnhub_shard::store::htlc_terms)
     })
     .expect("the written records decode");
     assert!(!written.book().htlcs().is_empty(), "HTLCs in flight");

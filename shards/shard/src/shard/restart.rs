@@ -125,15 +125,7 @@ pub(crate) fn decode_channel(
         let i = htlcs
             .binary_search_by(|(_, p, h, _)| (*p, *h).cmp(&key))
             .ok()?;
-        let h = &htlcs[i].3;
-        Some(lnhub_channel::HtlcTerms {
-            amount_msat: h.amount_msat,
-            payment_hash: h.payment_hash,
-            cltv_expiry: h.cltv_expiry,
-            over_dust_exposure: h.over_dust_exposure,
-            added_after_shutdown: h.added_after_shutdown,
-            onion_routing_packet: *h.onion,
-        })
+        Some(crate::store::htlc_terms(&htlcs[i].3))
     };
     match &stored.statics {
         Some(statics) => Channel::decode_parts(statics, &stored.state, &mut lookup),
