@@ -120,7 +120,13 @@ async fn thousand_payments_with_up_to_400_in_flight() {
             let invoice = r
                 .create_invoice(AMOUNT, "burst", Some(hub.node_id))
                 .unwrap();
-            s.pay_invoice(&invoice).unwrap();
+            s.pay_invoice(&invoice).unwrap_or_else(|e| {
+                panic!(
+                    "payment {sent} could not be sent ({} in flight): {e}\nhub log tail:\n{}",
+                    pending.len(),
+                    tail(&hub.log())
+                )
+            });
             pending.push_back(hash_of(&invoice));
             sent += 1;
         }
