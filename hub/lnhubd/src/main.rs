@@ -263,16 +263,20 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
     let result = node.run().map_err(|e| format!("event loop: {e}"));
     admin::remove_rpc_files(&data_dir);
     drop(own_node);
+    // What the journal holds goes into the tables now, so the next start applies nothing.
+    writer.checkpoint();
     let st = writer.stats();
     log::info!(
         "store: {} commits ({} shard batches, at most {} in one), {} records, {} bytes, \
-         {} us per commit, {} forwarding-log entries pruned",
+         {} us per commit, {} checkpoints ({} us each), {} forwarding-log entries pruned",
         st.commits,
         st.submissions,
         st.largest_group,
         st.records,
         st.bytes,
         st.commit_nanos / st.commits.max(1) / 1000,
+        st.checkpoints,
+        st.checkpoint_nanos / st.checkpoints.max(1) / 1000,
         st.forwards_pruned
     );
     result

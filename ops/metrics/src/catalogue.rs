@@ -186,22 +186,28 @@ metrics! {
         "Batches a shard submitted to the store";
     /// Store commits.
     STORE_COMMITS = "lnhub_store_commits_total", Counter, [],
-        "LMDB write transactions committed (one fsync each), every shard's batches in one";
+        "Group commits: journal entries synced (one fdatasync each), every shard's batches in one";
     /// Store records.
     STORE_RECORDS = "lnhub_store_records_total", Counter, [],
-        "Records written or deleted in LMDB";
+        "Records written or deleted (group commits)";
     /// Store bytes.
     STORE_BYTES = "lnhub_store_written_bytes_total", Counter, [],
-        "Bytes of keys and values written to LMDB";
+        "Bytes of keys and values committed";
     /// Commit latency.
     STORE_COMMIT_SECONDS = "lnhub_store_commit_seconds", Kind::Histogram(&histogram::DURATION), [],
-        "Duration of one LMDB commit, fsync included";
+        "Duration of one group commit (journal write and fdatasync)";
     /// Commit size.
     STORE_COMMIT_RECORDS = "lnhub_store_commit_records", Kind::Histogram(&histogram::COUNT), [],
-        "Records in one LMDB commit";
+        "Records in one group commit";
     /// Commit bytes.
     STORE_COMMIT_BYTES = "lnhub_store_commit_bytes", Kind::Histogram(&histogram::BYTES), [],
-        "Bytes written by one LMDB commit";
+        "Bytes of keys and values in one group commit";
+    /// Checkpoints.
+    STORE_CHECKPOINTS = "lnhub_store_checkpoints_total", Counter, [],
+        "LMDB transactions applying the journal's group commits to the tables";
+    /// Checkpoint time.
+    STORE_CHECKPOINT_SECONDS = "lnhub_store_checkpoint_seconds_total", Counter, [],
+        "Time spent in checkpoints, LMDB's syncs included";
     /// Pruned log entries.
     STORE_FORWARDS_PRUNED = "lnhub_store_forwards_pruned_total", Counter, [],
         "Forwarding-log entries pruned by age";

@@ -12,6 +12,7 @@
 //! | table | key | value |
 //! | --- | --- | --- |
 //! | `meta` | `b"schema"` | [`SCHEMA_VERSION`] as 4 bytes big-endian |
+//! | `meta` | `b"journal"` | the store journal's epoch, 8 bytes big-endian ([`JOURNAL_KEY`]) |
 //! | `channels` | `channel_id` (32 bytes) | [`ChannelRecord`]: peer, scid, policy, then the channel's progress record (`Channel::encode_progress`: what a commitment round changes); version 2 records (still read) carry the channel's whole lean record instead, and have no static record |
 //! | `channel_statics` | `channel_id` (32 bytes) | the channel's static record (`Channel::encode_static`: id, funding, both sides' keys and parameters, limits, our secrets, alias, upfront shutdown terms), written once with the channel's first `channels` record, deleted when the channel is retired, joined with its `channels` record at load (added within layout version 2: see [`SCHEMA_VERSION`]) |
 //! | `openings` | `channel_id` (32 bytes) | [`OpeningRecord`]: peer, alias, the height the funding was accepted at (the fundee's 2016-block wait counts from it; version 1 records lack it), then the establishment state record |
@@ -81,6 +82,12 @@ pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key of the schema version in [`Table::Meta`].
 pub const SCHEMA_KEY: &[u8] = b"schema";
+
+/// Key of the store journal's epoch in [`Table::Meta`] (8 bytes big-endian): every journal
+/// entry of an older epoch is in the tables (`lnhub-store`'s journal). A build from before
+/// the journal refuses a store that has it ("unknown meta key"), so it never opens one whose
+/// journal holds writes it would not see.
+pub const JOURNAL_KEY: &[u8] = b"journal";
 
 /// Why the store could not make a batch durable, or could not be read. Any of them stops the
 /// process before anything the batch gated leaves (DESIGN "Rules that keep money safe").

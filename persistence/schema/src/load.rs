@@ -15,7 +15,7 @@ use crate::records::{
     decode_replay, parse_htlc_key, parse_link_key, parse_replay_key, ChannelRecord, HtlcRecord,
     LinkRecord, OpeningRecord, RecordError,
 };
-use crate::{Batch, Table, SCHEMA_KEY, SCHEMA_VERSION};
+use crate::{Batch, Table, JOURNAL_KEY, SCHEMA_KEY, SCHEMA_VERSION};
 
 /// Everything the shards are rebuilt from, in key order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +89,11 @@ pub fn load<'a>(
                     return Err(bad(format!(
                         "schema version {version}, this build reads {SCHEMA_VERSION}"
                     )));
+                }
+            }
+            Table::Meta if key == JOURNAL_KEY => {
+                if value.len() != 8 {
+                    return Err(bad("journal epoch is not 8 bytes".into()));
                 }
             }
             Table::Meta => return Err(bad("unknown meta key".into())),

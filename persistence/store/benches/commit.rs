@@ -1,5 +1,6 @@
-//! Group-commit throughput of the LMDB store: one commit (one fsync) of batches of 1, 10, 100
-//! and 1,000 records of a forward link's size, through the writer thread as shards use it.
+//! Group-commit throughput of the store: one commit (a journal entry and one fdatasync) of
+//! batches of 1, 10, 100 and 1,000 records of a forward link's size, through the writer thread
+//! as shards use it; the checkpoints into LMDB this load causes are part of the time.
 //! Records/s = commits/s × batch size. `cargo bench -p lnhub-store --bench commit`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

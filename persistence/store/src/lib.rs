@@ -3,28 +3,39 @@
 //!
 //! A shard encodes its turn's records into a [`Batch`] (`lnhub-schema`) and submits it through
 //! its [`Handle`]; the writer takes every batch submitted since its last commit, from every
-//! shard, applies them in one write transaction and commits it with one fsync, then hands each
-//! batch back to its shard. N busy shards therefore cost one fsync per commit, not N, and a
-//! commit's batch grows with the load (group commit). The shard waits for its batch to come
-//! back; what that commit gates (`revoke_and_ack`, `commitment_signed`, upstream fulfills)
-//! leaves only after.
+//! shard, appends them as one entry to the store's [`journal`] and syncs it (one
+//! `fdatasync`), then hands each batch back to its shard. N busy shards therefore cost one
+//! sync per commit, not N, and a commit's batch grows with the load (group commit). What that
+//! commit gates (`revoke_and_ack`, `commitment_signed`, upstream fulfills) leaves only after
+//! the batch is back.
 //!
-//! Start-up: [`Db::open`] creates or opens the environment, checks the schema version and reads
-//! every table back through [`lnhub_schema::load`] (a record that does not decode stops it,
-//! naming the record). The map (LMDB's maximum file size) starts at
+//! The LMDB tables take the journal's writes in a **checkpoint**: one write transaction for
+//! every group since the last checkpoint, committed with LMDB's own syncs, at most
+//! [`CHECKPOINT_INTERVAL`] after the first of them, sooner when the writer has been idle for
+//! [`IDLE_CHECKPOINT`], when [`CHECKPOINT_BYTES`] are waiting or the journal is full, when a
+//! [`Reader`] asks (so a reader sees every commit made before it asked), and when the writer
+//! stops. A record rewritten by many groups in between (a busy channel's) costs LMDB one page
+//! write per checkpoint instead of one per group.
+//!
+//! Start-up: [`Db::open`] creates or opens the environment, checks the schema version, applies
+//! the journal's entries that LMDB does not hold yet (the groups committed since the last
+//! checkpoint before a crash) in a checkpoint, and reads every table back through
+//! [`lnhub_schema::load`] (a record that does not decode stops it, naming the record). The map
+//! (LMDB's maximum file size) starts at
 //! [`Options::initial_map_size`] and doubles, between commits, whenever the data passes
 //! three quarters of it, up to [`Options::max_map_size`]; past that a commit fails with
 //! [`StoreError::MapFull`] and the process stops before anything the commit gated leaves.
-//! Any failure of a commit is final for the writer: every later submission fails too, since
-//! the shards cannot know which of their states reached the disk.
+//! Any failure of a commit or a checkpoint is final for the writer: every later submission
+//! fails too, since the shards cannot know which of their states reached the disk (what the
+//! journal holds is applied at the next start, or stops it with the same error).
 //!
 //! The forwarding log is history, not state: [`Db::open`] does not read it, [`Reader`] reads
 //! it while the writer runs, and the writer prunes it by age ([`Options::forward_retention_secs`])
-//! between commits, [`PRUNE_BATCH`] entries per transaction, so forwards never wait long
-//! behind it.
+//! in its checkpoints, [`PRUNE_BATCH`] entries at a time, so forwards never wait long behind
+//! it.
 //!
-//! What the writer counts ([`StoreStats`]): commits, records and bytes, the time spent in
-//! commits, and the log entries pruned; the metrics exporter reads them.
+//! What the writer counts ([`StoreStats`]): commits, checkpoints, records and bytes, the time
+//! spent in each, and the log entries pruned; the metrics exporter reads them.
 
 #![deny(missing_docs)]
 // LMDB is a memory map: heed marks opening and resizing one `unsafe` (see the SAFETY notes).
@@ -37,14 +48,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use heed::types::Bytes;
-use heed::{Database, Env, EnvOpenOptions, MdbError};
+use heed::{Database, Env, EnvOpenOptions, MdbError, RwTxn};
 use lnhub_metrics::Histogram;
 use lnhub_schema::{
     decode_closed, decode_forward, forward_time_key, parse_forward_time_key, RecordError,
-    SCHEMA_KEY, SCHEMA_VERSION,
+    JOURNAL_KEY, SCHEMA_KEY, SCHEMA_VERSION,
 };
+
+pub mod journal;
+use journal::Journal;
 pub use lnhub_schema::{Batch, ClosedRecord, ForwardRecord, Loaded, StoreError, Table};
 
 /// Map sizes and the forwarding log's retention.
@@ -63,10 +77,24 @@ pub struct Options {
 /// How often the writer looks for forwarding-log entries past their retention (seconds).
 pub const PRUNE_INTERVAL_SECS: u64 = 60;
 
-/// Most forwarding-log entries one pruning transaction deletes: small enough that a commit of
-/// the shards never waits behind it for more than a few milliseconds; a backlog is worked
-/// off a batch per commit.
+/// Most forwarding-log entries one checkpoint prunes: small enough that a commit of the
+/// shards never waits behind it for more than a few milliseconds; a backlog is worked off a
+/// batch per checkpoint.
 pub const PRUNE_BATCH: usize = 2_000;
+
+/// The longest the journal's groups wait for a checkpoint into the LMDB tables.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A checkpoint is made once no batch came for this long (so a hub at rest, and whoever reads
+/// the tables, has everything in LMDB soon after its last commit).
+pub const IDLE_CHECKPOINT: Duration = Duration::from_millis(20);
+
+/// A checkpoint is made once this many bytes of journal bodies wait for one.
+pub const CHECKPOINT_BYTES: usize = 8 << 20;
+
+/// Keys LMDB takes: 1 to 511 bytes. A longer one is refused before it reaches the journal, so
+/// no acknowledged write can fail later in a checkpoint.
+const MAX_KEY: usize = 511;
 
 impl Default for Options {
     /// 1 GiB to start (about 5,000 channels with 100 HTLCs in flight each); 1 TiB at most, far
@@ -81,11 +109,18 @@ impl Default for Options {
     }
 }
 
-/// The environment and its tables, opened and read; not yet written.
+/// The environment, its tables and the journal, opened and read; not yet written.
 pub struct Db {
     env: Env,
     tables: Tables,
     options: Options,
+    journal: Journal,
+    /// Journal bodies of the groups committed since the last checkpoint, in order.
+    pending: Vec<u8>,
+    /// When the first of them was committed.
+    pending_since: Option<Instant>,
+    /// Journal entries applied at open: groups committed after the last checkpoint.
+    recovered: usize,
 }
 
 /// One database per [`Table`], indexed by `Table as usize`.
@@ -131,7 +166,52 @@ impl Db {
             meta.put(&mut txn, SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
                 .map_err(|e| io("meta", e))?;
         }
+        let kept = meta
+            .get(&txn, JOURNAL_KEY)
+            .map_err(|e| io("meta", e))?
+            .map(|v| <[u8; 8]>::try_from(v).map(u64::from_be_bytes));
+        let existing = kept.is_some();
+        let epoch = match kept {
+            Some(Ok(epoch)) => epoch,
+            Some(Err(_)) => {
+                return Err(RecordError::new(
+                    Table::Meta,
+                    JOURNAL_KEY,
+                    "journal epoch is not 8 bytes",
+                )
+                .into())
+            }
+            None => {
+                // Written at once, so a build from before the journal refuses this store.
+                meta.put(&mut txn, JOURNAL_KEY, &0u64.to_be_bytes())
+                    .map_err(|e| io("meta", e))?;
+                0
+            }
+        };
         txn.commit().map_err(|e| io("commit", e))?;
+        let (journal, recovered) = Journal::open(dir, epoch, existing)?;
+        let (entries, bytes) = (recovered.entries, recovered.bytes());
+        let mut db = Db {
+            env,
+            tables,
+            options,
+            journal,
+            pending: recovered.bodies,
+            pending_since: None,
+            recovered: entries,
+        };
+        if entries > 0 {
+            let started = Instant::now();
+            db.checkpoint(None)?;
+            log::info!(
+                "store: {} journal entries ({} bytes) committed since the last checkpoint \
+                 applied in {} ms",
+                entries,
+                bytes,
+                started.elapsed().as_millis()
+            );
+        }
+        let Db { env, tables, .. } = &db;
         let loaded = {
             let txn = env.read_txn().map_err(|e| io("read", e))?;
             let mut rows = Vec::new();
@@ -150,14 +230,13 @@ impl Db {
             }
             lnhub_schema::load(rows)?
         };
-        Ok((
-            Db {
-                env,
-                tables,
-                options,
-            },
-            loaded,
-        ))
+        Ok((db, loaded))
+    }
+
+    /// How many journal entries (group commits made after the last checkpoint before the
+    /// process ended) [`Db::open`] found and applied.
+    pub fn journal_entries_recovered(&self) -> usize {
+        self.recovered
     }
 
     /// The map size now (bytes).
@@ -170,18 +249,23 @@ impl Db {
         Reader {
             env: self.env.clone(),
             tables: self.tables,
+            catch_up: None,
         }
     }
 
     /// Starts the writer thread; shards submit through [`Writer::handle`]s.
     pub fn start_writer(self) -> Writer {
-        let reader = self.reader();
+        let (catch_up_tx, catch_up_rx) = unbounded::<Sender<()>>();
+        let reader = Reader {
+            catch_up: Some(catch_up_tx),
+            ..self.reader()
+        };
         let (tx, rx) = unbounded::<Submission>();
         let stats = Arc::new(Stats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(self, rx, &thread_stats))
+            .spawn(move || run(self, rx, catch_up_rx, &thread_stats))
             .expect("spawn the store writer thread");
         Writer {
             tx: Some(tx),
@@ -191,38 +275,84 @@ impl Db {
         }
     }
 
-    /// Applies the batches of `group` in one transaction and commits it (one fsync), growing
-    /// the map first when it is three quarters full, and once more on `MDB_MAP_FULL`.
+    /// Makes the batches of `group` durable: one journal entry, one sync. Checkpoints first
+    /// if the journal has no room for it.
     fn write_group(&mut self, group: &[Submission]) -> Result<(), StoreError> {
-        self.grow_if_needed(false)?;
-        match self.try_write(group) {
-            Err(heed::Error::Mdb(MdbError::MapFull)) => {
-                self.grow_if_needed(true)?;
-                self.try_write(group).map_err(|e| match e {
-                    heed::Error::Mdb(MdbError::MapFull) => StoreError::MapFull {
-                        map_size: self.map_size() as u64,
-                    },
-                    e => io("commit", e),
-                })
-            }
-            r => r.map_err(|e| io("commit", e)),
-        }
-    }
-
-    fn try_write(&self, group: &[Submission]) -> heed::Result<()> {
-        let mut txn = self.env.write_txn()?;
+        self.journal.begin();
         for submission in group {
             for (table, key, value) in submission.batch.iter() {
-                let db = self.tables[table as usize];
-                match value {
-                    Some(v) => db.put(&mut txn, key, v)?,
-                    None => {
-                        db.delete(&mut txn, key)?;
-                    }
+                if key.is_empty() || key.len() > MAX_KEY {
+                    return Err(StoreError::Io(format!(
+                        "a {} key of {} bytes (LMDB takes 1 to {MAX_KEY})",
+                        table.name(),
+                        key.len()
+                    )));
                 }
+                self.journal.push(table, key, value);
             }
         }
-        txn.commit()
+        if !self.journal.fits() && !self.journal.is_empty() {
+            self.checkpoint(None)?;
+        }
+        let body = self.journal.commit()?;
+        self.pending.extend_from_slice(body);
+        self.pending_since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// Whether a checkpoint is due now, after a group.
+    fn checkpoint_due(&self) -> bool {
+        self.pending.len() >= CHECKPOINT_BYTES
+            || self
+                .pending_since
+                .is_some_and(|t| t.elapsed() >= CHECKPOINT_INTERVAL)
+    }
+
+    /// Applies every group since the last checkpoint to the tables, with the next journal
+    /// epoch, and prunes the forwarding log before `prune` (unix seconds) if asked, in one
+    /// LMDB transaction committed with LMDB's syncs; then the journal starts again. Grows the
+    /// map first when it is three quarters full, and again on each `MDB_MAP_FULL`. Returns how
+    /// many forwarding-log entries it pruned.
+    fn checkpoint(&mut self, prune: Option<u64>) -> Result<usize, StoreError> {
+        self.grow_if_needed(false)?;
+        let next = self.journal.epoch() + 1;
+        // A checkpoint may carry many groups: double the map until they fit (or it is at
+        // its maximum, where growing fails with the map's size).
+        let pruned = loop {
+            match self.try_checkpoint(next, prune) {
+                Err(StoreError::MapFull { .. }) => self.grow_if_needed(true)?,
+                r => break r?,
+            }
+        };
+        self.journal.restart(next);
+        self.pending.clear();
+        self.pending_since = None;
+        Ok(pruned)
+    }
+
+    fn try_checkpoint(&self, next: u64, prune: Option<u64>) -> Result<usize, StoreError> {
+        let mut txn = self.env.write_txn().map_err(|e| io("begin", e))?;
+        for op in journal::ops(&self.pending) {
+            let (table, key, value) = op.map_err(|why| {
+                StoreError::Io(format!("journal epoch {}: {why}", self.journal.epoch()))
+            })?;
+            let db = self.tables[table as usize];
+            match value {
+                Some(v) => db.put(&mut txn, key, v),
+                None => db.delete(&mut txn, key).map(|_| ()),
+            }
+            .map_err(|e| io(table.name(), e))?;
+        }
+        self.tables[Table::Meta as usize]
+            .put(&mut txn, JOURNAL_KEY, &next.to_be_bytes())
+            .map_err(|e| io("meta", e))?;
+        let pruned = match prune {
+            Some(cutoff) => prune_forwards(&self.tables, &mut txn, cutoff, PRUNE_BATCH)
+                .map_err(|e| io("pruning the forwarding log", e))?,
+            None => 0,
+        };
+        txn.commit().map_err(|e| io("commit", e))?;
+        Ok(pruned)
     }
 
     /// Doubles the map (up to the maximum) if the data passed three quarters of it, or if
@@ -260,16 +390,31 @@ impl Db {
 }
 
 /// Reads the history tables while the writer runs (LMDB readers never block the writer).
+/// Each read first asks a running writer for a checkpoint, so it sees every commit made
+/// before it.
 #[derive(Clone)]
 pub struct Reader {
     env: Env,
     tables: Tables,
+    catch_up: Option<Sender<Sender<()>>>,
 }
 
 impl Reader {
+    /// Waits (up to 10 s) for the writer's checkpoint of what it committed so far; without a
+    /// writer (stopped, or never started) the tables hold everything already.
+    fn catch_up(&self) {
+        if let Some(tx) = &self.catch_up {
+            let (done_tx, done_rx) = bounded(1);
+            if tx.send(done_tx).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(10));
+            }
+        }
+    }
+
     /// The channels retired after their close, in channel id order. A record that does not
     /// decode is an error naming it.
     pub fn closed(&self) -> Result<Vec<(lnhub_wire::types::ChannelId, ClosedRecord)>, StoreError> {
+        self.catch_up();
         let txn = self.env.read_txn().map_err(|e| io("read", e))?;
         let table = self.tables[Table::Closed as usize];
         let mut out = Vec::new();
@@ -302,6 +447,7 @@ impl Reader {
         limit: usize,
         keep: impl Fn(&ForwardRecord) -> bool,
     ) -> Result<Vec<ForwardRecord>, StoreError> {
+        self.catch_up();
         let txn = self.env.read_txn().map_err(|e| io("read", e))?;
         let index = self.tables[Table::ForwardsByTime as usize];
         let log = self.tables[Table::Forwards as usize];
@@ -343,32 +489,36 @@ impl Reader {
 }
 
 /// Deletes at most `max` forwarding-log entries resolved before `cutoff` (unix seconds), in
-/// one transaction; returns how many index entries it removed.
-fn prune_forwards(env: &Env, tables: &Tables, cutoff: u64, max: usize) -> heed::Result<usize> {
+/// `txn`; returns how many index entries it removed.
+fn prune_forwards(
+    tables: &Tables,
+    txn: &mut RwTxn<'_>,
+    cutoff: u64,
+    max: usize,
+) -> heed::Result<usize> {
     let index = tables[Table::ForwardsByTime as usize];
     let log = tables[Table::Forwards as usize];
-    let mut txn = env.write_txn()?;
+    let txn = &mut *txn;
     let end = cutoff.to_be_bytes();
     let old: Vec<Vec<u8>> = index
-        .range(&txn, &(Bound::Unbounded, Bound::Excluded(&end[..])))?
+        .range(txn, &(Bound::Unbounded, Bound::Excluded(&end[..])))?
         .take(max)
         .map(|row| row.map(|(k, _)| k.to_vec()))
         .collect::<heed::Result<_>>()?;
     for key in &old {
-        index.delete(&mut txn, key)?;
+        index.delete(txn, key)?;
         if let Some((resolved_at, forward)) = parse_forward_time_key(key) {
             // Only if the entry is the one this index key was written for: a forward decided
             // again later has a later index key, which keeps it.
             let current = log
-                .get(&txn, &forward)?
+                .get(txn, &forward)?
                 .and_then(|v| decode_forward(v).ok())
                 .map(|f| f.resolved_at);
             if current.is_none_or(|t| t == resolved_at) {
-                log.delete(&mut txn, &forward)?;
+                log.delete(txn, &forward)?;
             }
         }
     }
-    txn.commit()?;
     Ok(old.len())
 }
 
@@ -384,6 +534,8 @@ struct Stats {
     records: AtomicU64,
     bytes: AtomicU64,
     commit_nanos: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_nanos: AtomicU64,
     largest_group: AtomicU64,
     forwards_pruned: AtomicU64,
     /// Taken by the writer once per commit and by a metrics scrape, never by a shard.
@@ -398,6 +550,8 @@ impl Default for Stats {
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             commit_nanos: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            checkpoint_nanos: AtomicU64::new(0),
             largest_group: AtomicU64::new(0),
             forwards_pruned: AtomicU64::new(0),
             histograms: Mutex::new(CommitHistograms::default()),
@@ -413,6 +567,8 @@ impl Stats {
             records: self.records.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             commit_nanos: self.commit_nanos.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            checkpoint_nanos: self.checkpoint_nanos.load(Ordering::Relaxed),
             largest_group: self.largest_group.load(Ordering::Relaxed),
             forwards_pruned: self.forwards_pruned.load(Ordering::Relaxed),
         }
@@ -453,7 +609,7 @@ impl Monitor {
 /// The writer's commits by duration, records and bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CommitHistograms {
-    /// Duration of each commit (write and fsync), nanoseconds.
+    /// Duration of each commit (journal write and sync), nanoseconds.
     pub nanos: Histogram,
     /// Records in each commit.
     pub records: Histogram,
@@ -474,7 +630,7 @@ impl Default for CommitHistograms {
 /// What the writer has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
-    /// Transactions committed (fsyncs).
+    /// Group commits: journal entries written and synced (one sync each).
     pub commits: u64,
     /// Batches submitted by shards and committed (each commit takes one or more).
     pub submissions: u64,
@@ -482,51 +638,101 @@ pub struct StoreStats {
     pub records: u64,
     /// Bytes of keys and values committed.
     pub bytes: u64,
-    /// Time spent writing and committing, nanoseconds.
+    /// Time spent writing and syncing the journal, nanoseconds.
     pub commit_nanos: u64,
+    /// Checkpoints: LMDB transactions applying the journal's groups (two syncs each).
+    pub checkpoints: u64,
+    /// Time spent in checkpoints, nanoseconds.
+    pub checkpoint_nanos: u64,
     /// Forwarding-log entries deleted for their age.
     pub forwards_pruned: u64,
     /// Most submissions one commit took.
     pub largest_group: u64,
 }
 
-fn run(mut db: Db, rx: Receiver<Submission>, stats: &Stats) {
+fn run(mut db: Db, rx: Receiver<Submission>, catch_up: Receiver<Sender<()>>, stats: &Stats) {
     let mut group = Vec::new();
     let mut failed: Option<StoreError> = None;
     let mut next_prune = Instant::now();
-    loop {
-        // Pruning between commits, never during one: a batch at most, then the shards' turn.
-        if let Some(retention) = db.options.forward_retention_secs {
-            if failed.is_none() && Instant::now() >= next_prune {
-                let now = SystemTime::now()
+    let mut waiting: Vec<Sender<()>> = Vec::new();
+    // A checkpoint, counted; its failure is final like a commit's.
+    let checkpoint = |db: &mut Db, failed: &mut Option<StoreError>, next_prune: &mut Instant| {
+        if failed.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let prune = db
+            .options
+            .forward_retention_secs
+            .filter(|_| now >= *next_prune)
+            .map(|retention| {
+                let unix = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                match prune_forwards(
-                    &db.env,
-                    &db.tables,
-                    now.saturating_sub(retention),
-                    PRUNE_BATCH,
-                ) {
-                    Ok(n) => {
-                        stats.forwards_pruned.fetch_add(n as u64, Ordering::Relaxed);
-                        // A full batch: more may be due, after the next commit.
-                        next_prune = if n == PRUNE_BATCH {
-                            Instant::now()
-                        } else {
-                            Instant::now() + Duration::from_secs(PRUNE_INTERVAL_SECS)
-                        };
-                    }
-                    Err(e) => {
-                        log::warn!("store: pruning the forwarding log: {e}");
-                        next_prune = Instant::now() + Duration::from_secs(PRUNE_INTERVAL_SECS);
-                    }
+                unix.saturating_sub(retention)
+            });
+        if db.pending.is_empty() && prune.is_none() {
+            return;
+        }
+        match db.checkpoint(prune) {
+            Ok(pruned) => {
+                stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .checkpoint_nanos
+                    .fetch_add(now.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                stats
+                    .forwards_pruned
+                    .fetch_add(pruned as u64, Ordering::Relaxed);
+                if prune.is_some() {
+                    // A full batch: more may be due, at the next checkpoint.
+                    *next_prune = if pruned == PRUNE_BATCH {
+                        Instant::now()
+                    } else {
+                        Instant::now() + Duration::from_secs(PRUNE_INTERVAL_SECS)
+                    };
                 }
             }
+            Err(e) => {
+                log::error!("{e}");
+                *failed = Some(e);
+                // Nothing more is applied: no checkpoint is waited for.
+                db.pending_since = None;
+            }
         }
-        let first = match rx.recv_timeout(Duration::from_secs(PRUNE_INTERVAL_SECS)) {
-            Ok(first) => first,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
+    };
+    loop {
+        // Until the next checkpoint: a short idle wait while groups wait for one, else until
+        // the next pruning is due.
+        let timeout = match db.pending_since {
+            Some(since) => IDLE_CHECKPOINT.min(CHECKPOINT_INTERVAL.saturating_sub(since.elapsed())),
+            None if db.options.forward_retention_secs.is_some() => {
+                next_prune.saturating_duration_since(Instant::now())
+            }
+            None => Duration::from_secs(PRUNE_INTERVAL_SECS),
+        };
+        let first = select! {
+            recv(rx) -> first => match first {
+                Ok(first) => first,
+                Err(_) => {
+                    // Every handle is gone: what the journal holds goes into the tables.
+                    next_prune = Instant::now() + Duration::from_secs(PRUNE_INTERVAL_SECS);
+                    checkpoint(&mut db, &mut failed, &mut next_prune);
+                    return;
+                }
+            },
+            recv(catch_up) -> asked => {
+                waiting.extend(asked);
+                waiting.extend(catch_up.try_iter());
+                checkpoint(&mut db, &mut failed, &mut next_prune);
+                for w in waiting.drain(..) {
+                    let _ = w.send(());
+                }
+                continue;
+            },
+            default(timeout) => {
+                checkpoint(&mut db, &mut failed, &mut next_prune);
+                continue;
+            },
         };
         group.push(first);
         // A shard has one batch in flight at a time, so this takes at most one per shard.
@@ -569,6 +775,9 @@ fn run(mut db: Db, rx: Receiver<Submission>, stats: &Stats) {
         }
         for s in group.drain(..) {
             let _ = s.reply.send((s.batch, result.clone()));
+        }
+        if db.checkpoint_due() {
+            checkpoint(&mut db, &mut failed, &mut next_prune);
         }
     }
 }
@@ -616,6 +825,12 @@ impl Writer {
     /// The commits' histograms so far.
     pub fn histograms(&self) -> CommitHistograms {
         self.stats.histograms()
+    }
+
+    /// Waits for a checkpoint of every group committed so far (the journal's writes applied
+    /// to the tables), as a reader does before it reads.
+    pub fn checkpoint(&self) {
+        self.reader.catch_up();
     }
 
     /// Waits for the writer thread to end: call after every [`Handle`] is dropped (the

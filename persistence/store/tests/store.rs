@@ -1,5 +1,6 @@
 //! The LMDB store on a real disk: what is committed is there after a reopen, exactly as the
-//! in-memory tables would hold it; shards committing at once share commits; a corrupt record
+//! in-memory tables would hold it, and after a crash before its checkpoint (from the
+//! journal); shards committing at once share commits; a corrupt record
 //! stops the open naming it; channels come back joined with their static records; the map grows before it fills, and a store that cannot grow
 //! fails every commit from then on (the process stops before anything gated leaves).
 
@@ -76,6 +77,53 @@ fn committed_records_survive_a_reopen_exactly() {
     let (_db, loaded) = Db::open(&dir.0, Options::default()).unwrap();
     assert_eq!(loaded.links.len(), 200 - 19);
     assert_eq!(loaded, mirror.load().unwrap());
+}
+
+/// Groups committed to the journal but not yet checkpointed into LMDB when the process ends
+/// (a child process that exits right after its last commit returned: no checkpoint, no
+/// destructor) are applied at the next open, once.
+#[test]
+fn commits_in_the_journal_survive_a_crash_before_their_checkpoint() {
+    const CHILD: &str = "LNHUB_STORE_CRASH_CHILD";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        let (db, _) = Db::open(std::path::Path::new(&dir), Options::default()).unwrap();
+        let writer = db.start_writer();
+        let mut handle = writer.handle();
+        let mut batch = Batch::new();
+        for round in 0..50u64 {
+            batch.clear();
+            for h in 0..10 {
+                put_link(&mut batch, 8, round * 10 + h);
+            }
+            handle.commit(&mut batch).unwrap();
+        }
+        std::process::exit(3);
+    }
+    let dir = Dir::new("crash");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "commits_in_the_journal_survive_a_crash_before_their_checkpoint",
+        ])
+        .env(CHILD, &dir.0)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "the child ends after its commits");
+    let (db, loaded) = Db::open(&dir.0, Options::default()).unwrap();
+    assert!(
+        db.journal_entries_recovered() > 0,
+        "the last commits were in the journal only"
+    );
+    assert_eq!(loaded.links.len(), 500);
+    drop(db);
+    let (db, again) = Db::open(&dir.0, Options::default()).unwrap();
+    assert_eq!(db.journal_entries_recovered(), 0, "applied once");
+    assert_eq!(again, loaded);
+    drop(db);
+    // A store without its journal does not open: the journal may hold what the tables miss.
+    std::fs::remove_file(dir.0.join(lnhub_store::journal::JOURNAL_FILE)).unwrap();
+    let err = Db::open(&dir.0, Options::default()).err().expect("refused");
+    assert!(err.to_string().contains("journal is missing"), "{err}");
 }
 
 #[test]
@@ -245,19 +293,24 @@ fn a_store_that_cannot_grow_fails_every_commit_from_then_on() {
     let (db, _) = Db::open(&dir.0, options).unwrap();
     let writer = db.start_writer();
     let mut handle = writer.handle();
+    let reader = writer.reader();
     let mut batch = Batch::new();
     let mut first_error = None;
     for n in 0..64u64 {
         batch.clear();
-        batch.put(
-            Table::Links,
-            &link_key(&ChannelId([5; 32]), n),
-            &[1u8; 64 << 10],
-        );
+        let big = LinkRecord {
+            resolution: Some(Upstream::FailedDownstream(vec![n as u8; 64_000])),
+            ..link(n)
+        };
+        batch.put_with(Table::Links, &link_key(&ChannelId([5; 32]), n), |o| {
+            encode_link(o, &big)
+        });
         if let Err(e) = handle.commit(&mut batch) {
             first_error = Some((n, e));
             break;
         }
+        // A reader's catch-up: the checkpoint into LMDB, where the map fills.
+        reader.closed().unwrap();
     }
     let (n, e) = first_error.expect("4 MiB do not fit a 2 MiB map");
     assert!(
@@ -272,6 +325,26 @@ fn a_store_that_cannot_grow_fails_every_commit_from_then_on() {
         handle.commit(&mut batch),
         Err(e),
         "every later commit fails too"
+    );
+    // What was committed before the checkpoint that failed is in the journal: the same map
+    // refuses it at the next start, a larger one takes it.
+    drop((handle, reader));
+    writer.close();
+    match Db::open(&dir.0, options) {
+        Err(StoreError::MapFull { .. }) => {}
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("what did not fit does not fit at the next start either"),
+    }
+    let larger = Options {
+        max_map_size: 64 << 20,
+        ..options
+    };
+    let (db, loaded) = Db::open(&dir.0, larger).unwrap();
+    assert!(db.journal_entries_recovered() > 0);
+    assert_eq!(
+        loaded.links.len(),
+        n as usize,
+        "every commit acknowledged is there"
     );
 }
 
@@ -326,7 +399,7 @@ fn the_forwarding_log_is_read_in_time_order_and_pruned_by_age() {
     drop((handle, reader));
     writer.close();
 
-    // Five days' retention: the writer prunes at start-up, a batch per commit.
+    // Five days' retention: the writer prunes at start-up, a batch per checkpoint.
     let options = Options {
         forward_retention_secs: Some(5 * day),
         ..Options::default()

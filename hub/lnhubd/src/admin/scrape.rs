@@ -231,6 +231,11 @@ pub fn render(f: &Figures) -> String {
         .histogram(&[], &f.commits.records);
     e.family(&m::STORE_COMMIT_BYTES)
         .histogram(&[], &f.commits.bytes);
+    e.single(&m::STORE_CHECKPOINTS, f.store.checkpoints as f64);
+    e.single(
+        &m::STORE_CHECKPOINT_SECONDS,
+        f.store.checkpoint_nanos as f64 / 1e9,
+    );
     e.single(&m::STORE_FORWARDS_PRUNED, f.store.forwards_pruned as f64);
     let c = &f.chain;
     e.single(&m::CHAIN_BLOCKS_CONNECTED, c.blocks.0 as f64);
