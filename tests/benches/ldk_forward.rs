@@ -220,12 +220,13 @@ async fn lnhubd_row(amount_msat: u64, payments: usize) -> Measured {
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
-    if hub.wait_for_log("store: ", Duration::from_secs(10)) {
+    // The exit line: `store: N commits (...) ... forwarding-log entries pruned`.
+    if hub.wait_for_log("forwarding-log entries pruned", Duration::from_secs(10)) {
         let log = hub.log();
         let line = log
             .lines()
             .rev()
-            .find(|l| l.contains("store: "))
+            .find(|l| l.contains("store: ") && l.contains(" commits ("))
             .unwrap_or("");
         let bytes = line
             .split(" records, ")

@@ -11,8 +11,11 @@
 //!
 //! **Layout.** `journal` in the store's directory, created zero-filled at
 //! [`JOURNAL_BYTES`] (so that overwriting it changes no file metadata and a data sync has
-//! nothing else to write) and grown only for a group larger than the file. Entries follow
-//! each other from offset 0:
+//! nothing else to write) and grown only for a group larger than the file. Entries are
+//! written with `O_DIRECT | O_DSYNC` where the file system takes it (one system call that
+//! returns once the entry is on the disk, with no page cache copy and no separate flush:
+//! about half the CPU and two thirds of the latency of `pwrite` + `fdatasync` here), else
+//! with `pwrite` + `fdatasync`. Each entry starts on a 4 KiB boundary, from offset 0:
 //!
 //! `"LHJ1" ‖ epoch (u64) ‖ seq (u64) ‖ body length (u32) ‖ body ‖ first 8 bytes of the
 //! SHA-256 of everything before`, integers big-endian; the body is the group's writes in
@@ -45,6 +48,8 @@ pub const JOURNAL_FILE: &str = "journal";
 pub const JOURNAL_BYTES: u64 = 16 << 20;
 
 const MAGIC: &[u8; 4] = b"LHJ1";
+/// Entries start on this boundary (direct I/O writes whole, aligned blocks).
+const BLOCK: u64 = 4096;
 /// Magic, epoch, seq, body length.
 const HEADER: usize = 4 + 8 + 8 + 4;
 const CHECK: usize = 8;
@@ -52,7 +57,12 @@ const DELETE: u32 = u32::MAX;
 
 /// The journal file and where the next entry goes.
 pub struct Journal {
+    /// Reads, growth, and writes where direct I/O is refused.
     file: File,
+    /// The same file opened `O_DIRECT | O_DSYNC`, if the file system takes it.
+    direct: Option<File>,
+    /// A block-aligned copy of the entry for `direct` (aligned within the vector).
+    aligned: Vec<u8>,
     path: PathBuf,
     capacity: u64,
     offset: u64,
@@ -113,6 +123,8 @@ impl Journal {
             .len();
         let mut journal = Journal {
             file,
+            direct: None,
+            aligned: Vec::new(),
             path,
             capacity: len,
             offset: 0,
@@ -128,7 +140,25 @@ impl Journal {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| io_error(dir, "cannot sync", e))?;
         }
+        journal.direct = journal.open_direct();
         Ok((journal, recovered))
+    }
+
+    /// The file opened for direct, synchronous writes, if the file system takes them: tried
+    /// by writing the last block back as it is (a block no entry reaches before the file is
+    /// full, and unchanged either way).
+    fn open_direct(&mut self) -> Option<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+            .open(&self.path)
+            .ok()?;
+        let at = self.capacity.checked_sub(BLOCK)?;
+        let block = aligned(&mut self.aligned, BLOCK as usize);
+        self.file.read_exact_at(block, at).ok()?;
+        direct.write_all_at(block, at).ok()?;
+        Some(direct)
     }
 
     /// Reads the entries of the current epoch from offset 0, in sequence, up to the first
@@ -160,7 +190,7 @@ impl Journal {
             }
             bodies.extend_from_slice(&covered[HEADER..]);
             entries += 1;
-            offset += total;
+            offset = align(offset + total);
         }
         Ok(Recovered { bodies, entries })
     }
@@ -192,7 +222,12 @@ impl Journal {
     /// Whether the entry begun fits in the file after the entries of this epoch (if not,
     /// checkpoint and [`Journal::restart`] first).
     pub fn fits(&self) -> bool {
-        self.offset + (self.entry.len() + CHECK) as u64 <= self.capacity
+        align(self.offset + (self.entry.len() + CHECK) as u64) <= self.capacity
+    }
+
+    /// Whether entries are written with direct, synchronous I/O.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
     }
 
     /// Whether nothing was written in this epoch.
@@ -213,16 +248,27 @@ impl Journal {
         self.entry[20..24].copy_from_slice(&len.to_be_bytes());
         let check = checksum(&self.entry);
         self.entry.extend_from_slice(&check);
-        let end = self.offset + self.entry.len() as u64;
+        let end = align(self.offset + self.entry.len() as u64);
         if end > self.capacity {
             self.grow(end.next_power_of_two())?;
         }
-        self.file
-            .write_all_at(&self.entry, self.offset)
-            .map_err(|e| io_error(&self.path, "cannot write", e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| io_error(&self.path, "cannot sync", e))?;
+        let offset = self.offset;
+        if let Some(direct) = &self.direct {
+            // The entry and zeros to the next block boundary, from an aligned buffer.
+            let block = aligned(&mut self.aligned, (end - offset) as usize);
+            block[..self.entry.len()].copy_from_slice(&self.entry);
+            block[self.entry.len()..].fill(0);
+            direct
+                .write_all_at(block, offset)
+                .map_err(|e| io_error(&self.path, "cannot write", e))?;
+        } else {
+            self.file
+                .write_all_at(&self.entry, offset)
+                .map_err(|e| io_error(&self.path, "cannot write", e))?;
+            self.file
+                .sync_data()
+                .map_err(|e| io_error(&self.path, "cannot sync", e))?;
+        }
         self.offset = end;
         self.seq += 1;
         Ok(&self.entry[HEADER..HEADER + body_len])
@@ -247,6 +293,20 @@ impl Journal {
         self.capacity = size;
         Ok(())
     }
+}
+
+/// `len` bytes of `buf` starting on a block boundary (`buf` grows to hold them).
+fn aligned(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < len + BLOCK as usize {
+        buf.resize(len + BLOCK as usize, 0);
+    }
+    let start = buf.as_ptr().align_offset(BLOCK as usize);
+    &mut buf[start..start + len]
+}
+
+/// `offset` rounded up to the next block boundary.
+fn align(offset: u64) -> u64 {
+    offset.div_ceil(BLOCK) * BLOCK
 }
 
 fn parse_header(h: &[u8; HEADER]) -> (u64, u64, u32) {
@@ -340,9 +400,27 @@ mod tests {
 
     #[test]
     fn entries_come_back_in_order_up_to_the_first_torn_one() {
-        let d = dir("torn");
+        // Written directly (this file system takes it) and with pwrite + fdatasync (as on one
+        // that refuses direct I/O): the same file either way.
+        torn(true);
+        torn(false);
+    }
+
+    fn torn(direct: bool) {
+        let d = dir(if direct { "torn-direct" } else { "torn-sync" });
         let (mut j, r) = Journal::open(&d, 7, false).unwrap();
         assert_eq!((r.entries, j.capacity), (0, JOURNAL_BYTES));
+        if direct && !j.is_direct() {
+            eprintln!("direct case skipped: the temp dir's file system refuses direct I/O");
+            return;
+        }
+        if !direct {
+            j.direct = None;
+        }
+        // Entries start on block boundaries.
+        write(&mut j, 9);
+        assert_eq!(j.offset, BLOCK);
+        j.restart(7);
         for n in 0..3 {
             write(&mut j, n);
         }

@@ -83,11 +83,11 @@ pub const PRUNE_INTERVAL_SECS: u64 = 60;
 pub const PRUNE_BATCH: usize = 2_000;
 
 /// The longest the journal's groups wait for a checkpoint into the LMDB tables.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// A checkpoint is made once no batch came for this long (so a hub at rest, and whoever reads
 /// the tables, has everything in LMDB soon after its last commit).
-pub const IDLE_CHECKPOINT: Duration = Duration::from_millis(20);
+pub const IDLE_CHECKPOINT: Duration = Duration::from_millis(250);
 
 /// A checkpoint is made once this many bytes of journal bodies wait for one.
 pub const CHECKPOINT_BYTES: usize = 8 << 20;
@@ -191,6 +191,14 @@ impl Db {
         txn.commit().map_err(|e| io("commit", e))?;
         let (journal, recovered) = Journal::open(dir, epoch, existing)?;
         let (entries, bytes) = (recovered.entries, recovered.bytes());
+        log::info!(
+            "journal: epoch {epoch}, written {}",
+            if journal.is_direct() {
+                "with direct synchronous I/O"
+            } else {
+                "with pwrite and fdatasync (the file system refuses direct I/O)"
+            }
+        );
         let mut db = Db {
             env,
             tables,
