@@ -109,13 +109,19 @@ fn run(config: config::Config, process_start: std::time::Instant) -> Result<(), 
         .map_err(|e| format!("{e} (in {})", store_dir.display()))?;
     log::info!(
         "store {} loaded in {} ms: {} channel(s), {} in establishment, {} forward(s) in flight, \
-         {} onion(s) in the replay set",
+         {} onion(s) in the replay set; {} journal entries applied; journal written {}",
         store_dir.display(),
         started.elapsed().as_millis(),
         loaded.channels.len(),
         loaded.openings.len(),
         loaded.links.len(),
-        loaded.replays.len()
+        loaded.replays.len(),
+        db.journal_entries_recovered(),
+        if db.journal_is_direct() {
+            "with direct synchronous I/O"
+        } else {
+            "with pwrite and fdatasync (the file system refuses direct I/O)"
+        }
     );
     // The chain backend answers before anything starts: shards begin at its height.
     // `--bitcoind auto`: our own regtest node, stopped when this function returns.

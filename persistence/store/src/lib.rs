@@ -191,14 +191,6 @@ impl Db {
         txn.commit().map_err(|e| io("commit", e))?;
         let (journal, recovered) = Journal::open(dir, epoch, existing)?;
         let (entries, bytes) = (recovered.entries, recovered.bytes());
-        log::info!(
-            "journal: epoch {epoch}, written {}",
-            if journal.is_direct() {
-                "with direct synchronous I/O"
-            } else {
-                "with pwrite and fdatasync (the file system refuses direct I/O)"
-            }
-        );
         let mut db = Db {
             env,
             tables,
@@ -245,6 +237,12 @@ impl Db {
     /// process ended) [`Db::open`] found and applied.
     pub fn journal_entries_recovered(&self) -> usize {
         self.recovered
+    }
+
+    /// Whether the journal is written with direct, synchronous I/O (else with `pwrite` and
+    /// `fdatasync`: the file system refuses direct I/O).
+    pub fn journal_is_direct(&self) -> bool {
+        self.journal.is_direct()
     }
 
     /// The map size now (bytes).
