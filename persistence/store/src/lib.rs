@@ -657,6 +657,7 @@ pub struct StoreStats {
 }
 
 fn run(mut db: Db, rx: Receiver<Submission>, catch_up: Receiver<Sender<()>>, stats: &Stats) {
+    let mut catch_up = catch_up;
     let mut group = Vec::new();
     let mut failed: Option<StoreError> = None;
     let mut next_prune = Instant::now();
@@ -727,7 +728,13 @@ fn run(mut db: Db, rx: Receiver<Submission>, catch_up: Receiver<Sender<()>>, sta
                 }
             },
             recv(catch_up) -> asked => {
-                waiting.extend(asked);
+                let Ok(asked) = asked else {
+                    // Every reader is gone (the shards' handles may outlive them): no more
+                    // requests, and no busy loop on the closed channel.
+                    catch_up = crossbeam_channel::never();
+                    continue;
+                };
+                waiting.push(asked);
                 waiting.extend(catch_up.try_iter());
                 checkpoint(&mut db, &mut failed, &mut next_prune);
                 for w in waiting.drain(..) {

@@ -26,6 +26,14 @@ impl Drop for Dir {
     }
 }
 
+/// The error that stops opening the store in `dir`, which must not open (`what` says why).
+fn refused(dir: &Dir, options: Options, what: &str) -> StoreError {
+    match Db::open(&dir.0, options) {
+        Err(e) => e,
+        Ok(_) => panic!("{what} must stop the open"),
+    }
+}
+
 fn link(n: u64) -> LinkRecord {
     LinkRecord {
         in_channel_id: ChannelId([1; 32]),
@@ -122,7 +130,7 @@ fn commits_in_the_journal_survive_a_crash_before_their_checkpoint() {
     drop(db);
     // A store without its journal does not open: the journal may hold what the tables miss.
     std::fs::remove_file(dir.0.join(lnhub_store::journal::JOURNAL_FILE)).unwrap();
-    let err = Db::open(&dir.0, Options::default()).err().expect("refused");
+    let err = refused(&dir, Options::default(), "a store without its journal");
     assert!(err.to_string().contains("journal is missing"), "{err}");
 }
 
@@ -174,10 +182,7 @@ fn a_corrupt_record_stops_the_open_naming_it() {
     handle.commit(&mut batch).unwrap();
     drop(handle);
     writer.close();
-    let err = match Db::open(&dir.0, Options::default()) {
-        Err(e) => e,
-        Ok(_) => panic!("a corrupt record must stop the open"),
-    };
+    let err = refused(&dir, Options::default(), "a corrupt record");
     let StoreError::Corrupt(record) = &err else {
         panic!("{err:?}")
     };
@@ -236,10 +241,11 @@ fn channels_come_back_joined_with_their_static_records() {
     handle.commit(&mut batch).unwrap();
     drop(handle);
     writer.close();
-    let err = match Db::open(&dir.0, Options::default()) {
-        Err(e) => e,
-        Ok(_) => panic!("a channel without its static record must stop the open"),
-    };
+    let err = refused(
+        &dir,
+        Options::default(),
+        "a channel without its static record",
+    );
     let StoreError::Corrupt(record) = &err else {
         panic!("{err:?}")
     };
@@ -330,11 +336,8 @@ fn a_store_that_cannot_grow_fails_every_commit_from_then_on() {
     // refuses it at the next start, a larger one takes it.
     drop((handle, reader));
     writer.close();
-    match Db::open(&dir.0, options) {
-        Err(StoreError::MapFull { .. }) => {}
-        Err(e) => panic!("{e:?}"),
-        Ok(_) => panic!("what did not fit does not fit at the next start either"),
-    }
+    let err = refused(&dir, options, "what did not fit, at the next start");
+    assert!(matches!(err, StoreError::MapFull { .. }), "{err:?}");
     let larger = Options {
         max_map_size: 64 << 20,
         ..options
