@@ -13,7 +13,8 @@
 //!
 //! Run `cargo build --release -p lnhubd`, then `cargo bench -p lnhub-tests --bench ldk_forward`.
 //! Environment: `LDK_FORWARD_HUBS=lnhubd|ldk|both` (default both), `LDK_FORWARD_PAYMENTS=N`
-//! (default 1,000 1-sat and 400 1,000-sat payments; always 100 in flight), `LNHUBD=<path>` and
+//! or `N,M` (N 1-sat payments and N, or M, 1,000-sat ones; default 1,000 and 400; always 100
+//! in flight), `LNHUBD=<path>` and
 //! `LNHUBD_ARGS="..."` (another `lnhubd` build, more flags), `LDK_HUB_ARGS="..."` (more
 //! `ldk-hub` flags, e.g. `--forward-delay 0` to process forwards at once instead of after LDK's
 //! background processor's random delay), `LDK_FORWARD_PERF=<file>` (a `perf` profile of the
@@ -301,9 +302,12 @@ async fn run(hubs: &str, amount_msat: u64, payments: usize) {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is read from the command line.
-    let n: Option<usize> = std::env::var("LDK_FORWARD_PAYMENTS")
-        .ok()
-        .and_then(|v| v.parse().ok());
+    // `N` for both sizes, or `N,M`: N 1-sat payments and M 1,000-sat ones.
+    let counts: Vec<Option<usize>> = std::env::var("LDK_FORWARD_PAYMENTS")
+        .map(|v| v.split(',').map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let small = counts.first().copied().flatten();
+    let large = counts.get(1).copied().flatten().or(small);
     let hubs = std::env::var("LDK_FORWARD_HUBS").unwrap_or_else(|_| "both".to_string());
     assert!(
         ["lnhubd", "ldk", "both"].contains(&hubs.as_str()),
@@ -314,6 +318,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(&hubs, 1_000, n.unwrap_or(1_000)));
-    rt.block_on(run(&hubs, 1_000_000, n.unwrap_or(400)));
+    rt.block_on(run(&hubs, 1_000, small.unwrap_or(1_000)));
+    rt.block_on(run(&hubs, 1_000_000, large.unwrap_or(400)));
 }

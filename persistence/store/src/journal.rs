@@ -17,10 +17,14 @@
 //! about half the CPU and two thirds of the latency of `pwrite` + `fdatasync` here), else
 //! with `pwrite` + `fdatasync`. Each entry starts on a 4 KiB boundary, from offset 0:
 //!
-//! `"LHJ1" ‖ epoch (u64) ‖ seq (u64) ‖ body length (u32) ‖ body ‖ first 8 bytes of the
-//! SHA-256 of everything before`, integers big-endian; the body is the group's writes in
-//! order, each `table (u8) ‖ key length (u16) ‖ key ‖ value length (u32; u32::MAX deletes)
-//! ‖ value`.
+//! `"LHJ2" ‖ epoch (u64) ‖ seq (u64) ‖ body length (u32) ‖ body ‖ XXH3-64 of everything
+//! before`, integers big-endian; the body is the group's writes in order, each `table (u8) ‖
+//! key length (u16) ‖ key ‖ value length (u32; u32::MAX deletes) ‖ value`. The check is
+//! there to find a torn or stale entry, not to resist an attacker (whoever can write the
+//! journal can write LMDB's files too), so it is a fast non-cryptographic hash: SHA-256 of a
+//! group took ~15 µs of the writer's CPU per commit, XXH3 well under one. Entries headed
+//! `"LHJ1"` (written before, checked with the first 8 bytes of a SHA-256) are still read, so
+//! a journal left by a crash of an older build is applied at the next start.
 //!
 //! **Epochs.** LMDB's `meta` table holds the journal epoch E ([`lnhub_schema::JOURNAL_KEY`]):
 //! every entry of an older epoch is in LMDB. Entries of epoch E are written from offset 0
@@ -47,7 +51,10 @@ pub const JOURNAL_FILE: &str = "journal";
 /// thousands of forwards between checkpoints; a checkpoint is forced when it is full.
 pub const JOURNAL_BYTES: u64 = 16 << 20;
 
-const MAGIC: &[u8; 4] = b"LHJ1";
+/// What heads an entry written now: checked with XXH3-64.
+const MAGIC: &[u8; 4] = b"LHJ2";
+/// What headed an entry written by a build before XXH3: checked with SHA-256 (read only).
+const MAGIC_SHA256: &[u8; 4] = b"LHJ1";
 /// Entries start on this boundary (direct I/O writes whole, aligned blocks).
 const BLOCK: u64 = 4096;
 /// Magic, epoch, seq, body length.
@@ -173,7 +180,12 @@ impl Journal {
                 .read_exact_at(&mut header, offset)
                 .map_err(|e| io_error(&self.path, "cannot read", e))?;
             let (epoch, seq, len) = parse_header(&header);
-            if &header[..4] != MAGIC || epoch != self.epoch || seq != entries as u64 {
+            let check: fn(&[u8]) -> [u8; CHECK] = match &header[..4] {
+                m if m == MAGIC => checksum,
+                m if m == MAGIC_SHA256 => checksum_sha256,
+                _ => break,
+            };
+            if epoch != self.epoch || seq != entries as u64 {
                 break;
             }
             let total = (HEADER + len as usize + CHECK) as u64;
@@ -184,8 +196,8 @@ impl Journal {
             self.file
                 .read_exact_at(&mut entry, offset)
                 .map_err(|e| io_error(&self.path, "cannot read", e))?;
-            let (covered, check) = entry.split_at(entry.len() - CHECK);
-            if checksum(covered) != check {
+            let (covered, stored) = entry.split_at(entry.len() - CHECK);
+            if check(covered) != stored {
                 break;
             }
             bodies.extend_from_slice(&covered[HEADER..]);
@@ -316,7 +328,13 @@ fn parse_header(h: &[u8; HEADER]) -> (u64, u64, u32) {
     (epoch, seq, len)
 }
 
+/// An entry's check, as written now.
 fn checksum(bytes: &[u8]) -> [u8; CHECK] {
+    xxhash_rust::xxh3::xxh3_64(bytes).to_be_bytes()
+}
+
+/// The check of an entry headed [`MAGIC_SHA256`].
+fn checksum_sha256(bytes: &[u8]) -> [u8; CHECK] {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref()[..CHECK].try_into().expect("8 bytes")
 }
@@ -444,6 +462,52 @@ mod tests {
         // Another epoch's entries are not this epoch's.
         let (_, r) = Journal::open(&d, 8, true).unwrap();
         assert_eq!(r.entries, 0);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn entries_an_older_build_checked_with_sha256_are_still_read() {
+        let d = dir("sha256");
+        let (mut j, _) = Journal::open(&d, 4, false).unwrap();
+        j.direct = None;
+        write(&mut j, 1);
+        let second = j.offset;
+        write(&mut j, 2);
+        write(&mut j, 3);
+        // The first two entries rewritten as an "LHJ1" build wrote them; the third keeps
+        // "LHJ2": both kinds are read, in sequence.
+        for (at, body) in [(0, 1u8), (second, 2)] {
+            let mut entry = Vec::new();
+            entry.extend_from_slice(MAGIC_SHA256);
+            entry.extend_from_slice(&4u64.to_be_bytes());
+            entry.extend_from_slice(&u64::from(body - 1).to_be_bytes());
+            let mut ops = Vec::new();
+            push_op(&mut ops, Table::Links, &[body; 40], Some(&[body; 100]));
+            push_op(&mut ops, Table::Htlcs, &[body; 41], None);
+            entry.extend_from_slice(&(ops.len() as u32).to_be_bytes());
+            entry.extend_from_slice(&ops);
+            let check = checksum_sha256(&entry);
+            entry.extend_from_slice(&check);
+            j.file.write_all_at(&entry, at).unwrap();
+        }
+        drop(j);
+        let (_, r) = Journal::open(&d, 4, true).unwrap();
+        assert_eq!(r.entries, 3);
+        let got: Vec<_> = ops(&r.bodies).map(Result::unwrap).collect();
+        assert_eq!(got.len(), 6);
+        assert_eq!(
+            got[2],
+            (Table::Links, &[2u8; 40][..], Some(&[2u8; 100][..]))
+        );
+        assert_eq!(got[5], (Table::Htlcs, &[3u8; 41][..], None));
+        // An "LHJ1" entry whose SHA-256 does not match ends the epoch there.
+        let mut b = [0u8];
+        let (j, _) = Journal::open(&d, 4, true).unwrap();
+        j.file.read_exact_at(&mut b, second + 30).unwrap();
+        j.file.write_all_at(&[b[0] ^ 1], second + 30).unwrap();
+        drop(j);
+        let (_, r) = Journal::open(&d, 4, true).unwrap();
+        assert_eq!(r.entries, 1);
         let _ = std::fs::remove_dir_all(&d);
     }
 

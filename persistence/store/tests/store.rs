@@ -87,6 +87,71 @@ fn committed_records_survive_a_reopen_exactly() {
     assert_eq!(loaded, mirror.load().unwrap());
 }
 
+/// A checkpoint applies only the last write of each key: what LMDB holds afterwards is what
+/// applying every write in order would give (rewrites, a put then a delete, a delete then a
+/// put, a delete of a key an earlier checkpoint wrote).
+#[test]
+fn a_checkpoint_applies_the_last_write_of_each_key() {
+    let dir = Dir::new("last-write");
+    let mut mirror = MemTables::new();
+    let (db, _) = Db::open(&dir.0, Options::default()).unwrap();
+    let writer = db.start_writer();
+    let mut handle = writer.handle();
+    let mut batch = Batch::new();
+    let key = |htlc: u64| link_key(&ChannelId([3; 32]), htlc);
+    let mut commit = |batch: &mut Batch, mirror: &mut MemTables| {
+        handle.commit(batch).unwrap();
+        mirror.apply(batch);
+        batch.clear();
+    };
+    // Keys 0..10 reach LMDB in a first checkpoint.
+    for h in 0..10 {
+        put_link(&mut batch, 3, h);
+    }
+    commit(&mut batch, &mut mirror);
+    writer.checkpoint();
+    let before = writer.stats().checkpoints;
+    // Then, within one checkpoint: key 0 rewritten three times with other values; key 1
+    // deleted; key 2 deleted and put back; key 20 put and deleted; key 21 put, deleted, put.
+    for value in [100, 200, 300] {
+        batch.put_with(Table::Links, &key(0), |o| encode_link(o, &link(value)));
+        commit(&mut batch, &mut mirror);
+    }
+    batch.delete(Table::Links, &key(1));
+    batch.delete(Table::Links, &key(2));
+    put_link(&mut batch, 3, 20);
+    put_link(&mut batch, 3, 21);
+    commit(&mut batch, &mut mirror);
+    put_link(&mut batch, 3, 2);
+    batch.delete(Table::Links, &key(20));
+    batch.delete(Table::Links, &key(21));
+    commit(&mut batch, &mut mirror);
+    put_link(&mut batch, 3, 21);
+    commit(&mut batch, &mut mirror);
+    writer.checkpoint();
+    assert_eq!(
+        writer.stats().checkpoints,
+        before + 1,
+        "one checkpoint took them all"
+    );
+    drop(handle);
+    writer.close();
+
+    let (db, loaded) = Db::open(&dir.0, Options::default()).unwrap();
+    assert_eq!(db.journal_entries_recovered(), 0, "all in LMDB");
+    assert_eq!(loaded, mirror.load().unwrap());
+    let links = &loaded.links;
+    assert_eq!(links.len(), 10, "0, 2..10 and 21");
+    let find = |h: u64| links.iter().find(|(_, out, _)| *out == h);
+    assert_eq!(
+        find(0).map(|(_, _, l)| l.in_htlc_id),
+        Some(300),
+        "the last value"
+    );
+    assert!(find(1).is_none() && find(20).is_none());
+    assert!(find(2).is_some() && find(21).is_some());
+}
+
 /// Groups committed to the journal but not yet checkpointed into LMDB when the process ends
 /// (a child process that exits right after its last commit returned: no checkpoint, no
 /// destructor) are applied at the next open, once.

@@ -15,7 +15,9 @@
 //!
 //! A shard thread blocks on its two queues and, while a batch of its is being written, on the
 //! store's answer; drains up to [`EngineConfig::max_batch`] inputs, runs one turn (time from
-//! the system clock), then wakes the connection thread. A turn submits the shard's records
+//! the system clock), then wakes the connection thread if the turn gave it output or it holds
+//! a message this shard's full queue refused (a wake costs the connection thread a context
+//! switch, so turns that only staged HTLCs do not). A turn submits the shard's records
 //! to the store's writer thread and goes on without waiting for the fsync; the store's answer
 //! ([`crate::Shard::persisted`]) releases what the batch gated, and the turn after it submits
 //! whatever changed meanwhile. The thread does not wait while the last turn left work
@@ -31,6 +33,7 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendErr
 use lnhub_wire::msgs::Message;
 use secp256k1::PublicKey;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lnhub_onion::{ReplayConfig, ReplayError, ReplaySet};
@@ -105,6 +108,9 @@ pub const DEFAULT_MAX_BATCH: usize = 1024;
 /// The running engine, owned by the connection room.
 pub struct Engine {
     peer_inputs: Vec<Sender<Input>>,
+    /// Per shard: the connection room holds a message that shard's full queue refused, so
+    /// the shard wakes the room after its next turn even if the turn produced nothing.
+    refused: Arc<[AtomicBool]>,
     outputs: Receiver<Output>,
     admin: Admin,
     /// Shard threads. They end when the engine is dropped (their input queues disconnect);
@@ -114,6 +120,8 @@ pub struct Engine {
 
 struct ThreadIo<'a> {
     index: usize,
+    /// Whether anything was handed to the connection room since the last wake.
+    produced: bool,
     out: &'a Sender<Output>,
     cross: &'a [Sender<Input>],
     /// The hub's onion replay set: the one state every shard shares, behind the one lock
@@ -137,6 +145,7 @@ impl ThreadIo<'_> {
 
 impl Io for ThreadIo<'_> {
     fn connected(&mut self, node_id: &PublicKey, connection: u64) {
+        self.produced = true;
         let _ = self.out.send(Output::Connected {
             node_id: *node_id,
             connection,
@@ -144,12 +153,14 @@ impl Io for ThreadIo<'_> {
     }
     fn send(&mut self, node_id: &PublicKey, msg: Message) {
         // Unbounded: never fails while the connection room is alive.
+        self.produced = true;
         let _ = self.out.send(Output::Send {
             node_id: *node_id,
             msg,
         });
     }
     fn disconnect(&mut self, node_id: &PublicKey) {
+        self.produced = true;
         let _ = self.out.send(Output::Disconnect { node_id: *node_id });
     }
     fn to_shard(&mut self, shard: usize, input: Input) {
@@ -271,7 +282,8 @@ impl Engine {
     /// Starts one thread per shard. `shard_config(i)` and `store(i)` give shard `i` its
     /// settings, its store and, for a store that answers later, where its answers arrive;
     /// the shards are first rebuilt from `loaded` (what the store read at start-up, see
-    /// [`crate::restore()`]); `wake` is called after every turn that produced output. Fails,
+    /// [`crate::restore()`]); `wake` is called after every turn that produced output, or after
+    /// which the connection room may offer a held message again. Fails,
     /// starting nothing, if a stored record does not decode.
     pub fn start(
         config: &EngineConfig,
@@ -309,6 +321,8 @@ impl Engine {
             .collect();
         lnhub_shard::restore(&mut shards, loaded, &mut replays)?;
         let replays = Arc::new(Mutex::new(replays));
+        let refused: Arc<[AtomicBool]> =
+            (0..config.shards).map(|_| AtomicBool::new(false)).collect();
         let mut threads = Vec::new();
         for ((index, (peer_rx, cross_rx)), mut shard) in
             peer_rx.into_iter().zip(cross_rx).enumerate().zip(shards)
@@ -319,6 +333,7 @@ impl Engine {
             let out = out_tx.clone();
             let cross: Vec<Sender<Input>> = cross_tx.clone();
             let wake = wake.clone();
+            let refused = refused.clone();
             let core = if cores.is_empty() {
                 None
             } else {
@@ -340,6 +355,7 @@ impl Engine {
                     loop {
                         let mut io = ThreadIo {
                             index,
+                            produced: false,
                             out: &out,
                             cross: &cross,
                             replays: &replays,
@@ -406,7 +422,12 @@ impl Engine {
                             stop(e);
                         }
                         shard.observe_turn(nanos_since(started, Instant::now()));
-                        wake();
+                        // A turn that handed the connection room nothing (HTLCs staged while
+                        // a commit is in flight, say) does not wake it, unless the room holds
+                        // a message this shard's queue refused: the queue has room now.
+                        if io.produced | refused[index].swap(false, Ordering::AcqRel) {
+                            wake();
+                        }
                     }
                 })
                 .expect("spawn shard thread");
@@ -420,6 +441,7 @@ impl Engine {
         };
         Ok(Engine {
             peer_inputs: peer_tx,
+            refused,
             outputs: out_rx,
             admin,
             _threads: threads,
@@ -454,10 +476,15 @@ impl Engine {
     // The input comes back whole on a full queue; boxing it would allocate per message.
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, node_id: &PublicKey, input: Input) -> Result<(), Input> {
-        let tx = &self.peer_inputs[shard_of(node_id, self.peer_inputs.len())];
-        match tx.try_send(input) {
+        let shard = shard_of(node_id, self.peer_inputs.len());
+        match self.peer_inputs[shard].try_send(input) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(input)) => Err(input),
+            Err(TrySendError::Full(input)) => {
+                // Set after the refusal: the shard, whose queue is full, has a turn to run
+                // and sees it afterwards.
+                self.refused[shard].store(true, Ordering::Release);
+                Err(input)
+            }
             Err(TrySendError::Disconnected(_)) => {
                 log::error!("shard thread gone");
                 Ok(())

@@ -40,11 +40,15 @@ impl Default for PeelSlot {
     }
 }
 
-/// Batches smaller than this are peeled on the calling thread: one peel is
-/// ~70 us, and handing a batch to rayon wakes pool threads that spin before
-/// sleeping (tens of microseconds of CPU), so below a few peels the hand-off
-/// costs more CPU than it saves time.
-pub const MIN_PARALLEL_BATCH: usize = 4;
+/// Batches smaller than this are peeled on the calling thread. Handing a
+/// batch to rayon puts the caller to sleep and wakes pool threads that spin
+/// before they sleep again: tens of microseconds of CPU per batch on top of
+/// the peels (~60 us each), paid for lower latency only. Through LDK (1-sat
+/// payments, 100 in flight, batches of a few to a few dozen onions), peeling
+/// below 16 on the shard's thread cut the hub's CPU per forward by ~10 %;
+/// from 16 onions (~1 ms of work) the pool halves a batch's latency at a few
+/// percent of its CPU, and a shard that is the bottleneck sees such batches.
+pub const MIN_PARALLEL_BATCH: usize = 16;
 
 /// Peels `inputs[i]` into `slots[i]` for every `i`, in parallel on the
 /// current rayon pool. `slots` must be exactly as long as `inputs`.
