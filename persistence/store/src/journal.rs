@@ -409,6 +409,13 @@ mod tests {
         p
     }
 
+    /// Flips one bit of the byte at `at` in the journal file.
+    fn flip(j: &Journal, at: u64) {
+        let mut b = [0u8];
+        j.file.read_exact_at(&mut b, at).unwrap();
+        j.file.write_all_at(&[b[0] ^ 1], at).unwrap();
+    }
+
     fn write(j: &mut Journal, n: u8) {
         j.begin();
         j.push(Table::Links, &[n; 40], Some(&[n; 100]));
@@ -446,9 +453,7 @@ mod tests {
         write(&mut j, 3);
         write(&mut j, 4);
         // A flipped byte in the fourth entry: it and everything after it are not taken.
-        let mut b = [0u8];
-        j.file.read_exact_at(&mut b, third + 30).unwrap();
-        j.file.write_all_at(&[b[0] ^ 1], third + 30).unwrap();
+        flip(&j, third + 30);
         drop(j);
         let (_, r) = Journal::open(&d, 7, false).unwrap();
         assert_eq!(r.entries, 3);
@@ -501,10 +506,8 @@ mod tests {
         );
         assert_eq!(got[5], (Table::Htlcs, &[3u8; 41][..], None));
         // An "LHJ1" entry whose SHA-256 does not match ends the epoch there.
-        let mut b = [0u8];
         let (j, _) = Journal::open(&d, 4, true).unwrap();
-        j.file.read_exact_at(&mut b, second + 30).unwrap();
-        j.file.write_all_at(&[b[0] ^ 1], second + 30).unwrap();
+        flip(&j, second + 30);
         drop(j);
         let (_, r) = Journal::open(&d, 4, true).unwrap();
         assert_eq!(r.entries, 1);
