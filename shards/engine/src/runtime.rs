@@ -424,7 +424,8 @@ impl Engine {
                         shard.observe_turn(nanos_since(started, Instant::now()));
                         // A turn that handed the connection room nothing (HTLCs staged while
                         // a commit is in flight, say) does not wake it, unless the room holds
-                        // a message this shard's queue refused: the queue has room now.
+                        // a message this shard's queue refused: the queue has room now. (`|`,
+                        // not `||`: the flag is cleared by any wake.)
                         if io.produced | refused[index].swap(false, Ordering::AcqRel) {
                             wake();
                         }

@@ -20,9 +20,8 @@ const MIN_ITEMS_PER_TASK: usize = 8;
 /// Batches smaller than this run on the calling thread: they would be one
 /// rayon task anyway ([`MIN_ITEMS_PER_TASK`]), so the pool would only add a
 /// hand-off (the caller sleeps, a pool thread wakes, spins after the work,
-/// the caller wakes): measured through LDK with 1,000-sat payments (a few
-/// HTLC signatures per `commitment_signed`), that hand-off cost more CPU than
-/// the signatures.
+/// the caller wakes) and no parallelism. The common case is a commitment
+/// whose HTLCs are all dust: one signature per `commitment_signed`.
 pub const MIN_PARALLEL_ITEMS: usize = 2 * MIN_ITEMS_PER_TASK;
 
 /// One signature to check: `sig` by `pubkey` over `msg`.
