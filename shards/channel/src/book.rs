@@ -466,26 +466,20 @@ impl Book {
                 r.state = advance(h.offerer.other(), r.state, t);
             }
         }
-        // Fold irrevocably removed HTLCs into the base balances.
-        let mut i = 0;
-        while i < self.htlcs.len() {
-            let done = self.htlcs[i]
-                .removal
-                .as_ref()
-                .is_some_and(|r| r.state == UpdateState::Irrevocable);
-            if !done {
-                i += 1;
-                continue;
-            }
-            // `remove`, not `swap_remove`: keeps the table in add order.
-            let h = self.htlcs.remove(i);
-            let r = h.removal.expect("checked above");
+        // Fold irrevocably removed HTLCs into the base balances, in one
+        // pass that keeps the rest in add order (an HTLC holds its onion,
+        // so removing them one by one would shift the table each time).
+        let (base_local, base_remote) = (&mut self.base_local_msat, &mut self.base_remote_msat);
+        self.htlcs.retain_mut(|h| {
+            let Some(r) = h.removal.take_if(|r| r.state == UpdateState::Irrevocable) else {
+                return true;
+            };
             assert_eq!(h.add_state, UpdateState::Irrevocable, "removed after add");
             let amount = h.amount_msat.0;
             if r.kind.is_fulfill() {
                 let (from, to) = match h.offerer {
-                    Side::Local => (&mut self.base_local_msat, &mut self.base_remote_msat),
-                    Side::Remote => (&mut self.base_remote_msat, &mut self.base_local_msat),
+                    Side::Local => (&mut *base_local, &mut *base_remote),
+                    Side::Remote => (&mut *base_remote, &mut *base_local),
                 };
                 *from = from
                     .checked_sub(amount)
@@ -500,7 +494,8 @@ impl Book {
                 },
                 Side::Remote => BookEvent::InboundRemoved { id: h.id },
             });
-        }
+            false
+        });
         let funder = self.funder;
         for f in &mut self.fee_updates {
             f.state = advance(funder, f.state, t);

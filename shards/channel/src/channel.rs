@@ -145,6 +145,10 @@ pub struct Channel {
     /// unapplied, or while one is outstanding: the next build then
     /// allocates afresh.
     pub(crate) spare: Option<CommitmentTx>,
+    /// Our point of the commitment after the one last staged (sent as
+    /// `next_per_commitment_point`), kept for the next stage: each point
+    /// is a multiplication by the generator.
+    pub(crate) next_local_point: Option<(u64, PublicKey)>,
 }
 
 /// Field-for-field equality of the state (what [`Channel::encode`]
@@ -180,6 +184,7 @@ impl PartialEq for Channel {
             events: _,
             scratch: _,
             spare: _,
+            next_local_point: _,
         } = self;
         *channel_id == other.channel_id
             && *params == other.params
@@ -244,6 +249,7 @@ impl Channel {
             events: Vec::with_capacity(EVENTS_CAPACITY),
             scratch: Vec::new(),
             spare: None,
+            next_local_point: None,
         }
     }
 

@@ -29,7 +29,7 @@
 //! commitment, shared by all its HTLCs).
 
 use lnhub_tx::batch::{self, SigCheck, SignJob};
-use lnhub_tx::keys::{derive_privkey, per_commitment_point};
+use lnhub_tx::keys::{derive_privkey_from_basepoint, per_commitment_point};
 use lnhub_tx::shachain::{generate_from_seed, MAX_INDEX};
 use lnhub_tx::{
     accounting, build_commitment, build_commitment_into, CommitmentError, CommitmentKeys,
@@ -220,9 +220,6 @@ impl Channel {
         spare: Option<CommitmentTx>,
     ) -> Result<CommitmentTx, ChannelError> {
         let owner = view.owner();
-        let keys = CommitmentKeys::derive(secp, &self.params, owner, point).map_err(|e| {
-            ChannelError::close(format!("per_commitment_point unusable for {view:?}: {e}"))
-        })?;
         let mut htlcs = core::mem::take(&mut self.scratch);
         let s = self.book.view(view, &mut htlcs);
         let spec = CommitmentSpec {
@@ -231,6 +228,15 @@ impl Channel {
             to_local_msat: s.to_local_msat,
             to_remote_msat: s.to_remote_msat,
             htlcs: &htlcs,
+        };
+        let keys = match CommitmentKeys::derive_for(secp, &self.params, owner, point, &spec) {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.scratch = htlcs;
+                return Err(ChannelError::close(format!(
+                    "per_commitment_point unusable for {view:?}: {e}"
+                )));
+            }
         };
         let built = match spare {
             Some(mut c) => {
@@ -286,21 +292,27 @@ impl Channel {
         let commitment = self
             .build_view(secp, View::RemoteNext, &point, spare)
             .map_err(|e| self.fail(e))?;
-        let htlc_key = derive_privkey(secp, &self.secrets.htlc_basepoint_secret, &point)
-            .map_err(|e| self.fail(ChannelError::close(format!("htlc key: {e}"))))?;
         let mut jobs = Vec::with_capacity(1 + commitment.htlcs().len());
         jobs.push(SignJob {
             msg: commitment.sighash(&self.params),
             key: self.secrets.funding_key,
         });
-        let sighasher = HtlcSighasher::new(&commitment);
-        for i in commitment.htlc_indices_in_output_order() {
-            jobs.push(SignJob {
-                msg: sighasher
-                    .remote_sighash(i)
-                    .expect("an HTLC in output order has an output"),
-                key: htlc_key,
-            });
+        if commitment.htlc_indices_in_output_order().next().is_some() {
+            let htlc_key = derive_privkey_from_basepoint(
+                &self.secrets.htlc_basepoint_secret,
+                &self.params.side(Side::Local).pubkeys.htlc_basepoint,
+                &point,
+            )
+            .map_err(|e| self.fail(ChannelError::close(format!("htlc key: {e}"))))?;
+            let sighasher = HtlcSighasher::new(&commitment);
+            for i in commitment.htlc_indices_in_output_order() {
+                jobs.push(SignJob {
+                    msg: sighasher
+                        .remote_sighash(i)
+                        .expect("an HTLC in output order has an output"),
+                    key: htlc_key,
+                });
+            }
         }
         Ok(Some(StagedSign {
             stamp: self.stamp(),
@@ -364,7 +376,12 @@ impl Channel {
             }
         }
         let n = self.book.local_commitment_number() + 1;
-        let point = self.local_point(secp, n);
+        let point = match self.next_local_point {
+            Some((cached, point)) if cached == n => point,
+            _ => self.local_point(secp, n),
+        };
+        let next_point = self.local_point(secp, n + 1);
+        self.next_local_point = Some((n + 1, next_point));
         let spare = self.spare.take();
         let commitment = self
             .build_view(secp, View::LocalNext, &point, spare)
@@ -383,19 +400,20 @@ impl Channel {
             sig: msg.signature,
             pubkey: remote_funding,
         });
-        let remote_htlc_key = commitment.keys().remote_htlc_pubkey;
-        let sighasher = HtlcSighasher::new(&commitment);
-        for (i, sig) in commitment
-            .htlc_indices_in_output_order()
-            .zip(&msg.htlc_signature)
-        {
-            checks.push(SigCheck {
-                msg: sighasher
-                    .remote_sighash(i)
-                    .expect("an HTLC in output order has an output"),
-                sig: *sig,
-                pubkey: remote_htlc_key,
-            });
+        if let Some(htlc_keys) = commitment.keys().htlc.filter(|_| outputs > 0) {
+            let sighasher = HtlcSighasher::new(&commitment);
+            for (i, sig) in commitment
+                .htlc_indices_in_output_order()
+                .zip(&msg.htlc_signature)
+            {
+                checks.push(SigCheck {
+                    msg: sighasher
+                        .remote_sighash(i)
+                        .expect("an HTLC in output order has an output"),
+                    sig: *sig,
+                    pubkey: htlc_keys.remote_htlc_pubkey,
+                });
+            }
         }
         Ok(StagedVerify {
             stamp: self.stamp(),
@@ -403,7 +421,7 @@ impl Channel {
             checks,
             signature: msg.signature,
             htlc_signatures: msg.htlc_signature,
-            next_point: self.local_point(secp, n + 1),
+            next_point,
         })
     }
 

@@ -2,7 +2,8 @@
 //! the receiver, in the receiver's commitment, receiver revoked, in the
 //! sender's commitment, sender revoked), checking the state and the
 //! commitments that contain it on both sides after every message; then its
-//! removal the same way.
+//! removal the same way. Also: several HTLCs removed in one round are
+//! folded into the balances together, the others left in add order.
 
 mod common;
 
@@ -180,4 +181,82 @@ fn fee_updates_apply_per_commitment_and_collapse_per_state() {
     assert!(a.book().fee_updates().is_empty() && b.book().fee_updates().is_empty());
     assert_eq!(feerates(&a), [4_000; 4]);
     assert_eq!(feerates(&b), [4_000; 4]);
+}
+
+/// Runs commitment rounds until neither side has anything to sign or send.
+fn settle(secp: &Secp256k1<All>, a: &mut Channel, b: &mut Channel) -> (Reported, Reported) {
+    let (mut ra, mut rb) = (Reported::default(), Reported::default());
+    loop {
+        let signed = sign(secp, a).unwrap() | sign(secp, b).unwrap();
+        let (to_b, to_a) = (drain(a, &mut ra), drain(b, &mut rb));
+        if !signed && to_b.is_empty() && to_a.is_empty() {
+            return (ra, rb);
+        }
+        for m in to_b {
+            deliver(secp, b, m).expect("honest peer");
+        }
+        for m in to_a {
+            deliver(secp, a, m).expect("honest peer");
+        }
+    }
+}
+
+#[test]
+fn htlcs_removed_in_one_round_fold_together_and_the_rest_keep_their_order() {
+    let secp = Secp256k1::new();
+    let (mut a, mut b) = pair(&secp, 5, &Agreement::default_for(ChannelType::Anchors));
+    let preimage = |i: u8| PaymentPreimage([i + 1; 32]);
+    let amount = |i: u64| 10_000_000 + i * 1_000_000;
+    for i in 0..6u8 {
+        let hash = PaymentHash(sha256::Hash::hash(&preimage(i).0).to_byte_array());
+        a.send_add_htlc(
+            Msat(amount(i.into())),
+            hash,
+            800_000,
+            &[i; ONION_PACKET_LEN],
+        )
+        .unwrap();
+    }
+    let (_, rb) = settle(&secp, &mut a, &mut b);
+    assert_eq!(rb.forwards, vec![0, 1, 2, 3, 4, 5]);
+    let mut v = Vec::new();
+    let before = b.book().view(View::LocalCurrent, &mut v).to_local_msat;
+
+    // B resolves four of them in one batch: 0, 2 and 5 fulfilled, 3 failed.
+    for i in [0u8, 2, 5] {
+        b.send_fulfill_htlc(i.into(), preimage(i)).unwrap();
+    }
+    b.send_fail_htlc(3, vec![9; 32]).unwrap();
+    let (ra, _) = settle(&secp, &mut a, &mut b);
+
+    let mut resolved: Vec<u64> = ra.resolved.iter().map(|(id, _)| *id).collect();
+    resolved.sort_unstable();
+    assert_eq!(
+        resolved,
+        vec![0, 2, 3, 5],
+        "each removal reported to the offerer"
+    );
+    for ch in [&a, &b] {
+        let left: Vec<(u64, u8)> = ch
+            .book()
+            .htlcs()
+            .iter()
+            .map(|h| (h.id, h.onion_routing_packet[0]))
+            .collect();
+        assert_eq!(
+            left,
+            vec![(1, 1), (4, 4)],
+            "the rest in add order, onions intact"
+        );
+    }
+    let fulfilled = amount(0) + amount(2) + amount(5);
+    assert_eq!(
+        b.book().view(View::LocalCurrent, &mut v).to_local_msat,
+        before + fulfilled
+    );
+    assert_eq!(
+        a.book().view(View::RemoteCurrent, &mut v).to_local_msat,
+        before + fulfilled,
+        "both sides fold the same amounts"
+    );
 }

@@ -155,6 +155,9 @@ pub enum CommitmentError {
     /// would exceed the funding amount. BOLT 2 reserve rules prevent this;
     /// the update that led here must be refused.
     OutputsExceedFunding,
+    /// An HTLC is given an output but the keys were derived without the
+    /// HTLC keys ([`CommitmentKeys::derive_for`] of another spec): a bug.
+    MissingHtlcKeys,
 }
 
 impl core::fmt::Display for CommitmentError {
@@ -170,6 +173,9 @@ impl core::fmt::Display for CommitmentError {
                 f,
                 "balances and HTLCs sum to {committed_msat} msat, funding is {funding_msat} msat"
             ),
+            CommitmentError::MissingHtlcKeys => {
+                f.write_str("an HTLC output needs the HTLC keys, derived without them")
+            }
             CommitmentError::OutputsExceedFunding => {
                 f.write_str("commitment outputs would exceed the funding amount")
             }
@@ -349,6 +355,15 @@ pub fn build_commitment_into(
     spec: &CommitmentSpec<'_>,
 ) -> Result<(), CommitmentError> {
     let plan = Plan::new(params, owner, spec)?;
+    let htlc_keys = match (&keys.htlc, plan.untrimmed_count) {
+        (_, 0) => None,
+        (Some(k), _) => Some(HtlcScriptKeys {
+            revocation_pubkey: &keys.revocation_pubkey,
+            local_htlc_pubkey: &k.local_htlc_pubkey,
+            remote_htlc_pubkey: &k.remote_htlc_pubkey,
+        }),
+        (None, _) => return Err(CommitmentError::MissingHtlcKeys),
+    };
     let channel_type = plan.channel_type;
     let anchors = channel_type.has_anchors();
     out.owner = owner;
@@ -370,16 +385,11 @@ pub fn build_commitment_into(
     if plan.to_remote.is_some() && !anchors {
         slots.place_scriptless(plan.untrimmed_count + usize::from(plan.to_local.is_some()));
     }
-    let htlc_keys = HtlcScriptKeys {
-        revocation_pubkey: &keys.revocation_pubkey,
-        local_htlc_pubkey: &keys.local_htlc_pubkey,
-        remote_htlc_pubkey: &keys.remote_htlc_pubkey,
-    };
     // 4-5. HTLC outputs.
     for (htlc_index, h) in spec.htlcs.iter().enumerate() {
-        if !plan.keeps(h) {
+        let Some(htlc_keys) = htlc_keys.filter(|_| plan.keeps(h)) else {
             continue;
-        }
+        };
         let kind = OutputKind::Htlc { htlc_index };
         let value = Amount::from_sat(h.amount_msat / 1000);
         slots.push_p2wsh(value, kind, |buf| match h.direction {
@@ -458,6 +468,33 @@ pub fn build_commitment_into(
         None => out.tx.input.push(input),
     }
     Ok(())
+}
+
+/// Whether the commitment of `spec` owned by `owner` has an HTLC output:
+/// an HTLC above the owner's dust limit once its second-stage fee is
+/// counted (BOLT 3 "Trimmed Outputs"). Without one it needs no HTLC keys.
+pub fn has_htlc_outputs(params: &ChannelParams, owner: Side, spec: &CommitmentSpec<'_>) -> bool {
+    let (channel_type, dust_limit) = (params.channel_type(), params.side(owner).dust_limit);
+    spec.htlcs
+        .iter()
+        .any(|h| untrimmed(channel_type, spec.feerate_per_kw, dust_limit, h))
+}
+
+/// Whether `h` gets an output on a commitment of this type and feerate
+/// whose owner's dust limit is `dust_limit`.
+fn untrimmed(
+    channel_type: ChannelType,
+    feerate_per_kw: u32,
+    dust_limit: Amount,
+    h: &HtlcSpec,
+) -> bool {
+    !fees::is_trimmed(
+        channel_type,
+        feerate_per_kw,
+        dust_limit,
+        h.direction == HtlcDirection::Offered,
+        h.amount_msat,
+    )
 }
 
 /// Everything a commitment's outputs are, computed and checked from the
@@ -577,13 +614,7 @@ impl Plan {
 
     /// Whether `h` gets an output (is not trimmed).
     fn keeps(&self, h: &HtlcSpec) -> bool {
-        !fees::is_trimmed(
-            self.channel_type,
-            self.feerate_per_kw,
-            self.dust_limit,
-            h.direction == HtlcDirection::Offered,
-            h.amount_msat,
-        )
+        untrimmed(self.channel_type, self.feerate_per_kw, self.dust_limit, h)
     }
 }
 

@@ -24,6 +24,7 @@
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use secp256k1::{PublicKey, Scalar, Secp256k1, SecretKey, Signing, Verification};
 
+use crate::commitment::CommitmentSpec;
 use crate::params::{ChannelParams, Side};
 
 /// Key derivation failed. With honest inputs this happens with probability
@@ -94,7 +95,18 @@ pub fn derive_privkey<C: Signing>(
     per_commitment_point: &PublicKey,
 ) -> Result<SecretKey, KeyError> {
     let basepoint = PublicKey::from_secret_key(secp, basepoint_secret);
-    let t = tweak(per_commitment_point, &basepoint)?;
+    derive_privkey_from_basepoint(basepoint_secret, &basepoint, per_commitment_point)
+}
+
+/// [`derive_privkey`] given the basepoint too (`basepoint_secret * G`,
+/// which the caller already holds: computing it is a point
+/// multiplication, the tweak itself one hash and one scalar addition).
+pub fn derive_privkey_from_basepoint(
+    basepoint_secret: &SecretKey,
+    basepoint: &PublicKey,
+    per_commitment_point: &PublicKey,
+) -> Result<SecretKey, KeyError> {
+    let t = tweak(per_commitment_point, basepoint)?;
     basepoint_secret
         .add_tweak(&t)
         .map_err(|_| KeyError::InvalidTweak)
@@ -169,17 +181,26 @@ pub struct CommitmentKeys {
     /// `local_delayedpubkey`: the owner's delayed key (to_local and HTLC tx
     /// outputs).
     pub local_delayed_pubkey: PublicKey,
+    /// `remotepubkey`: the other side's `payment_basepoint`
+    /// (`option_static_remotekey`).
+    pub remote_payment_pubkey: PublicKey,
+    /// The HTLC keys, which only HTLC outputs use: `None` when derived
+    /// with [`CommitmentKeys::derive_for`] for a commitment whose HTLCs
+    /// are all trimmed.
+    pub htlc: Option<HtlcKeys>,
+}
+
+/// The two keys of a commitment's HTLC output scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HtlcKeys {
     /// `local_htlcpubkey`: the owner's HTLC key.
     pub local_htlc_pubkey: PublicKey,
     /// `remote_htlcpubkey`: the other side's HTLC key.
     pub remote_htlc_pubkey: PublicKey,
-    /// `remotepubkey`: the other side's `payment_basepoint`
-    /// (`option_static_remotekey`).
-    pub remote_payment_pubkey: PublicKey,
 }
 
 impl CommitmentKeys {
-    /// Derives the keys of the commitment owned by `owner` whose
+    /// Derives all the keys of the commitment owned by `owner` whose
     /// per-commitment point is `per_commitment_point` (the owner's).
     pub fn derive<C: Verification>(
         secp: &Secp256k1<C>,
@@ -187,8 +208,45 @@ impl CommitmentKeys {
         owner: Side,
         per_commitment_point: &PublicKey,
     ) -> Result<Self, KeyError> {
+        Self::derive_with(secp, params, owner, per_commitment_point, true)
+    }
+
+    /// Derives the keys the commitment of `spec` uses: the HTLC keys only
+    /// if one of its HTLCs is above the owner's dust limit (is given an
+    /// output). Each derived key is a point multiplication; a commitment
+    /// whose HTLCs are all trimmed (small payments) needs two of the four.
+    pub fn derive_for<C: Verification>(
+        secp: &Secp256k1<C>,
+        params: &ChannelParams,
+        owner: Side,
+        per_commitment_point: &PublicKey,
+        spec: &CommitmentSpec<'_>,
+    ) -> Result<Self, KeyError> {
+        let htlc = crate::commitment::has_htlc_outputs(params, owner, spec);
+        Self::derive_with(secp, params, owner, per_commitment_point, htlc)
+    }
+
+    fn derive_with<C: Verification>(
+        secp: &Secp256k1<C>,
+        params: &ChannelParams,
+        owner: Side,
+        per_commitment_point: &PublicKey,
+        htlc: bool,
+    ) -> Result<Self, KeyError> {
         let own = &params.side(owner).pubkeys;
         let other = &params.side(owner.other()).pubkeys;
+        let htlc = if htlc {
+            Some(HtlcKeys {
+                local_htlc_pubkey: derive_pubkey(secp, &own.htlc_basepoint, per_commitment_point)?,
+                remote_htlc_pubkey: derive_pubkey(
+                    secp,
+                    &other.htlc_basepoint,
+                    per_commitment_point,
+                )?,
+            })
+        } else {
+            None
+        };
         Ok(CommitmentKeys {
             per_commitment_point: *per_commitment_point,
             revocation_pubkey: derive_revocation_pubkey(
@@ -201,9 +259,8 @@ impl CommitmentKeys {
                 &own.delayed_payment_basepoint,
                 per_commitment_point,
             )?,
-            local_htlc_pubkey: derive_pubkey(secp, &own.htlc_basepoint, per_commitment_point)?,
-            remote_htlc_pubkey: derive_pubkey(secp, &other.htlc_basepoint, per_commitment_point)?,
             remote_payment_pubkey: other.payment_basepoint,
+            htlc,
         })
     }
 }

@@ -18,7 +18,11 @@
 //!    parameters and derives the funding script and the commitment-number
 //!    obscuring factor.
 //! 2. Per commitment number: [`CommitmentKeys::derive`] for the owner of the
-//!    commitment and its `per_commitment_point`.
+//!    commitment and its `per_commitment_point`, or
+//!    [`CommitmentKeys::derive_for`] its spec, which leaves out the two HTLC
+//!    keys when every HTLC is trimmed ([`has_htlc_outputs`]): each key is a
+//!    point multiplication, and a hub forwarding small payments builds
+//!    such commitments most of the time.
 //! 3. [`build_commitment`] with the balances and HTLCs ([`CommitmentSpec`])
 //!    returns a [`CommitmentTx`]: the unsigned transaction, the kind of each
 //!    output and, for each HTLC, its output index or `None` if trimmed.
@@ -55,11 +59,11 @@ pub mod sighash;
 pub mod witness;
 
 pub use commitment::{
-    build_commitment, build_commitment_into, CommitmentError, CommitmentSpec, CommitmentTx,
-    HtlcDirection, HtlcOutput, HtlcSpec, OutputKind,
+    build_commitment, build_commitment_into, has_htlc_outputs, CommitmentError, CommitmentSpec,
+    CommitmentTx, HtlcDirection, HtlcOutput, HtlcSpec, OutputKind,
 };
 pub use htlc::{htlc_tx, HtlcTx, HtlcTxError, HtlcTxKind};
 pub use htlc_sighash::HtlcSighasher;
-pub use keys::{ChannelPublicKeys, CommitmentKeys, KeyError};
+pub use keys::{ChannelPublicKeys, CommitmentKeys, HtlcKeys, KeyError};
 pub use params::{ChannelParams, ChannelType, ParamsError, Side, SideParams};
 pub use shachain::{generate_from_seed, SecretStore, ShachainError};

@@ -5,7 +5,9 @@
 //! and every HTLC transaction pays exactly the HTLC amount minus its fee.
 //! Also: outputs are in BIP 69 + CLTV order (identical ones in spec
 //! order), and building into a previous commitment of another shape gives
-//! the same commitment as building afresh.
+//! the same commitment as building afresh, and keys derived for the spec
+//! (without HTLC keys when every HTLC is trimmed) build the same
+//! transaction.
 
 mod common;
 mod vectors;
@@ -15,8 +17,9 @@ use bitcoin::Amount;
 use common::*;
 use lnhub_tx::accounting::check_commitment_value;
 use lnhub_tx::{
-    build_commitment, build_commitment_into, fees, htlc_tx, ChannelType, CommitmentError,
-    CommitmentKeys, CommitmentSpec, HtlcDirection, HtlcSpec, HtlcTxKind, OutputKind, Side,
+    build_commitment, build_commitment_into, fees, has_htlc_outputs, htlc_tx, ChannelType,
+    CommitmentError, CommitmentKeys, CommitmentSpec, HtlcDirection, HtlcSpec, HtlcTxKind,
+    OutputKind, Side,
 };
 use proptest::prelude::*;
 use secp256k1::Secp256k1;
@@ -87,6 +90,28 @@ proptest! {
             }
             Err(e) => panic!("unexpected {e}"),
         };
+        // Keys derived for the spec have the HTLC keys exactly when an
+        // HTLC gets an output, and build the same transaction; keys
+        // without them are refused for a commitment with an HTLC output,
+        // leaving the target as it was.
+        let has_outputs = commitment.htlc_indices_in_output_order().next().is_some();
+        prop_assert_eq!(has_htlc_outputs(&params, owner, &spec), has_outputs);
+        let lean = CommitmentKeys::derive_for(&secp, &params, owner, &pk(vectors::appendix_c::LOCAL_PER_COMMITMENT_POINT), &spec)
+            .expect("keys");
+        prop_assert_eq!(lean.htlc.is_some(), has_outputs);
+        let built = build_commitment(&params, owner, &lean, &spec).expect("the same spec builds");
+        prop_assert_eq!(built.tx(), commitment.tx());
+        prop_assert_eq!(built.outputs(), commitment.outputs());
+        let bare = CommitmentKeys { htlc: None, ..keys };
+        let mut target = commitment.clone();
+        match build_commitment_into(&mut target, &params, owner, &bare, &spec) {
+            Ok(()) => prop_assert!(!has_outputs),
+            Err(e) => {
+                prop_assert!(has_outputs);
+                prop_assert_eq!(e, CommitmentError::MissingHtlcKeys);
+                prop_assert_eq!(&target, &commitment);
+            }
+        }
         let breakdown = check_commitment_value(&params, &spec, &commitment).expect("books balance");
         prop_assert_eq!(
             params.funding_amount(),

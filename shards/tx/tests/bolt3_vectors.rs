@@ -12,8 +12,8 @@ use bitcoin::sighash::{EcdsaSighashType, SighashCache};
 use bitcoin::{Amount, Transaction};
 use common::*;
 use lnhub_tx::keys::{
-    derive_privkey, derive_pubkey, derive_revocation_privkey, derive_revocation_pubkey,
-    per_commitment_point,
+    derive_privkey, derive_privkey_from_basepoint, derive_pubkey, derive_revocation_privkey,
+    derive_revocation_pubkey, per_commitment_point,
 };
 use lnhub_tx::sighash::sign;
 use lnhub_tx::{
@@ -83,8 +83,9 @@ fn appendix_c_keys_match_internal_derivation() {
     assert_eq!(pcp, pk(c::LOCAL_PER_COMMITMENT_POINT));
     let params = params(&secp, ChannelType::StaticRemoteKey, 546);
     let keys = local_keys(&secp, &params);
-    assert_eq!(keys.local_htlc_pubkey, pk(c::LOCAL_HTLCPUBKEY));
-    assert_eq!(keys.remote_htlc_pubkey, pk(c::REMOTE_HTLCPUBKEY));
+    let htlc = keys.htlc.expect("derive gives every key");
+    assert_eq!(htlc.local_htlc_pubkey, pk(c::LOCAL_HTLCPUBKEY));
+    assert_eq!(htlc.remote_htlc_pubkey, pk(c::REMOTE_HTLCPUBKEY));
     assert_eq!(keys.local_delayed_pubkey, pk(c::LOCAL_DELAYEDPUBKEY));
     assert_eq!(keys.revocation_pubkey, pk(c::LOCAL_REVOCATION_PUBKEY));
     assert_eq!(keys.remote_payment_pubkey, pk(c::REMOTE_PAYMENT_BASEPOINT));
@@ -327,6 +328,10 @@ fn appendix_e_key_derivation() {
     );
     assert_eq!(
         derive_privkey(&secp, &base_secret, &pcp).unwrap(),
+        sk(e::LOCALPRIVKEY)
+    );
+    assert_eq!(
+        derive_privkey_from_basepoint(&base_secret, &base_point, &pcp).unwrap(),
         sk(e::LOCALPRIVKEY)
     );
     assert_eq!(

@@ -582,5 +582,6 @@ fn read_channel(
         events: Vec::with_capacity(EVENTS_CAPACITY),
         scratch: Vec::new(),
         spare: None,
+        next_local_point: None,
     })
 }
