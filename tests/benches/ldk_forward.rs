@@ -8,7 +8,8 @@
 //!
 //! The figure is the hub process's user + system CPU time (`/proc/<pid>/stat`) over the timed
 //! part, divided by the payments settled; each row also gives payments (forwards) per second,
-//! the hub's CPU per forward by thread, and what the hub's store wrote. After both rows, the
+//! the hub's CPU per forward by thread, what the hub's store wrote and (from its metrics) the
+//! signatures it verified and commitments it exchanged per forward. After both rows, the
 //! ratios: LDK's hub CPU per forward over `lnhubd`'s, and `lnhubd`'s payments/s over LDK's.
 //!
 //! Run `cargo build --release -p lnhubd`, then `cargo bench -p lnhub-tests --bench ldk_forward`.
@@ -26,7 +27,28 @@ use std::time::{Duration, Instant};
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use lightning::types::payment::PaymentHash;
-use lnhub_tests::{payer_hub_payee, payer_ldk_hub_payee, LdkNode, LdkNodeConfig, TempDir};
+use lnhub_tests::{
+    lnhubd_path, parse_metrics, payer_hub_payee_with, payer_ldk_hub_payee, LdkNode, LdkNodeConfig,
+    TempDir,
+};
+
+/// `--metrics` on an ephemeral port, for builds that have it (an older one, run with
+/// `LNHUBD`, may not): the row then says what the hub's CPU went to, the signatures it
+/// checked and the commitments each side sent, per forward.
+fn metrics_flag() -> &'static [&'static str] {
+    static KNOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let knows = *KNOWS.get_or_init(|| {
+        std::process::Command::new(lnhubd_path())
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--metrics"))
+    });
+    if knows {
+        &["--metrics", "127.0.0.1:0"]
+    } else {
+        &[]
+    }
+}
 
 const IN_FLIGHT: usize = 100;
 
@@ -208,7 +230,7 @@ async fn drive(
 /// The `lnhubd` row; its store's totals come from the line it logs when it stops (SIGTERM).
 async fn lnhubd_row(amount_msat: u64, payments: usize) -> Measured {
     let (s, r) = payer_and_payee();
-    let (hub, _) = payer_hub_payee(&s, &r, TempDir::new("bench")).await;
+    let (hub, _) = payer_hub_payee_with(&s, &r, TempDir::new("bench"), metrics_flag()).await;
     let pid = hub.pid();
     let target = Target {
         label: "lnhubd",
@@ -216,7 +238,28 @@ async fn lnhubd_row(amount_msat: u64, payments: usize) -> Measured {
         pid,
         perf_suffix: format!("{}sat", amount_msat / 1000),
     };
+    let before = hub.metrics.map(|_| parse_metrics(&hub.scrape()));
     let m = drive(&s, &r, &target, amount_msat, payments).await;
+    if let Some(before) = before {
+        let after = parse_metrics(&hub.scrape());
+        let per_forward = |series: &str| {
+            let count = after.get(series).copied().unwrap_or(0.0)
+                - before.get(series).copied().unwrap_or(0.0);
+            count / payments as f64
+        };
+        let message = |dir: &str, name: &str| {
+            per_forward(&format!("lnhub_messages_{dir}_total{{type=\"{name}\"}}"))
+        };
+        println!(
+            "         per forward: {:.1} signatures verified, commitment_signed {:.2} received / \
+             {:.2} sent, revoke_and_ack {:.2} received / {:.2} sent",
+            per_forward("lnhub_signatures_verified_total"),
+            message("received", "commitment_signed"),
+            message("sent", "commitment_signed"),
+            message("received", "revoke_and_ack"),
+            message("sent", "revoke_and_ack"),
+        );
+    }
 
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

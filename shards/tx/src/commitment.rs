@@ -357,11 +357,11 @@ pub fn build_commitment_into(
     let plan = Plan::new(params, owner, spec)?;
     let htlc_keys = match (&keys.htlc, plan.untrimmed_count) {
         (_, 0) => None,
-        (Some(k), _) => Some(HtlcScriptKeys {
-            revocation_pubkey: &keys.revocation_pubkey,
-            local_htlc_pubkey: &k.local_htlc_pubkey,
-            remote_htlc_pubkey: &k.remote_htlc_pubkey,
-        }),
+        (Some(k), _) => Some(HtlcScriptKeys::new(
+            &keys.revocation_pubkey,
+            &k.local_htlc_pubkey,
+            &k.remote_htlc_pubkey,
+        )),
         (None, _) => return Err(CommitmentError::MissingHtlcKeys),
     };
     let channel_type = plan.channel_type;

@@ -231,21 +231,16 @@ pub fn anchor_script_in(buf: Vec<u8>, funding_pubkey: &PublicKey) -> ScriptBuf {
 /// `OP_DUP OP_HASH160 <RIPEMD160(SHA256(revocationpubkey))> OP_EQUAL OP_IF
 /// OP_CHECKSIG OP_ELSE <remote_htlcpubkey> OP_SWAP OP_SIZE 32 OP_EQUAL`,
 /// the prefix shared by both HTLC scripts.
-fn htlc_prefix(
-    buf: Vec<u8>,
-    revocation_pubkey: &PublicKey,
-    remote_htlc_pubkey: &PublicKey,
-) -> Builder {
-    let revocation_hash = hash160::Hash::hash(&revocation_pubkey.serialize()).to_byte_array();
+fn htlc_prefix(buf: Vec<u8>, keys: &HtlcScriptKeys<'_>) -> Builder {
     let b = builder_in(buf)
         .push_opcode(OP_DUP)
         .push_opcode(OP_HASH160)
-        .push_slice(revocation_hash)
+        .push_slice(keys.revocation_hash)
         .push_opcode(OP_EQUAL)
         .push_opcode(OP_IF)
         .push_opcode(OP_CHECKSIG)
         .push_opcode(OP_ELSE);
-    key(b, remote_htlc_pubkey)
+    key(b, keys.remote_htlc_pubkey)
         .push_opcode(OP_SWAP)
         .push_opcode(OP_SIZE)
         .push_int(32)
@@ -270,15 +265,31 @@ fn htlc_suffix(b: Builder, anchors: bool) -> ScriptBuf {
     b.push_opcode(OP_ENDIF).into_script()
 }
 
-/// The per-commitment keys an HTLC script needs.
+/// The per-commitment keys an HTLC script needs, with the revocation key's
+/// HASH160 computed once for all the HTLC scripts of a commitment.
 #[derive(Clone, Copy, Debug)]
 pub struct HtlcScriptKeys<'a> {
-    /// `revocationpubkey`.
-    pub revocation_pubkey: &'a PublicKey,
+    /// `RIPEMD160(SHA256(revocationpubkey))`.
+    revocation_hash: [u8; 20],
     /// `local_htlcpubkey` (the commitment owner's).
-    pub local_htlc_pubkey: &'a PublicKey,
+    local_htlc_pubkey: &'a PublicKey,
     /// `remote_htlcpubkey`.
-    pub remote_htlc_pubkey: &'a PublicKey,
+    remote_htlc_pubkey: &'a PublicKey,
+}
+
+impl<'a> HtlcScriptKeys<'a> {
+    /// The keys of one commitment's HTLC scripts.
+    pub fn new(
+        revocation_pubkey: &PublicKey,
+        local_htlc_pubkey: &'a PublicKey,
+        remote_htlc_pubkey: &'a PublicKey,
+    ) -> Self {
+        HtlcScriptKeys {
+            revocation_hash: hash160::Hash::hash(&revocation_pubkey.serialize()).to_byte_array(),
+            local_htlc_pubkey,
+            remote_htlc_pubkey,
+        }
+    }
 }
 
 /// Offered HTLC witness script (the owner offered it; it times out back to
@@ -304,7 +315,7 @@ pub fn offered_htlc_script_in(
     payment_hash: &sha256::Hash,
     anchors: bool,
 ) -> ScriptBuf {
-    let b = htlc_prefix(buf, keys.revocation_pubkey, keys.remote_htlc_pubkey)
+    let b = htlc_prefix(buf, &keys)
         .push_opcode(OP_NOTIF)
         .push_opcode(OP_DROP)
         .push_int(2)
@@ -347,7 +358,7 @@ pub fn received_htlc_script_in(
     cltv_expiry: u32,
     anchors: bool,
 ) -> ScriptBuf {
-    let b = htlc_prefix(buf, keys.revocation_pubkey, keys.remote_htlc_pubkey)
+    let b = htlc_prefix(buf, &keys)
         .push_opcode(OP_IF)
         .push_opcode(OP_HASH160)
         .push_slice(ripemd_of_payment_hash(payment_hash))
@@ -397,11 +408,7 @@ mod tests {
             ScriptBuf::new_p2wpkh(&WPubkeyHash::hash(&a.serialize()))
         );
         assert_eq!(p2wpkh.len(), P2WPKH_LEN);
-        let keys = HtlcScriptKeys {
-            revocation_pubkey: &a,
-            local_htlc_pubkey: &a,
-            remote_htlc_pubkey: &a,
-        };
+        let keys = HtlcScriptKeys::new(&a, &a, &a);
         let hash = sha256::Hash::hash(b"x");
         let longest = received_htlc_script(keys, &hash, u32::MAX, true);
         assert_eq!(longest.len(), HTLC_SCRIPT_MAX_LEN);
