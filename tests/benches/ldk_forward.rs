@@ -28,22 +28,15 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use lightning::types::payment::PaymentHash;
 use lnhub_tests::{
-    lnhubd_path, parse_metrics, payer_hub_payee_with, payer_ldk_hub_payee, LdkNode, LdkNodeConfig,
-    TempDir,
+    lnhubd_has_flag, parse_metrics, payer_hub_payee_with, payer_ldk_hub_payee, LdkNode,
+    LdkNodeConfig, TempDir,
 };
 
 /// `--metrics` on an ephemeral port, for builds that have it (an older one, run with
 /// `LNHUBD`, may not): the row then says what the hub's CPU went to, the signatures it
 /// checked and the commitments each side sent, per forward.
 fn metrics_flag() -> &'static [&'static str] {
-    static KNOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let knows = *KNOWS.get_or_init(|| {
-        std::process::Command::new(lnhubd_path())
-            .arg("--help")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--metrics"))
-    });
-    if knows {
+    if lnhubd_has_flag("--metrics") {
         &["--metrics", "127.0.0.1:0"]
     } else {
         &[]

@@ -178,15 +178,23 @@ pub struct Hub {
     extra: Vec<String>,
 }
 
-/// Whether the `lnhubd` under test has the admin RPC (`--rpc-listen` in its `--help`).
-fn has_admin_rpc() -> bool {
-    static KNOWS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *KNOWS.get_or_init(|| {
+/// Whether the `lnhubd` under test takes `flag` (it is in its `--help`, read once): an older
+/// build run with `LNHUBD` may lack flags this harness or a benchmark would pass.
+pub fn lnhubd_has_flag(flag: &str) -> bool {
+    static HELP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HELP.get_or_init(|| {
         Command::new(lnhubd_path())
             .arg("--help")
             .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--rpc-listen"))
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     })
+    .contains(flag)
+}
+
+/// Whether the `lnhubd` under test has the admin RPC (`--rpc-listen` in its `--help`).
+fn has_admin_rpc() -> bool {
+    lnhubd_has_flag("--rpc-listen")
 }
 
 /// What `lnhubd` printed at start-up.
