@@ -14,8 +14,8 @@
 //!
 //! Run `cargo build --release -p lnhubd`, then `cargo bench -p lnhub-tests --bench ldk_forward`.
 //! Environment: `LDK_FORWARD_HUBS=lnhubd|ldk|both` (default both), `LDK_FORWARD_PAYMENTS=N`
-//! or `N,M` (N 1-sat payments and N, or M, 1,000-sat ones; default 1,000 and 400; always 100
-//! in flight), `LNHUBD=<path>` and
+//! or `N,M` (N 1-sat payments and N, or M, 1,000-sat ones; default 1,000 of each, at most
+//! about 1,900 1,000-sat ones; always 100 in flight), `LNHUBD=<path>` and
 //! `LNHUBD_ARGS="..."` (another `lnhubd` build, more flags), `LDK_HUB_ARGS="..."` (more
 //! `ldk-hub` flags, e.g. `--forward-delay 0` to process forwards at once instead of after LDK's
 //! background processor's random delay), `LDK_FORWARD_PERF=<file>` (a `perf` profile of the
@@ -28,7 +28,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use lightning::types::payment::PaymentHash;
 use lnhub_tests::{
-    lnhubd_has_flag, parse_metrics, payer_hub_payee_with, payer_ldk_hub_payee, LdkNode,
+    lnhubd_has_flag, parse_metrics, payer_hub_payee_sized, payer_ldk_hub_payee, LdkNode,
     LdkNodeConfig, TempDir,
 };
 
@@ -44,6 +44,10 @@ fn metrics_flag() -> &'static [&'static str] {
 }
 
 const IN_FLIGHT: usize = 100;
+
+/// Both channels' size (sat): the hub holds half of its channel to R, enough to forward the
+/// default 1,000 1,000-sat payments (the tests' smaller channels hold about 490 of them).
+const CHANNEL_SAT: u64 = 4_000_000;
 
 /// The process's user + system CPU time, from `/proc/<pid>/stat` (fields 14 and 15, in clock
 /// ticks of 1/100 s on Linux).
@@ -223,7 +227,8 @@ async fn drive(
 /// The `lnhubd` row; its store's totals come from the line it logs when it stops (SIGTERM).
 async fn lnhubd_row(amount_msat: u64, payments: usize) -> Measured {
     let (s, r) = payer_and_payee();
-    let (hub, _) = payer_hub_payee_with(&s, &r, TempDir::new("bench"), metrics_flag()).await;
+    let (hub, _) =
+        payer_hub_payee_sized(&s, &r, TempDir::new("bench"), metrics_flag(), CHANNEL_SAT).await;
     let pid = hub.pid();
     let target = Target {
         label: "lnhubd",
@@ -288,6 +293,7 @@ async fn ldk_row(amount_msat: u64, payments: usize) -> Measured {
         env!("CARGO_BIN_EXE_ldk-hub"),
         TempDir::new("bench-ldk"),
         &[],
+        CHANNEL_SAT,
     )
     .await;
     let target = Target {
@@ -355,5 +361,5 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(run(&hubs, 1_000, small.unwrap_or(1_000)));
-    rt.block_on(run(&hubs, 1_000_000, large.unwrap_or(400)));
+    rt.block_on(run(&hubs, 1_000_000, large.unwrap_or(1_000)));
 }

@@ -222,16 +222,18 @@ pub fn parse_started(line: &str) -> Option<(PublicKey, SocketAddr)> {
     Some((node_id?, addr?))
 }
 
-/// [`crate::payer_hub_payee`] with an `ldk-hub` process (`exe`, store in `dir`) as the hub,
-/// trusting `s` and `r`: the same channels and route hint. Returns the hub and `s`'s channel.
+/// [`crate::payer_hub_payee_sized`] with an `ldk-hub` process (`exe`, store in `dir`) as the
+/// hub, trusting `s` and `r`: the same channels (`capacity_sat` each) and route hint. Returns
+/// the hub and `s`'s channel.
 pub async fn payer_ldk_hub_payee(
     s: &LdkNode,
     r: &LdkNode,
     exe: impl AsRef<Path>,
     dir: TempDir,
     extra: &[&str],
+    capacity_sat: u64,
 ) -> (LdkHub, ChannelId) {
     let hub = LdkHub::start(exe, dir, &[s.node_id, r.node_id], extra);
-    let s_chan = payer_via_payee(s, r, hub.node_id, hub.addr).await;
+    let s_chan = payer_via_payee(s, r, hub.node_id, hub.addr, capacity_sat).await;
     (hub, s_chan)
 }

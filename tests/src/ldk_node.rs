@@ -1690,10 +1690,14 @@ async fn background(ctx: Arc<Ctx>) {
     }
 }
 
-/// The payment tests' topology: `lnhubd` (data directory `dir`, trusting both nodes, channels
-/// in memory) with a zero-conf channel from `s` (1,000,000 sat, nothing pushed) and one from
-/// `r` (1,000,000 sat, half pushed to the hub so it can pay `r`), `r`'s route hint through the
-/// hub ready. Returns the hub and `s`'s channel id.
+/// The payment tests' channel size ([`payer_hub_payee`]): enough for the 400 1,000-sat
+/// payments a test makes at most.
+pub const CHANNEL_SAT: u64 = 1_000_000;
+
+/// The payment tests' topology: `lnhubd` (durable in the data directory `dir`, trusting both
+/// nodes) with a zero-conf channel from `s` ([`CHANNEL_SAT`], nothing pushed) and one from `r`
+/// (as large, half pushed to the hub so it can pay `r`), `r`'s route hint through the hub
+/// ready. Returns the hub and `s`'s channel id.
 pub async fn payer_hub_payee(
     s: &LdkNode,
     r: &LdkNode,
@@ -1709,30 +1713,44 @@ pub async fn payer_hub_payee_with(
     dir: crate::TempDir,
     extra: &[&str],
 ) -> (crate::Hub, ChannelId) {
+    payer_hub_payee_sized(s, r, dir, extra, CHANNEL_SAT).await
+}
+
+/// [`payer_hub_payee_with`] with both channels `capacity_sat` large (the hub can then forward
+/// up to about half of that to `r`).
+pub async fn payer_hub_payee_sized(
+    s: &LdkNode,
+    r: &LdkNode,
+    dir: crate::TempDir,
+    extra: &[&str],
+    capacity_sat: u64,
+) -> (crate::Hub, ChannelId) {
     let (sid, rid) = (s.node_id.to_string(), r.node_id.to_string());
     let mut args = vec!["--trusted-peer", &sid, "--trusted-peer", &rid];
     args.extend_from_slice(extra);
     let hub = crate::Hub::start_in(dir, &args);
-    let s_chan = payer_via_payee(s, r, hub.node_id, hub.addr).await;
+    let s_chan = payer_via_payee(s, r, hub.node_id, hub.addr, capacity_sat).await;
     (hub, s_chan)
 }
 
-/// [`payer_hub_payee`]'s channels through any hub that trusts `s` and `r` with zero-conf
-/// channels (`lnhubd`, or an LDK node: [`crate::LdkHub`]): both connect, open their channels
-/// and `r` waits for its route hint. Returns `s`'s channel id.
+/// [`payer_hub_payee`]'s channels, each `capacity_sat` large, through any hub that trusts `s`
+/// and `r` with zero-conf channels (`lnhubd`, or an LDK node: [`crate::LdkHub`]): both
+/// connect, open their channels (`r` pushing half of its own to the hub) and `r` waits for its
+/// route hint. Returns `s`'s channel id.
 pub async fn payer_via_payee(
     s: &LdkNode,
     r: &LdkNode,
     hub: PublicKey,
     addr: SocketAddr,
+    capacity_sat: u64,
 ) -> ChannelId {
     s.connect(hub, addr).await.expect("S connects");
     r.connect(hub, addr).await.expect("R connects");
     let s_chan = s
-        .open_zero_conf_channel(hub, 1_000_000, 0)
+        .open_zero_conf_channel(hub, capacity_sat, 0)
         .await
         .expect("S -> hub channel");
-    r.open_zero_conf_channel(hub, 1_000_000, 500_000_000)
+    r.open_zero_conf_channel(hub, capacity_sat, capacity_sat * 1000 / 2)
         .await
         .expect("R -> hub channel");
     r.wait_route_hint_ready(&hub, Duration::from_secs(20))

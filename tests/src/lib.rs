@@ -32,8 +32,8 @@ pub mod ldk_node;
 pub mod ldk_store;
 pub use ldk_hub::{payer_ldk_hub_payee, LdkHub};
 pub use ldk_node::{
-    payer_hub_payee, payer_hub_payee_with, payer_via_payee, ForwardDelay, InboundChannelPolicy,
-    LdkNode, LdkNodeConfig, PaymentFailure,
+    payer_hub_payee, payer_hub_payee_sized, payer_hub_payee_with, payer_via_payee, ForwardDelay,
+    InboundChannelPolicy, LdkNode, LdkNodeConfig, PaymentFailure, CHANNEL_SAT,
 };
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bitcoin::hashes::{sha256, Hash};
 use lightning::types::payment::PaymentHash;
-use lnhub_tests::{payer_ldk_hub_payee, Hub, LdkNode, LdkNodeConfig, TempDir};
+use lnhub_tests::{payer_ldk_hub_payee, Hub, LdkNode, LdkNodeConfig, TempDir, CHANNEL_SAT};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -179,6 +179,7 @@ async fn ldk_pays_ldk_through_an_ldk_hub_process() {
         env!("CARGO_BIN_EXE_ldk-hub"),
         TempDir::new("ldk-hub"),
         &[],
+        CHANNEL_SAT,
     )
     .await;
     assert_eq!(
