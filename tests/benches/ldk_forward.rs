@@ -47,7 +47,7 @@ const IN_FLIGHT: usize = 100;
 
 /// Both channels' size (sat): the hub holds half of its channel to R, enough to forward the
 /// default 1,000 1,000-sat payments (the tests' smaller channels hold about 490 of them).
-const CHANNEL_SAT: u64 = 4_000_000;
+const BENCH_CHANNEL_SAT: u64 = 4_000_000;
 
 /// The process's user + system CPU time, from `/proc/<pid>/stat` (fields 14 and 15, in clock
 /// ticks of 1/100 s on Linux).
@@ -227,8 +227,14 @@ async fn drive(
 /// The `lnhubd` row; its store's totals come from the line it logs when it stops (SIGTERM).
 async fn lnhubd_row(amount_msat: u64, payments: usize) -> Measured {
     let (s, r) = payer_and_payee();
-    let (hub, _) =
-        payer_hub_payee_sized(&s, &r, TempDir::new("bench"), metrics_flag(), CHANNEL_SAT).await;
+    let (hub, _) = payer_hub_payee_sized(
+        &s,
+        &r,
+        TempDir::new("bench"),
+        metrics_flag(),
+        BENCH_CHANNEL_SAT,
+    )
+    .await;
     let pid = hub.pid();
     let target = Target {
         label: "lnhubd",
@@ -293,7 +299,7 @@ async fn ldk_row(amount_msat: u64, payments: usize) -> Measured {
         env!("CARGO_BIN_EXE_ldk-hub"),
         TempDir::new("bench-ldk"),
         &[],
-        CHANNEL_SAT,
+        BENCH_CHANNEL_SAT,
     )
     .await;
     let target = Target {

@@ -1690,8 +1690,8 @@ async fn background(ctx: Arc<Ctx>) {
     }
 }
 
-/// The payment tests' channel size ([`payer_hub_payee`]): enough for the 400 1,000-sat
-/// payments a test makes at most.
+/// The payment tests' channel size ([`payer_hub_payee`]): R pushes half of it to the hub, so
+/// the hub can forward about 490 1,000-sat payments to R.
 pub const CHANNEL_SAT: u64 = 1_000_000;
 
 /// The payment tests' topology: `lnhubd` (durable in the data directory `dir`, trusting both
